@@ -1,0 +1,179 @@
+/// One destination as the kernel's connect() sees it: a new connection from
+/// `local` to `peer:peerPort` may reuse any port not already used towards
+/// exactly that destination (`__inet_check_established`).
+public struct GroupKey: Hashable, Sendable, Comparable {
+    public var local: IPAddress
+    public var peer: IPAddress
+    public var peerPort: UInt16
+
+    public init(local: IPAddress, peer: IPAddress, peerPort: UInt16) {
+        self.local = local
+        self.peer = peer
+        self.peerPort = peerPort
+    }
+
+    public static func < (a: GroupKey, b: GroupKey) -> Bool {
+        (a.local, a.peer, a.peerPort) < (b.local, b.peer, b.peerPort)
+    }
+}
+
+/// Folds SOCK_DIAG records into the port accounting model, one record at a
+/// time, so memory grows with the number of groups, not of sockets. The rules
+/// are the kernel's (see docs/model.md):
+/// - a TCP port held by an explicit bind (listener, bind(addr, port), bound-only
+///   socket) is lost to every connect(): it lowers every group's capacity;
+/// - any other TCP socket holds its port only towards its own destination,
+///   TIME_WAIT included unless tcp_tw_reuse would hand it out again;
+/// - every TCP socket, and every UDP socket, holds its port host-wide for bind().
+public struct PortCensus: Sendable {
+    public let sysctls: PortSysctls
+    /// How old (ms) a TIME_WAIT entry must be before the kernel reuses it.
+    private let reuseDelayMs: UInt32
+    private let reserved: PortBitmap
+    private var explicitTCP: PortBitmap
+    private var listenerPorts: PortBitmap
+    private var tcpBound: PortBitmap
+    private var udpBound: PortBitmap
+    private var udpliteBound: PortBitmap
+    private var groups: [GroupKey: GroupAccumulator] = [:]
+    private var tcpStates = [Int](repeating: 0, count: 16)
+    private var udpSockets = 0
+    private var udpliteSockets = 0
+    public private(set) var udpliteSeen = false
+
+    struct GroupAccumulator: Sendable {
+        var ports = GroupPortSet()
+        var timeWait = 0
+        var finWait2 = 0
+    }
+
+    public init(sysctls: PortSysctls) {
+        self.sysctls = sysctls
+        reuseDelayMs = UInt32(clamping: sysctls.effectiveTwReuseDelayMs)
+        reserved = sysctls.reservedInRange
+        let empty = PortBitmap(low: sysctls.rangeLow, high: sysctls.rangeHigh)
+        explicitTCP = empty
+        listenerPorts = empty
+        tcpBound = empty
+        udpBound = empty
+        udpliteBound = empty
+    }
+
+    /// The filter for TCP dumps: ports in the range (the kernel cannot skip
+    /// reserved ones cheaply; the census does). `explicit` picks the dump of
+    /// explicitly bound sockets, otherwise the auto-bound ones.
+    public static func tcpFilter(_ sysctls: PortSysctls, explicit: Bool) -> InetDiagFilter {
+        .and(.sourcePorts(sysctls.rangeLow, sysctls.rangeHigh), explicit ? .not(.autoBound) : .autoBound)
+    }
+
+    public static func udpFilter(_ sysctls: PortSysctls) -> InetDiagFilter {
+        .sourcePorts(sysctls.rangeLow, sysctls.rangeHigh)
+    }
+
+    func isUsable(_ port: UInt16) -> Bool { tcpBound.covers(port) && !reserved.contains(port) }
+
+    /// Folds one TCP socket. `explicitlyBound` says which dump it came from.
+    public mutating func addTCP(_ r: InetDiagRecord, explicitlyBound: Bool) {
+        let port = r.localPort
+        guard isUsable(port) else { return }
+        tcpStates[Int(r.state & 15)] += 1
+        tcpBound.insert(port)
+        if explicitlyBound || r.state == TCPState.listen || r.state == TCPState.boundInactive {
+            // bind() gave this port a bucket connect() may not share.
+            explicitTCP.insert(port)
+            if r.state == TCPState.listen { listenerPorts.insert(port) }
+            return
+        }
+        let key = GroupKey(local: r.local, peer: r.remote, peerPort: r.remotePort)
+        let range = (low: sysctls.rangeLow, high: sysctls.rangeHigh)
+        let reusable = r.state == TCPState.timeWait && timeWaitIsReusable(r)
+        let state = r.state
+        modifyGroup(key) { group in
+            if state == TCPState.timeWait { group.timeWait += 1 }
+            if state == TCPState.finWait2 { group.finWait2 += 1 }
+            if !reusable { group.ports.insert(port, range: range) }
+        }
+    }
+
+    private mutating func modifyGroup(_ key: GroupKey, _ body: (inout GroupAccumulator) -> Void) {
+        body(&groups[key, default: GroupAccumulator()])
+    }
+
+    /// Folds one UDP (or UDP-Lite, which has its own port table) socket.
+    public mutating func addUDP(_ r: InetDiagRecord, lite: Bool = false) {
+        let port = r.localPort
+        guard isUsable(port) else { return }
+        if lite {
+            udpliteSeen = true
+            udpliteSockets += 1
+            udpliteBound.insert(port)
+        } else {
+            udpSockets += 1
+            udpBound.insert(port)
+        }
+    }
+
+    /// Marks that UDP-Lite was dumped (even if it held no sockets).
+    public mutating func noteUDPLiteDumped() { udpliteSeen = true }
+
+    /// `tcp_twsk_unique`: would a connect() to this TIME_WAIT entry's 4-tuple
+    /// take it over instead of failing?
+    public func timeWaitIsReusable(_ r: InetDiagRecord) -> Bool {
+        var reuse = sysctls.tcpTwReuse
+        if reuse == 2 {
+            let loopback = r.interface == 1 || r.local.isLoopback || r.remote.isLoopback
+            if !loopback { reuse = 0 }
+        }
+        guard reuse != 0, sysctls.tcpTimestamps != 0 else { return false }
+        // TIME_WAIT lasts TCP_TIMEWAIT_LEN (60 s); expires counts down what is left.
+        let ageMs = 60_000 &- min(r.expiresMs, 60_000)
+        return ageMs > reuseDelayMs
+    }
+
+    /// The finished accounting. Pure function of what was folded.
+    public func report(thresholds: Thresholds) -> PortBudgetReport {
+        let rangeSize = Int(sysctls.rangeHigh) - Int(sysctls.rangeLow) + 1
+        let usable = rangeSize - reserved.count
+        let capacity = usable - explicitTCP.count
+        var groupReports: [PortBudgetReport.Group] = []
+        groupReports.reserveCapacity(groups.count)
+        for (key, group) in groups {
+            let used = group.ports.distinctCount(excluding: explicitTCP)
+            groupReports.append(.init(
+                localIP: key.local.description, peerIP: key.peer.description, peerPort: Int(key.peerPort),
+                used: used, timeWait: group.timeWait, finWait2: group.finWait2, capacity: capacity,
+                utilization: Self.ratio(used, capacity)))
+        }
+        groupReports.sort { a, b in
+            if a.utilization != b.utilization { return a.utilization > b.utilization }
+            if a.used != b.used { return a.used > b.used }
+            return (a.localIP, a.peerIP, a.peerPort) < (b.localIP, b.peerIP, b.peerPort)
+        }
+        var states: [String: Int] = [:]
+        for (state, count) in tcpStates.enumerated() where count > 0 { states[TCPState.name(UInt8(state))] = count }
+
+        let tcp = PortBudgetReport.TCP(
+            boundPorts: tcpBound.count, bindUtilization: Self.ratio(tcpBound.count, usable),
+            explicitBoundPorts: explicitTCP.count, listenerPortsInRange: listenerPorts.ports.map(Int.init),
+            groupCount: groupReports.count, maxGroupUtilization: groupReports.first?.utilization ?? 0,
+            socketsByState: states, groups: groupReports)
+        let udp = PortBudgetReport.UDP(
+            boundPorts: udpBound.count, utilization: Self.ratio(udpBound.count, usable), sockets: udpSockets)
+        let udplite = udpliteSeen
+            ? PortBudgetReport.UDP(boundPorts: udpliteBound.count, utilization: Self.ratio(udpliteBound.count, usable),
+                                   sockets: udpliteSockets)
+            : nil
+        return PortBudgetReport(
+            portRange: .init(low: Int(sysctls.rangeLow), high: Int(sysctls.rangeHigh), reserved: reserved.count,
+                             usable: usable),
+            timeWaitReuse: .init(tcpTwReuse: sysctls.tcpTwReuse, tcpTimestamps: sysctls.tcpTimestamps,
+                                 reuseDelayMs: sysctls.effectiveTwReuseDelayMs,
+                                 finTimeoutSeconds: sysctls.tcpFinTimeoutSeconds),
+            tcp: tcp, udp: udp, udplite: udplite, thresholds: thresholds)
+    }
+
+    /// used / capacity; a destination with no capacity at all is fully used.
+    static func ratio(_ used: Int, _ capacity: Int) -> Double {
+        capacity <= 0 ? 1 : min(1, Double(used) / Double(capacity))
+    }
+}

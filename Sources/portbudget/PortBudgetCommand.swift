@@ -1,0 +1,61 @@
+import ArgumentParser
+import Glibc
+import Logging
+
+@main
+struct PortBudgetCommand: AsyncParsableCommand {
+    static let version = "0.1.0"
+
+    static let configuration = CommandConfiguration(
+        commandName: "portbudget",
+        abstract: "Sees ephemeral-port exhaustion coming, per destination and host-wide.",
+        version: version,
+        subcommands: [CheckCommand.self],
+        defaultSubcommand: nil)
+
+    /// Exit statuses for command lines the agent cannot run: `check` follows
+    /// the Nagios plugin convention (3, UNKNOWN); the long-running commands use 2.
+    static func usageExitCode(for arguments: [String]) -> Int32 {
+        arguments.first == "check" ? 3 : 2
+    }
+
+    static func main() async {
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        do {
+            var command = try parseAsRoot(arguments)
+            if var asyncCommand = command as? AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            let code = exitCode(for: error)
+            if code == .success || error is ExitCode || error is CleanExit {
+                exit(withError: error)
+            }
+            if code == .validationFailure {
+                // One line naming what was wrong; --help has the rest.
+                let message = self.message(for: error).split(separator: "\n").first.map(String.init) ?? "invalid arguments"
+                printError("portbudget: \(message) (see 'portbudget --help')")
+                Glibc.exit(usageExitCode(for: arguments))
+            }
+            printError("portbudget: \(error)")
+            Glibc.exit(usageExitCode(for: arguments) == 3 ? 3 : 1)
+        }
+    }
+}
+
+/// Logs to standard error; only `main` builds loggers (libraries take one).
+func makeLogger(_ label: String, level: Logger.Level) -> Logger {
+    var logger = Logger(label: label) { StreamLogHandler.standardError(label: $0) }
+    logger.logLevel = level
+    return logger
+}
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}
+
+/// Writes one line to standard error, unbuffered.
+func printError(_ line: String) {
+    var text = line + "\n"
+    text.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
+}
