@@ -78,7 +78,10 @@ public struct PortCensus: Sendable {
         guard isUsable(port) else { return }
         tcpStates[Int(r.state & 15)] += 1
         tcpBound.insert(port)
-        if explicitlyBound || r.state == TCPState.listen || r.state == TCPState.boundInactive {
+        // Bound-only sockets (dumped since 6.5 in state CLOSE) hold their bind
+        // bucket like listeners do, even when bind(addr, 0) picked the port.
+        if explicitlyBound || r.state == TCPState.listen || r.state == TCPState.close
+            || r.state == TCPState.boundInactive {
             // bind() gave this port a bucket connect() may not share.
             explicitTCP.insert(port)
             if r.state == TCPState.listen { listenerPorts.insert(port) }

@@ -17,7 +17,11 @@ public final class AcceptLoop {
         self.mode = mode
     }
 
-    public func add(listener fd: Int32) { listeners.append(fd) }
+    public func add(listener fd: Int32) {
+        // Non-blocking, so draining the accept queue stops when it is empty.
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+        listeners.append(fd)
+    }
 
     /// Runs until `stop()` returns true (checked at least every 100 ms).
     public func run(until stop: () -> Bool) {
