@@ -2,35 +2,11 @@ import Glibc
 import Logging
 import PortBudgetCore
 
-/// How one collector fared in one collection: what the exposition reports
-/// as `portbudget_scrape_collector_{duration_seconds,success}`.
-public struct CollectorOutcome: Sendable, Equatable {
-    public let name: String
-    public let seconds: Double
-    public let error: String?
-    public var success: Bool { error == nil }
-}
-
-/// One collection of one network namespace.
-public struct Collection: Sendable {
-    /// Nil when the census itself failed: then nothing may be reported as measured.
-    public let report: PortBudgetReport?
-    public let outcomes: [CollectorOutcome]
-
-    /// The first failure among the collectors the port budget depends on.
-    public var fatalError: String? {
-        outcomes.first { !$0.success && Collector.essential.contains($0.name) }?.error
-    }
-}
-
 /// Runs the collectors — sysctls, SOCK_DIAG census, sockstat, snmp, netstat —
 /// against the network namespace of the calling thread. It opens its netlink
 /// socket per collection, so the same collector can later run once per
 /// namespace after a setns().
 public struct Collector: Sendable {
-    public static let essential: Set<String> = ["sysctl", "sockdiag"]
-    public static let names = ["sysctl", "sockdiag", "sockstat", "snmp", "netstat"]
-
     public let procfs: ProcFS
     public let logger: Logger
 
@@ -39,7 +15,7 @@ public struct Collector: Sendable {
         self.logger = logger
     }
 
-    public func collect(thresholds: Thresholds) -> Collection {
+    public func collect(thresholds: Thresholds) -> CollectionResult {
         var outcomes: [CollectorOutcome] = []
         func timed<T>(_ name: String, _ body: () throws -> T) -> T? {
             let start = Self.monotonicSeconds()
@@ -70,7 +46,7 @@ public struct Collector: Sendable {
         tables[.snmp] = timed("snmp") { try procfs.netTable(.snmp) }
         tables[.netstat] = timed("netstat") { try procfs.netTable(.netstat) }
         report?.counters = KernelCounterValues(tables: tables).values
-        return Collection(report: report, outcomes: outcomes)
+        return CollectionResult(report: report, outcomes: outcomes)
     }
 
     /// Streams the TCP and UDP dumps of both families into a census.
