@@ -190,16 +190,21 @@ public struct PortBudgetReport: Sendable, Codable, Equatable {
         static func hostPort(_ ip: String, _ port: Int) -> String { ip.contains(":") ? "[\(ip)]:\(port)" : "\(ip):\(port)" }
     }
 
-    /// Every limit, worst first.
+    /// Every limit, worst first: by status level, then by fewest ports left
+    /// (what fails first); a destination before the host-wide limits on a
+    /// tie, since it is the more specific answer.
     public var limits: [Limit] {
-        var out: [Limit] = [
-            Limit(kind: .tcpBind, utilization: tcp.bindUtilization, used: tcp.boundPorts, capacity: portRange.usable),
-            Limit(kind: .udp, utilization: udp.utilization, used: udp.boundPorts, capacity: portRange.usable),
-        ]
+        var out: [Limit] = []
         if let worst = tcp.groups.first {
             out.append(Limit(kind: .group(worst), utilization: worst.utilization, used: worst.used, capacity: worst.capacity))
         }
-        return out.sorted { $0.utilization > $1.utilization }
+        out.append(Limit(kind: .tcpBind, utilization: tcp.bindUtilization, used: tcp.boundPorts, capacity: portRange.usable))
+        out.append(Limit(kind: .udp, utilization: udp.utilization, used: udp.boundPorts, capacity: portRange.usable))
+        func key(_ l: Limit) -> (Int32, Int) { (-thresholds.status(l.utilization).exitCode, l.capacity - l.used) }
+        return out.enumerated().sorted { a, b in
+            let (ka, kb) = (key(a.element), key(b.element))
+            return ka != kb ? ka < kb : a.offset < b.offset
+        }.map(\.element)
     }
 
     /// The worst status over every group (not only the listed ones), bind and UDP.

@@ -94,6 +94,29 @@ final class NetworkNamespace {
         try hold(["connect", "--to", destination, "--count", "70000", "--until-fail", "--hold"] + extra)
     }
 
+    /// Counts sockets in `state` as the kernel shows them through `ss`.
+    func socketCount(state: String) -> Int {
+        run(["ss", "-tanH", "state", state]).stdout.split(separator: "\n").count
+    }
+
+    /// Waits until `ss` shows `count` sockets in `state` — churn has settled —
+    /// and returns how many it shows. Under heavy load the kernel has been
+    /// seen to drop a few TIME_WAIT entries early; the tests then hold the
+    /// agent to what the kernel has, which must still be most of what was built.
+    @discardableResult
+    func settledSockets(state: String, expected count: Int, timeout: TimeInterval = 5,
+                        file: StaticString = #filePath, line: UInt = #line) throws -> Int {
+        let deadline = Date().addingTimeInterval(timeout)
+        var seen = socketCount(state: state)
+        while seen != count && Date() < deadline {
+            usleep(50_000)
+            seen = socketCount(state: state)
+        }
+        XCTAssertGreaterThanOrEqual(seen, count * 8 / 10, "ss shows \(seen) sockets in \(state), built \(count)",
+                                    file: file, line: line)
+        return seen
+    }
+
     // MARK: the agent
 
     /// `portbudget check --json --top 0` inside the namespace.
