@@ -12,6 +12,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.3"),
+        .package(url: "https://github.com/apple/swift-nio-extras", from: "1.35.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // libmnl plus the sock_diag UAPI, with a shim for what Swift cannot import.
@@ -32,14 +35,31 @@ let package = Package(
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
+        // The exporter's HTTP side: serves the exposition over SwiftNIO, one
+        // collection per scrape shared by concurrent scrapers.
+        .target(
+            name: "PortBudgetServer",
+            dependencies: [
+                "PortBudgetCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOHTTPCompression", package: "swift-nio-extras"),
+                .product(name: "NIOExtras", package: "swift-nio-extras"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // Real-socket load generator shared by the integration tests and the benchmark.
         .target(name: "PortBudgetLoad"),
         .executableTarget(
             name: "portbudget",
             dependencies: [
-                "PortBudgetCore", "PortBudgetLinux",
+                "PortBudgetCore", "PortBudgetLinux", "PortBudgetServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         .executableTarget(
@@ -50,6 +70,16 @@ let package = Package(
             name: "PortBudgetCoreTests",
             dependencies: ["PortBudgetCore"],
             resources: [.copy("Fixtures")]
+        ),
+        .testTarget(
+            name: "PortBudgetServerTests",
+            dependencies: [
+                "PortBudgetCore", "PortBudgetServer",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
         .testTarget(
             name: "PortBudgetIntegrationTests",

@@ -1,0 +1,150 @@
+/// The exporter's metric contract: turns one collection into exposition
+/// families. Pure, so the golden test and both `serve` and `textfile` share it.
+///
+/// When the census failed (no report), only build info and the per-collector
+/// duration and success gauges are written: a failed collector shows as
+/// `portbudget_scrape_collector_success 0`, and no port number is invented or
+/// carried over from an earlier collection.
+public enum MetricsExposition {
+    public static let prefix = "portbudget_"
+
+    /// The whole exposition of one collection, ending with a newline.
+    /// `top` bounds the per-group series to the most utilized groups (0: all);
+    /// aggregates always describe every group.
+    public static func render(_ collection: CollectionResult, top: Int, version: String) -> String {
+        var writer = ExpositionWriter()
+        write(collection, top: top, version: version, into: &writer)
+        return writer.text
+    }
+
+    public static func write(_ collection: CollectionResult, top: Int, version: String,
+                             into w: inout ExpositionWriter) {
+        w.single("portbudget_build_info", .gauge,
+                 help: "Always 1; the version label says which portbudget produced these metrics.",
+                 1.0, labels: [("version", version)])
+        writeCollectors(collection.outcomes, into: &w)
+        guard let report = collection.report else { return }
+        writeRange(report, into: &w)
+        writeTCP(report, top: top, into: &w)
+        writeUDP(report, into: &w)
+        writeSysctls(report, into: &w)
+        writeCounters(report.counters, into: &w)
+    }
+
+    /// In `CollectionResult.collectorNames` order, then any others by name,
+    /// so the output does not depend on the order collectors ran.
+    static func writeCollectors(_ outcomes: [CollectorOutcome], into w: inout ExpositionWriter) {
+        let rank = Dictionary(uniqueKeysWithValues: CollectionResult.collectorNames.enumerated().map { ($1, $0) })
+        let sorted = outcomes.sorted {
+            (rank[$0.name] ?? Int.max, $0.name) < (rank[$1.name] ?? Int.max, $1.name)
+        }
+        w.family("portbudget_scrape_collector_duration_seconds", .gauge,
+                 help: "How long each collector took in this collection.",
+                 sorted.map { .init([("collector", $0.name)], $0.seconds) })
+        w.family("portbudget_scrape_collector_success", .gauge,
+                 help: "1 when the collector succeeded in this collection, 0 when it failed; the metrics it feeds are then absent.",
+                 sorted.map { .init([("collector", $0.name)], $0.success ? 1 : 0) })
+    }
+
+    static func writeRange(_ r: PortBudgetReport, into w: inout ExpositionWriter) {
+        w.single("portbudget_port_range_low", .gauge,
+                 help: "Lowest port of net.ipv4.ip_local_port_range, shared by TCP and UDP, IPv4 and IPv6.",
+                 r.portRange.low)
+        w.single("portbudget_port_range_high", .gauge,
+                 help: "Highest port of net.ipv4.ip_local_port_range (inclusive).", r.portRange.high)
+        w.single("portbudget_ports_reserved", .gauge,
+                 help: "Ports of the range listed in net.ipv4.ip_local_reserved_ports, which autobind skips.",
+                 r.portRange.reserved)
+        w.single("portbudget_ports_usable", .gauge,
+                 help: "Ports autobind may hand out: the range minus reserved ports.", r.portRange.usable)
+    }
+
+    static func writeTCP(_ r: PortBudgetReport, top: Int, into w: inout ExpositionWriter) {
+        let groups = r.limitingGroups(to: top).tcp.groups
+        func labels(_ g: PortBudgetReport.Group) -> [(name: String, value: String)] {
+            [("local_ip", g.localIP), ("peer_ip", g.peerIP), ("peer_port", String(g.peerPort))]
+        }
+        w.single("portbudget_tcp_groups", .gauge,
+                 help: "TCP destination groups (local IP, peer IP, peer port), all of them, before the --top bound.",
+                 r.tcp.groupCount)
+        w.single("portbudget_tcp_max_group_utilization_ratio", .gauge,
+                 help: "Utilization (0-1) of the most utilized TCP destination group; 0 when there is none.",
+                 r.tcp.maxGroupUtilization)
+        w.family("portbudget_tcp_group_ports_used", .gauge,
+                 help: "Usable ports a new connect() to this destination may not take: held towards it, TIME_WAIT entries the kernel would not reuse included. Top groups only.",
+                 groups.map { .init(labels($0), $0.used) })
+        w.family("portbudget_tcp_group_ports_capacity", .gauge,
+                 help: "Ports a connect() to this destination can use at most: usable ports minus explicitly bound TCP ports. Top groups only.",
+                 groups.map { .init(labels($0), $0.capacity) })
+        w.family("portbudget_tcp_group_ports_time_wait", .gauge,
+                 help: "TIME_WAIT entries towards this destination, reusable or not. Top groups only.",
+                 groups.map { .init(labels($0), $0.timeWait) })
+        w.family("portbudget_tcp_group_ports_fin_wait2", .gauge,
+                 help: "FIN_WAIT2 sockets towards this destination; they always hold their port. Top groups only.",
+                 groups.map { .init(labels($0), $0.finWait2) })
+        w.family("portbudget_tcp_group_utilization_ratio", .gauge,
+                 help: "Used over capacity (0-1) for this destination; at 1 connect() fails with EADDRNOTAVAIL. Top groups only.",
+                 groups.map { .init(labels($0), $0.utilization) })
+        w.single("portbudget_tcp_bound_ports", .gauge,
+                 help: "Distinct usable ports held by any TCP socket: what bind(addr, 0) competes for.",
+                 r.tcp.boundPorts)
+        w.single("portbudget_tcp_bind_utilization_ratio", .gauge,
+                 help: "TCP bound ports over usable ports (0-1); at 1 bind(addr, 0) fails with EADDRINUSE.",
+                 r.tcp.bindUtilization)
+        w.single("portbudget_tcp_explicit_bound_ports", .gauge,
+                 help: "Usable ports held by explicit TCP binds, listeners included: lost to every connect().",
+                 r.tcp.explicitBoundPorts)
+        w.single("portbudget_tcp_listener_ports_in_range", .gauge,
+                 help: "TCP listeners on ports inside the usable range.", r.tcp.listenerPortsInRange.count)
+        w.family("portbudget_tcp_sockets", .gauge,
+                 help: "TCP sockets on usable ports, by state.",
+                 r.tcp.socketsByState.sorted { $0.key < $1.key }.map { .init([("state", $0.key)], $0.value) })
+    }
+
+    static func writeUDP(_ r: PortBudgetReport, into w: inout ExpositionWriter) {
+        w.single("portbudget_udp_bound_ports", .gauge,
+                 help: "Distinct usable ports held by UDP sockets, IPv4 and IPv6 together; each association costs one host-wide.",
+                 r.udp.boundPorts)
+        w.single("portbudget_udp_utilization_ratio", .gauge,
+                 help: "UDP bound ports over usable ports (0-1); at 1 autobind fails with EAGAIN.", r.udp.utilization)
+        w.single("portbudget_udp_sockets", .gauge, help: "UDP sockets on usable ports.", r.udp.sockets)
+        guard let lite = r.udplite else { return }
+        w.single("portbudget_udplite_bound_ports", .gauge,
+                 help: "Distinct usable ports held by UDP-Lite sockets, which have their own port table.",
+                 lite.boundPorts)
+        w.single("portbudget_udplite_utilization_ratio", .gauge,
+                 help: "UDP-Lite bound ports over usable ports (0-1).", lite.utilization)
+        w.single("portbudget_udplite_sockets", .gauge, help: "UDP-Lite sockets on usable ports.", lite.sockets)
+    }
+
+    static func writeSysctls(_ r: PortBudgetReport, into w: inout ExpositionWriter) {
+        let t = r.timeWaitReuse
+        w.single("portbudget_tcp_tw_reuse", .gauge,
+                 help: "net.ipv4.tcp_tw_reuse: 0 off, 1 on, 2 loopback only.", t.tcpTwReuse)
+        w.single("portbudget_tcp_timestamps", .gauge,
+                 help: "net.ipv4.tcp_timestamps; TIME_WAIT reuse needs it non-zero.", t.tcpTimestamps)
+        w.single("portbudget_tcp_tw_reuse_delay_seconds", .gauge,
+                 help: "Age a TIME_WAIT entry must reach before connect() may reuse it.",
+                 Double(t.reuseDelayMs) / 1000)
+        w.single("portbudget_tcp_fin_timeout_seconds", .gauge,
+                 help: "net.ipv4.tcp_fin_timeout: how long an orphaned FIN_WAIT2 socket holds its port.",
+                 t.finTimeoutSeconds)
+    }
+
+    /// In `KernelCounter.all` order; a counter the kernel did not show is left out.
+    static func writeCounters(_ values: [String: Int64], into w: inout ExpositionWriter) {
+        for counter in KernelCounter.all {
+            guard let value = values[counter.metric] else { continue }
+            w.single(prefix + counter.metric, counter.kind == .counter ? .counter : .gauge,
+                     help: counter.help, Double(value))
+        }
+    }
+}
+
+extension ExpositionWriter {
+    /// A family with one labeled sample.
+    mutating func single(_ name: String, _ type: MetricType, help: String, _ value: Double,
+                         labels: [(name: String, value: String)]) {
+        family(name, type, help: help, [Sample(labels, value)])
+    }
+}

@@ -1,0 +1,70 @@
+import ArgumentParser
+import Logging
+import PortBudgetCore
+import PortBudgetLinux
+import PortBudgetServer
+import ServiceLifecycle
+
+struct ServeCommand: AsyncParsableCommand {
+    /// Port 9958: in the 9100–9999 exporter range, and not taken by any
+    /// exporter we could find (the project wiki's allocation list could not be
+    /// checked offline; see deploy/README.md).
+    static let defaultListen = ":9958"
+
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Serve the port budget to Prometheus over HTTP, measured on each scrape.",
+        discussion: """
+            GET /metrics answers in the Prometheus text format 0.0.4 (gzip when asked). Every \
+            scrape runs a fresh collection; scrapes that arrive while one runs share it. / is a \
+            landing page, /healthz answers "ok". The default port is 9958.
+
+            When a collector fails, the answer is still 200: portbudget_scrape_collector_success \
+            for it is 0 and the metrics it feeds are absent — never a stale or guessed value. If \
+            the port census itself fails, only build info and the collector gauges are served.
+
+            SIGTERM or SIGINT stops the server cleanly (exit 0). Exit status 2: bad command line; \
+            1: the address cannot be listened on.
+            """)
+
+    @Option(help: ArgumentHelp("Address to listen on: HOST:PORT, :PORT (every address) or [IPv6]:PORT.",
+                               valueName: "host:port"))
+    var listen = defaultListen
+
+    @Option(help: "Export per-destination series for the N most utilized groups only (0: all). Aggregates cover every group.")
+    var top = 20
+
+    @Option(help: "Where procfs is mounted.")
+    var procfs = "/proc"
+
+    @Option(help: "Connections served at once; more are closed on accept.")
+    var maxConnections = 64
+
+    @Option(help: "trace, debug, info, notice, warning, error or critical.")
+    var logLevel: Logger.Level = .info
+
+    func validate() throws {
+        do {
+            _ = try ListenAddress(parsing: listen)
+        } catch {
+            throw ValidationError(error.description)
+        }
+        guard top >= 0 else { throw ValidationError("--top must be 0 or more, got \(top)") }
+        guard maxConnections >= 1 else { throw ValidationError("--max-connections must be 1 or more, got \(maxConnections)") }
+    }
+
+    func run() async throws {
+        let logger = makeLogger("portbudget.serve", level: logLevel)
+        let address = try ListenAddress(parsing: listen)
+        let collector = Collector(procfs: ProcFS(root: procfs), logger: logger)
+        let coordinator = ScrapeCoordinator(top: top, version: PortBudgetCommand.version) {
+            // Thresholds only shape `check`'s verdict; the exposition carries raw ratios.
+            collector.collect(thresholds: Thresholds())
+        }
+        let server = try await MetricsServer.bind(.init(listen: address, maxConnections: maxConnections),
+                                                  coordinator: coordinator, logger: logger)
+        let group = ServiceGroup(configuration: .init(
+            services: [server], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+    }
+}

@@ -1,0 +1,74 @@
+import ArgumentParser
+import Logging
+import PortBudgetCore
+import PortBudgetLinux
+import PortBudgetServer
+import ServiceLifecycle
+
+struct TextfileCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "textfile",
+        abstract: "Write the port budget for node_exporter's textfile collector.",
+        discussion: """
+            Writes DIR/portbudget.prom (the metrics of 'serve') every --interval until SIGTERM or \
+            SIGINT, or once with --once. Each write goes to DIR/.portbudget.prom.tmp, is fsynced \
+            and renamed into place, so only whole *.prom files are ever visible. Point \
+            node_exporter's --collector.textfile.directory at DIR.
+
+            Exit status 2: bad command line, or DIR missing or not writable; 1: a --once write failed.
+            """)
+
+    @Argument(help: "Directory node_exporter reads (--collector.textfile.directory).")
+    var directory: String
+
+    @Option(help: "How often to rewrite the file, as a Prometheus duration: 500ms, 15s, 1m.")
+    var interval = "15s"
+
+    @Flag(help: "Write once and exit.")
+    var once = false
+
+    @Option(help: "Export per-destination series for the N most utilized groups only (0: all). Aggregates cover every group.")
+    var top = 20
+
+    @Option(help: "Where procfs is mounted.")
+    var procfs = "/proc"
+
+    @Option(help: "trace, debug, info, notice, warning, error or critical.")
+    var logLevel: Logger.Level = .info
+
+    func validate() throws {
+        let parsed: PrometheusDuration
+        do {
+            parsed = try PrometheusDuration(parsing: interval)
+        } catch {
+            throw ValidationError("--interval \(error.description)")
+        }
+        guard parsed.milliseconds > 0 else { throw ValidationError("--interval must be above zero, got \(interval)") }
+        guard top >= 0 else { throw ValidationError("--top must be 0 or more, got \(top)") }
+    }
+
+    func run() async throws {
+        let logger = makeLogger("portbudget.textfile", level: logLevel)
+        let writer = TextfileWriter(directory: directory)
+        do {
+            try writer.checkWritable()
+        } catch {
+            printError("portbudget: \(error)")
+            throw ExitCode(2)
+        }
+        let collector = Collector(procfs: ProcFS(root: procfs), logger: logger)
+        let service = TextfileService(
+            writer: writer, interval: try PrometheusDuration(parsing: interval).duration, top: top,
+            version: PortBudgetCommand.version, logger: logger
+        ) {
+            collector.collect(thresholds: Thresholds())
+        }
+        if once {
+            try await service.writeOnce()
+            return
+        }
+        let group = ServiceGroup(configuration: .init(
+            services: [service], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+    }
+}
