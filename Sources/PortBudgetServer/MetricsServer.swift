@@ -128,13 +128,18 @@ public final class MetricsServer: Service, Sendable {
     }
 
     public func run() async throws {
-        logger.info("serving metrics", metadata: ["address": "\(localAddress)"])
+        logger.info("serving metrics", metadata: ["address": "\(listening)"])
         try await withGracefulShutdownHandler {
             try await done.futureResult.get()
         } onGracefulShutdown: {
             self.shutdown()
         }
         logger.info("stopped")
+    }
+
+    /// The bound address as `--listen` would take it, e.g. `127.0.0.1:9958`, `[::]:9958`.
+    public var listening: String {
+        ListenAddress(host: localAddress.ipAddress, port: localAddress.port ?? 0).description
     }
 
     /// Stops accepting, lets answers in flight finish, and ends `run()` once
