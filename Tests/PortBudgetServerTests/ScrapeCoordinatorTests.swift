@@ -4,7 +4,7 @@ import XCTest
 
 final class ScrapeCoordinatorTests: XCTestCase {
     func testConcurrentScrapesShareOneCollection() async throws {
-        let collector = SyntheticCollector(delay: 0.3)
+        let collector = SyntheticCollector(delay: 0.5)
         let coordinator = ScrapeCoordinator(top: 20, version: "test") { collector.collect() }
         let scrapes = try await withThrowingTaskGroup(of: Scrape.self) { group in
             for _ in 0..<50 { group.addTask { try await coordinator.scrape() } }
@@ -12,7 +12,7 @@ final class ScrapeCoordinatorTests: XCTestCase {
         }
         XCTAssertEqual(scrapes.count, 50)
         XCTAssertLessThan(collector.collections, 50)
-        XCTAssertLessThanOrEqual(collector.collections, 3, "50 scrapes within one 0.3 s collection")
+        XCTAssertLessThanOrEqual(collector.collections, 5, "50 scrapes arriving within one 0.5 s collection")
         XCTAssertEqual(Set(scrapes.map(\.sequence)).count, collector.collections)
         let expected = MetricsExposition.render(SyntheticCollector.collection(), top: 20, version: "test")
         XCTAssertTrue(scrapes.allSatisfy { $0.exposition == expected })
@@ -50,7 +50,7 @@ final class ScrapeCoordinatorTests: XCTestCase {
         async let b = coordinator.scrape()
         let (first, second) = try await (a, b)
         XCTAssertEqual(hook.calls, collector.collections)
-        XCTAssertTrue(first.exposition.hasSuffix("# TYPE portbudget_test_hook_calls counter\nportbudget_test_hook_calls 1\n"))
-        XCTAssertEqual(first.exposition, second.exposition)
+        XCTAssertTrue(first.exposition.hasSuffix("portbudget_test_hook_calls \(first.sequence)\n"))
+        XCTAssertTrue(second.exposition.hasSuffix("portbudget_test_hook_calls \(second.sequence)\n"))
     }
 }
