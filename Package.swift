@@ -7,6 +7,8 @@ let package = Package(
     products: [
         .executable(name: "portbudget", targets: ["portbudget"]),
         .executable(name: "portbudget-loadgen", targets: ["portbudget-loadgen"]),
+        // For the micro-benchmarks in Benchmarks/, a package of their own that depends on this one.
+        .library(name: "PortBudgetCore", targets: ["PortBudgetCore"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -15,6 +17,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.3"),
         .package(url: "https://github.com/apple/swift-nio-extras", from: "1.35.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
     ],
     targets: [
         // libmnl plus the sock_diag UAPI, with a shim for what Swift cannot import.
@@ -51,12 +55,25 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // The in-agent alert evaluator: YAML rules, state kept across
+        // collections, delivery to Alertmanager that survives port exhaustion.
+        .target(
+            name: "PortBudgetAlerting",
+            dependencies: [
+                "PortBudgetCore", "PortBudgetServer", "PortBudgetLoad",
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // Real-socket load generator shared by the integration tests and the benchmark.
         .target(name: "PortBudgetLoad"),
         .executableTarget(
             name: "portbudget",
             dependencies: [
-                "PortBudgetCore", "PortBudgetLinux", "PortBudgetServer",
+                "PortBudgetCore", "PortBudgetLinux", "PortBudgetServer", "PortBudgetAlerting",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -80,6 +97,10 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ]
+        ),
+        .testTarget(
+            name: "PortBudgetAlertingTests",
+            dependencies: ["PortBudgetCore", "PortBudgetAlerting"]
         ),
         .testTarget(
             name: "PortBudgetIntegrationTests",

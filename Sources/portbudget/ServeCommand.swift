@@ -1,5 +1,7 @@
 import ArgumentParser
+import Glibc
 import Logging
+import PortBudgetAlerting
 import PortBudgetCore
 import PortBudgetLinux
 import PortBudgetServer
@@ -23,8 +25,12 @@ struct ServeCommand: AsyncParsableCommand {
             for it is 0 and the metrics it feeds are absent — never a stale or guessed value. If \
             the port census itself fails, only build info and the collector gauges are served.
 
-            SIGTERM or SIGINT stops the server cleanly (exit 0). Exit status 2: bad command line; \
-            1: the address cannot be listened on.
+            With --config FILE, the built-in alert evaluator runs the file's rules over every \
+            group every evaluation_interval and posts to its Alertmanagers (see the README).
+
+            SIGTERM or SIGINT stops the server cleanly (exit 0). Exit status 2: bad command line \
+            or configuration (the message names the file, line and key); 1: the address cannot be \
+            listened on.
             """)
 
     @Option(help: ArgumentHelp("Address to listen on: HOST:PORT, :PORT (every address) or [IPv6]:PORT.",
@@ -39,6 +45,10 @@ struct ServeCommand: AsyncParsableCommand {
 
     @Option(help: "Connections served at once; more are closed on accept.")
     var maxConnections = 64
+
+    @Option(help: ArgumentHelp("Alerting rules and Alertmanagers (YAML). Without it the built-in rules are evaluated and exported, and nothing is sent.",
+                               valueName: "file"))
+    var config: String?
 
     @Option(help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: Logger.Level = .info
@@ -55,16 +65,51 @@ struct ServeCommand: AsyncParsableCommand {
 
     func run() async throws {
         let logger = makeLogger("portbudget.serve", level: logLevel)
+        let alerting: AlertConfig
+        do {
+            alerting = try config.map { try AlertConfig.load(path: $0) } ?? .defaults
+        } catch {
+            printError("portbudget: \(error)")
+            throw ExitCode(2)
+        }
         let address = try ListenAddress(parsing: listen)
-        let collector = Collector(procfs: ProcFS(root: procfs), logger: logger)
-        let coordinator = ScrapeCoordinator(top: top, version: PortBudgetCommand.version) {
+        let procfs = ProcFS(root: procfs)
+        let collector = Collector(procfs: procfs, logger: logger)
+        let evaluator = try makeEvaluator(alerting, procfs: procfs, address: address, logger: logger)
+        let coordinator = ScrapeCoordinator(top: top, version: PortBudgetCommand.version, hooks: [evaluator]) {
             // Thresholds only shape `check`'s verdict; the exposition carries raw ratios.
             collector.collect(thresholds: Thresholds())
         }
+        await evaluator.attach(coordinator)
         let server = try await MetricsServer.bind(.init(listen: address, maxConnections: maxConnections),
                                                   coordinator: coordinator, logger: logger)
         let group = ServiceGroup(configuration: .init(
-            services: [server], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            services: [server, evaluator], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
+    }
+
+    /// The evaluator and its delivery. The pinned source ports for
+    /// deliveries default to the 8 just below the ephemeral range.
+    func makeEvaluator(_ alerting: AlertConfig, procfs: ProcFS, address: ListenAddress, logger: Logger) throws
+        -> AlertEvaluator
+    {
+        var sourcePorts = alerting.sourcePorts
+        if sourcePorts == nil, let sysctls = try? procfs.portSysctls(), sysctls.rangeLow > 1032 {
+            sourcePorts = (sysctls.rangeLow - 8)...(sysctls.rangeLow - 1)
+        }
+        let delivery = alerting.alertmanagers.isEmpty ? nil : AlertmanagerDelivery(
+            alertmanagers: alerting.alertmanagers, sourcePorts: sourcePorts ?? 32760...32767,
+            logger: logger)
+        let host = hostName()
+        var external = ["instance": "\(host):\(address.port)"]
+        external.merge(alerting.externalLabels) { _, configured in configured }
+        return AlertEvaluator(config: alerting, delivery: delivery, externalLabels: external,
+                              generatorURL: "http://\(host):\(address.port)/metrics", logger: logger)
+    }
+
+    func hostName() -> String {
+        var buffer = [CChar](repeating: 0, count: 256)
+        guard gethostname(&buffer, buffer.count) == 0 else { return "localhost" }
+        return String(cString: buffer)
     }
 }

@@ -1,0 +1,72 @@
+/// The value of one quantity for one label set at one evaluation.
+public struct AlertSample: Sendable, Equatable {
+    public var labels: [String: String]
+    public var value: Double
+
+    public init(labels: [String: String] = [:], value: Double) {
+        self.labels = labels
+        self.value = value
+    }
+}
+
+/// Everything one evaluation looks at: the report of every group (not only
+/// an exported top N), counter rates between evaluations, and projections.
+public struct AlertInputs: Sendable {
+    public var report: PortBudgetReport
+    /// ICMP destination-unreachable messages sent per second since the last evaluation.
+    public var icmpUnreachablePerSecond: Double?
+    public var projections: [(series: ExhaustionProjector.Series, seconds: Double)]
+
+    public init(report: PortBudgetReport, icmpUnreachablePerSecond: Double?,
+                projections: [(series: ExhaustionProjector.Series, seconds: Double)]) {
+        self.report = report
+        self.icmpUnreachablePerSecond = icmpUnreachablePerSecond
+        self.projections = projections
+    }
+
+    static func groupLabels(_ local: String, _ peer: String, _ port: Int) -> [String: String] {
+        ["local_ip": local, "peer_ip": peer, "peer_port": String(port)]
+    }
+
+    public func samples(_ quantity: AlertRule.Quantity) -> [AlertSample] {
+        switch quantity {
+        case .tcpGroupUtilization:
+            return report.tcp.groups.map {
+                AlertSample(labels: Self.groupLabels($0.localIP, $0.peerIP, $0.peerPort), value: $0.utilization)
+            }
+        case .tcpBindUtilization:
+            return [AlertSample(value: report.tcp.bindUtilization)]
+        case .udpUtilization:
+            return [AlertSample(value: report.udp.utilization)]
+        case .udpSocketsInUse:
+            // Every UDP socket of the namespace (sockstat), not only those on ephemeral ports.
+            let v4 = report.counters["sockstat_udp_inuse"], v6 = report.counters["sockstat_udp6_inuse"]
+            guard v4 != nil || v6 != nil else { return [] }
+            return [AlertSample(value: Double((v4 ?? 0) + (v6 ?? 0)))]
+        case .icmpPortUnreachablePerSecond:
+            return icmpUnreachablePerSecond.map { [AlertSample(value: $0)] } ?? []
+        case .secondsToExhaustion:
+            return projections.map { entry in
+                var labels = ["scope": entry.series.scope]
+                if let g = entry.series.group {
+                    labels.merge(Self.groupLabels(g.localIP, g.peerIP, g.peerPort)) { a, _ in a }
+                }
+                return AlertSample(labels: labels, value: entry.seconds)
+            }
+        }
+    }
+}
+
+/// Turns consecutive readings of a monotonically increasing counter into a
+/// per-second rate; nil after a reset or on the first reading.
+public struct CounterRate: Sendable {
+    private var last: (time: Double, value: Int64)?
+
+    public init() {}
+
+    public mutating func update(_ value: Int64?, at time: Double) -> Double? {
+        defer { last = value.map { (time, $0) } }
+        guard let value, let last, time > last.time, value >= last.value else { return nil }
+        return Double(value - last.value) / (time - last.time)
+    }
+}

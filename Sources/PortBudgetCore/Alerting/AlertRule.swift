@@ -1,0 +1,82 @@
+/// One alerting rule of the in-agent evaluator, as read from the config.
+public struct AlertRule: Sendable, Equatable {
+    /// What a rule watches. Per-group quantities yield one alert per
+    /// destination group, labelled local_ip, peer_ip, peer_port.
+    public enum Quantity: String, Sendable, CaseIterable {
+        case tcpGroupUtilization = "tcp_group_utilization"
+        case tcpBindUtilization = "tcp_bind_utilization"
+        case udpUtilization = "udp_utilization"
+        case udpSocketsInUse = "udp_sockets_in_use"
+        case icmpPortUnreachablePerSecond = "icmp_port_unreachable_per_second"
+        case secondsToExhaustion = "seconds_to_exhaustion"
+
+        /// The comparison a rule uses when the config names only a threshold's value.
+        public var naturalComparisonIsBelow: Bool { self == .secondsToExhaustion }
+    }
+
+    public enum Comparison: Sendable, Equatable {
+        case above(Double)
+        case below(Double)
+
+        public func holds(_ value: Double) -> Bool {
+            switch self {
+            case let .above(threshold): return value > threshold
+            case let .below(threshold): return value < threshold
+            }
+        }
+    }
+
+    public var name: String
+    public var quantity: Quantity
+    public var comparison: Comparison
+    /// Seconds the condition must hold before the alert fires (pending until then).
+    public var forSeconds: Double
+    public var severity: String
+    public var labels: [String: String]
+    public var annotations: [String: AlertTemplate]
+
+    public init(name: String, quantity: Quantity, comparison: Comparison, forSeconds: Double = 0,
+                severity: String = "warning", labels: [String: String] = [:],
+                annotations: [String: AlertTemplate] = [:]) {
+        self.name = name
+        self.quantity = quantity
+        self.comparison = comparison
+        self.forSeconds = forSeconds
+        self.severity = severity
+        self.labels = labels
+        self.annotations = annotations
+    }
+
+    /// The rules that apply without a config file (documented in the README).
+    public static let defaults: [AlertRule] = {
+        func t(_ s: String) -> AlertTemplate { try! AlertTemplate(s) }
+        let group = "{{ $labels.local_ip }} → {{ $labels.peer_ip }}:{{ $labels.peer_port }}"
+        return [
+            AlertRule(name: "PortBudgetTCPDestinationPortsNearlyExhausted", quantity: .tcpGroupUtilization,
+                      comparison: .above(0.95), forSeconds: 30, severity: "critical", annotations: [
+                          "summary": t("Ephemeral ports towards one destination are nearly exhausted."),
+                          "description": t("\(group) uses {{ $value | humanizePercentage }} of its ports; new connect() calls to it fail with EADDRNOTAVAIL at 100%."),
+                      ]),
+            AlertRule(name: "PortBudgetTCPDestinationPortsLow", quantity: .tcpGroupUtilization,
+                      comparison: .above(0.8), forSeconds: 120, severity: "warning", annotations: [
+                          "summary": t("Ephemeral ports towards one destination are running low."),
+                          "description": t("\(group) uses {{ $value | humanizePercentage }} of its ports."),
+                      ]),
+            AlertRule(name: "PortBudgetTCPBindPortsNearlyExhausted", quantity: .tcpBindUtilization,
+                      comparison: .above(0.95), forSeconds: 30, severity: "critical", annotations: [
+                          "summary": t("Host-wide TCP bind headroom is nearly exhausted."),
+                          "description": t("TCP sockets hold {{ $value | humanizePercentage }} of the usable ports; bind(addr, 0) fails with EADDRINUSE at 100%."),
+                      ]),
+            AlertRule(name: "PortBudgetUDPPortsNearlyExhausted", quantity: .udpUtilization,
+                      comparison: .above(0.95), forSeconds: 30, severity: "critical", annotations: [
+                          "summary": t("UDP ephemeral ports are nearly exhausted."),
+                          "description": t("UDP sockets hold {{ $value | humanizePercentage }} of the usable ports; autobind fails with EAGAIN at 100%."),
+                      ]),
+            AlertRule(name: "PortBudgetPortsExhaustingSoon", quantity: .secondsToExhaustion,
+                      comparison: .below(3600), forSeconds: 300, severity: "warning", annotations: [
+                          "summary": t("Ephemeral ports will run out within the hour at the current trend."),
+                          "description": t("{{ $labels.scope }} {{ $labels.peer_ip }} runs out in about {{ $value | humanizeDuration }}."),
+                      ]),
+        ]
+    }()
+}
