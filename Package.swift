@@ -9,6 +9,8 @@ let package = Package(
         .executable(name: "portbudget-loadgen", targets: ["portbudget-loadgen"]),
         // For the micro-benchmarks in Benchmarks/, a package of their own that depends on this one.
         .library(name: "PortBudgetCore", targets: ["PortBudgetCore"]),
+        // For the micro-benchmarks in Benchmarks/, a package of their own that depends on this one.
+        .library(name: "PortBudgetCore", targets: ["PortBudgetCore"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -83,6 +85,10 @@ let package = Package(
             name: "portbudget-loadgen",
             dependencies: ["PortBudgetLoad", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
+        // The benchmark orchestrator (populations in a private netns; check, serve,
+        // ss and node_exporter measured against a bare libmnl dump). Glibc and
+        // libmnl only, so its `floor` mode starts as fast as a C program would.
+        .executableTarget(name: "portbudget-bench", dependencies: ["CMNL"]),
         .testTarget(
             name: "PortBudgetCoreTests",
             dependencies: ["PortBudgetCore"],

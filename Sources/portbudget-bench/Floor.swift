@@ -1,0 +1,66 @@
+import CMNL
+import Glibc
+
+/// The floor: the cheapest possible census. One libmnl socket dumps TCP and
+/// UDP over IPv4 and IPv6 in every state, with no kernel-side filter, and
+/// only counts the messages (libmnl's own `mnl_cb_run` walks them). Nothing
+/// is decoded or folded, so no real census can do less work in user space;
+/// the only thing it can do is ask the kernel for less.
+enum FloorDump {
+    /// Messages per dump: tcp4, tcp6, udp4, udp6.
+    struct Counts {
+        var perDump: [Int] = []
+        var total: Int { perDump.reduce(0, +) }
+    }
+
+    /// The buffer size libmnl recommends for dumps (MNL_SOCKET_DUMP_SIZE in
+    /// newer libmnl): the kernel batches up to 32 KiB per recvmsg.
+    static let bufferSize = 32 * 1024
+
+    static func run() throws -> Counts {
+        guard let nl = pb_open_sock_diag() else { throw BenchError("socket(NETLINK_SOCK_DIAG): errno \(pb_errno())") }
+        defer { mnl_socket_close(nl) }
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: bufferSize, alignment: 8)
+        defer { buffer.deallocate() }
+        let portid = mnl_socket_get_portid(nl)
+        var seq = UInt32(truncatingIfNeeded: time(nil))
+        var counts = Counts()
+        let dumps: [(UInt8, UInt8)] = [(UInt8(AF_INET), 6), (UInt8(AF_INET6), 6), (UInt8(AF_INET), 17), (UInt8(AF_INET6), 17)]
+        for (family, proto) in dumps {
+            seq &+= 1
+            var request = [UInt8](repeating: 0, count: 256)
+            let length = request.withUnsafeMutableBytes {
+                pb_build_inet_diag_dump($0.baseAddress, $0.count, family, proto, ~0, seq, nil, 0)
+            }
+            guard request.withUnsafeBytes({ mnl_socket_sendto(nl, $0.baseAddress, length) }) >= 0 else {
+                throw BenchError("sendto(NETLINK_SOCK_DIAG): errno \(pb_errno())")
+            }
+            var messages = 0
+            while true {
+                let n = mnl_socket_recvfrom(nl, buffer, bufferSize)
+                if n < 0 {
+                    if pb_errno() == EINTR { continue }
+                    throw BenchError("recvmsg(NETLINK_SOCK_DIAG): errno \(pb_errno())")
+                }
+                let rc = mnl_cb_run(buffer, n, seq, portid, { _, data in
+                    data!.assumingMemoryBound(to: Int.self).pointee += 1
+                    return MNL_CB_OK
+                }, &messages)
+                if rc < 0 { throw BenchError("mnl_cb_run: errno \(pb_errno())") }
+                if rc == MNL_CB_STOP { break }
+            }
+            counts.perDump.append(messages)
+        }
+        return counts
+    }
+
+    /// `portbudget-bench floor`: dumps once and prints one line the orchestrator reads.
+    static func main() throws {
+        let start = monotonicSeconds()
+        let counts = try run()
+        let seconds = monotonicSeconds() - start
+        let line = "floor messages=\(counts.total) tcp4=\(counts.perDump[0]) tcp6=\(counts.perDump[1]) "
+            + "udp4=\(counts.perDump[2]) udp6=\(counts.perDump[3]) seconds=\(seconds)\n"
+        writeAll(1, line)
+    }
+}

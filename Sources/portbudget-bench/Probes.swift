@@ -1,0 +1,143 @@
+import Glibc
+
+/// One measurement of one tool at one population.
+struct Sample {
+    /// Seconds the answer took: a whole process (floor, check, ss) or one scrape.
+    var wall: Double
+    /// CPU seconds, user + system.
+    var cpu: Double?
+    /// Peak resident set, KiB.
+    var rssKiB: Int?
+    /// The tool's own figure, when it reports one (node_exporter's tcpstat gauge).
+    var own: Double?
+    /// Sockets the floor counted.
+    var messages: Int?
+}
+
+enum Tool: String, CaseIterable {
+    case floor, check, ss, nodeExporter = "node_exporter", serve
+}
+
+/// A long-running exporter in the namespace, scraped over HTTP.
+final class ScrapeTarget {
+    let child: Child
+    let port: UInt16
+
+    init(child: Child, port: UInt16) {
+        self.child = child
+        self.port = port
+    }
+
+    /// CPU seconds the process has used so far (/proc/PID/stat utime + stime).
+    var cpuSeconds: Double {
+        guard let text = readFile("/proc/\(child.pid)/stat"), let close = text.lastIndex(of: ")") else { return 0 }
+        let fields = text[text.index(after: close)...].split(separator: " ")
+        // Fields after the comm start at field 3 (state); utime and stime are fields 14 and 15.
+        guard fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
+        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+
+    /// One GET /metrics, timed; `gauge` names a sample whose value to read from the body.
+    func scrape(gauge: String?) throws -> Sample {
+        let cpu0 = cpuSeconds
+        let start = monotonicSeconds()
+        let (status, body) = try HTTP.get(port: port, path: "/metrics")
+        let wall = monotonicSeconds() - start
+        guard status == 200 else { throw BenchError("scrape of :\(port) answered \(status)") }
+        var own: Double? = nil
+        if let gauge {
+            for line in body.split(separator: "\n") where line.hasPrefix(gauge + " ") {
+                own = Double(line.dropFirst(gauge.count + 1))
+            }
+            if own == nil { throw BenchError("scrape of :\(port) has no \(gauge)") }
+        }
+        return Sample(wall: wall, cpu: cpuSeconds - cpu0, rssKiB: child.peakRSSKiB, own: own)
+    }
+
+    func stop() {
+        child.terminate()
+        _ = try? child.wait()
+    }
+}
+
+/// How each tool is started and measured.
+struct Probes {
+    let bench: String
+    let portbudget: String
+    var nodeExporter: ScrapeTarget?
+    var serve: ScrapeTarget?
+    static let nodeExporterBinary = "/usr/bin/prometheus-node-exporter"
+    static let tcpstatGauge = "node_scrape_collector_duration_seconds{collector=\"tcpstat\"}"
+
+    /// node_exporter 1.5 with only the tcpstat collector, on loopback in the namespace.
+    static func startNodeExporter(port: UInt16) throws -> ScrapeTarget? {
+        guard access(nodeExporterBinary, X_OK) == 0 else {
+            log("\(nodeExporterBinary) missing (scripts/ensure-deps test installs it): not measured")
+            return nil
+        }
+        let child = try Child.spawn([nodeExporterBinary, "--collector.disable-defaults", "--collector.tcpstat",
+                                     "--web.listen-address=127.0.0.1:\(port)"], quietStderr: true)
+        let target = ScrapeTarget(child: child, port: port)
+        guard HTTP.waitReady(port: port, path: "/metrics", timeout: 20) else {
+            target.stop()
+            throw BenchError("node_exporter did not answer on 127.0.0.1:\(port)")
+        }
+        return target
+    }
+
+    /// `portbudget serve`, when this build has it (the only place serve is known).
+    static func startServe(portbudget: String, port: UInt16) throws -> ScrapeTarget? {
+        guard (try? Child.run([portbudget, "serve", "--help"], quietStderr: true).status) == 0 else {
+            log("this portbudget has no `serve` command: its scrape is not measured")
+            return nil
+        }
+        let child = try Child.spawn([portbudget, "serve", "--listen", "127.0.0.1:\(port)"], quietStderr: true)
+        let target = ScrapeTarget(child: child, port: port)
+        guard HTTP.waitReady(port: port, path: "/metrics", timeout: 20) else {
+            target.stop()
+            throw BenchError("portbudget serve did not answer on 127.0.0.1:\(port)")
+        }
+        return target
+    }
+
+    var tools: [Tool] {
+        Tool.allCases.filter { ($0 != .nodeExporter || nodeExporter != nil) && ($0 != .serve || serve != nil) }
+    }
+
+    func measure(_ tool: Tool) throws -> Sample {
+        switch tool {
+        case .floor:
+            let child = try Child.spawn([bench, "floor"], stdout: .pipe)
+            let line = child.readAll()
+            let usage = try child.wait()
+            guard usage.status == 0, let r = line.firstRange(of: "messages=") else {
+                throw BenchError("floor dump failed: \(line)")
+            }
+            let messages = Int(line[r.upperBound...].prefix { $0.isNumber })
+            return Sample(wall: usage.wall, cpu: usage.cpu, rssKiB: usage.maxRSSKiB, messages: messages)
+        case .check:
+            let usage = try Child.run([portbudget, "check", "--json"])
+            // 0, 1, 2: ok, warning, critical — all are answers; 3 is "could not measure".
+            guard (0...2).contains(usage.status) else { throw BenchError("portbudget check exited \(usage.status)") }
+            return Sample(wall: usage.wall, cpu: usage.cpu, rssKiB: usage.maxRSSKiB)
+        case .ss:
+            let usage = try Child.run(["ss", "-tuanH"])
+            guard usage.status == 0 else { throw BenchError("ss exited \(usage.status)") }
+            return Sample(wall: usage.wall, cpu: usage.cpu, rssKiB: usage.maxRSSKiB)
+        case .nodeExporter:
+            return try nodeExporter!.scrape(gauge: Self.tcpstatGauge)
+        case .serve:
+            return try serve!.scrape(gauge: nil)
+        }
+    }
+
+    /// One unmeasured run of each, which also checks that check's JSON is a report.
+    func warmUp(scratch: String) throws {
+        let usage = try Child.run([portbudget, "check", "--json"], stdout: .file(scratch))
+        let text = readFile(scratch) ?? ""
+        guard (0...2).contains(usage.status), text.contains("\"group_count\"") else {
+            throw BenchError("portbudget check --json gave no report (exit \(usage.status))")
+        }
+        for tool in tools where tool != .check { _ = try measure(tool) }
+    }
+}
