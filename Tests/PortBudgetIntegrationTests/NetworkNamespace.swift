@@ -42,6 +42,15 @@ final class NetworkNamespace {
         throw XCTSkip(why)
     }
 
+    /// Releases every generator this namespace holds (their sockets close).
+    @discardableResult
+    func releaseHeld() -> Int {
+        let count = held.count
+        for process in held { process.release() }
+        held = []
+        return count
+    }
+
     deinit {
         for process in held { process.release() }
         _ = Command.run(["ip", "netns", "del", name])
