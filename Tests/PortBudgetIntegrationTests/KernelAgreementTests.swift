@@ -99,16 +99,28 @@ final class KernelAgreementTests: XCTestCase {
         try ns.hold(["listen", "--at", "127.0.0.1:8080", "--accept", "close"])
         XCTAssertEqual(try ns.load(["churn", "--to", "127.0.0.1:8080", "--count", "60"]).made, 60)
         let built = try ns.settledSockets(state: "time-wait", expected: 60)
-        // Entries younger than tcp_tw_reuse_delay (1 s) are not reused yet.
-        let (young, _) = try ns.check()
-        XCTAssertEqual(try group(young, "127.0.0.1", "127.0.0.1", 8080).used, built)
-        usleep(1_500_000)
+        usleep(1_500_000)  // older than tcp_tw_reuse_delay (1 s)
 
         let (report, _) = try ns.check()
         let g = try group(report, "127.0.0.1", "127.0.0.1", 8080)
         XCTAssertEqual(g.timeWait, built)
         XCTAssertEqual(g.used, 0)
         XCTAssertEqual(try ns.probeConnects(to: "127.0.0.1:8080").made, 100)
+    }
+
+    func testTimeWaitYoungerThanTheReuseDelayStillBlocks() throws {
+        let ns = try NetworkNamespace(twReuse: 2)
+        try ns.sysctl("net.ipv4.tcp_tw_reuse_delay", "30000")
+        try ns.hold(["listen", "--at", "127.0.0.1:8080", "--accept", "close"])
+        XCTAssertEqual(try ns.load(["churn", "--to", "127.0.0.1:8080", "--count", "60"]).made, 60)
+        let built = try ns.settledSockets(state: "time-wait", expected: 60)
+
+        let (report, _) = try ns.check()
+        XCTAssertEqual(report.timeWaitReuse.reuseDelayMs, 30000)
+        let g = try group(report, "127.0.0.1", "127.0.0.1", 8080)
+        XCTAssertEqual(g.timeWait, built)
+        XCTAssertEqual(g.used, built)
+        XCTAssertEqual(try ns.probeConnects(to: "127.0.0.1:8080").made, 100 - built)
     }
 
     func testTimeWaitOffLoopbackIsNotReusedWithReuseTwo() throws {
