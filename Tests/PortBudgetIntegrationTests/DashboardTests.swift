@@ -141,9 +141,9 @@ final class DashboardTests: XCTestCase {
 
         let work = FileManager.default.temporaryDirectory.appendingPathComponent("pbdash-\(getpid())-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
-        var servers: [ServerProcess] = []
+        var servers: [ExporterProcess] = []
         defer {
-            for server in servers { server.stop() }
+            for server in servers { _ = server.stop(SIGTERM, timeout: 5) }
             try? FileManager.default.removeItem(at: work)
             withExtendedLifetime(ns) {}
         }
@@ -164,14 +164,14 @@ final class DashboardTests: XCTestCase {
         let configPath = work.appendingPathComponent("prometheus.yml").path
         try config.write(toFile: configPath, atomically: true, encoding: .utf8)
 
-        servers.append(try ServerProcess(ns, "portbudget", [Binaries.portbudget, "serve", "--listen", agent]))
-        servers.append(try ServerProcess(ns, "node_exporter", [
+        servers.append(try ExporterProcess([Binaries.portbudget, "serve", "--listen", agent], in: ns))
+        servers.append(try ExporterProcess([
             "/usr/bin/prometheus-node-exporter", "--web.listen-address=\(node)",
-            "--collector.disable-defaults", "--collector.sockstat", "--collector.netstat"]))
-        servers.append(try ServerProcess(ns, "prometheus", [
+            "--collector.disable-defaults", "--collector.sockstat", "--collector.netstat"], in: ns))
+        servers.append(try ExporterProcess([
             "/usr/bin/prometheus", "--config.file=\(configPath)",
             "--storage.tsdb.path=\(work.appendingPathComponent("data").path)",
-            "--web.listen-address=\(prom)", "--log.level=warn"]))
+            "--web.listen-address=\(prom)", "--log.level=warn"], in: ns))
         let api = PrometheusAPI(ns: ns, base: "http://\(prom)")
 
         // Wait for a few samples of both targets and for the rules to turn
@@ -190,8 +190,8 @@ final class DashboardTests: XCTestCase {
             usleep(500_000)
             last = api.query(readiness)
             ready = last.count == readiness.count && last.allSatisfy { $0.isSuccess && !$0.result.isEmpty }
-            for server in servers where !server.isRunning {
-                XCTFail("\(server.name) exited \(server.status): \(server.stderr)")
+            for server in servers where !server.process.isRunning {
+                XCTFail("\(server.name) exited \(server.process.terminationStatus): \(server.stderrText)")
                 return
             }
         }
@@ -199,8 +199,8 @@ final class DashboardTests: XCTestCase {
             XCTFail("""
                 Prometheus never had data for every readiness query in 30 s: \(zip(readiness, last).map { "\($0) → \($1.summary)" })
                 targets: \(api.get("/api/v1/targets").prefix(3000))
-                portbudget stderr: \(servers[0].stderr.suffix(2000))
-                prometheus stderr: \(servers[2].stderr.suffix(2000))
+                portbudget stderr: \(servers[0].stderrText.suffix(2000))
+                prometheus stderr: \(servers[2].stderrText.suffix(2000))
                 """)
             return
         }
@@ -499,41 +499,6 @@ private struct PrometheusAPI {
 }
 
 // MARK: - servers inside the namespace
-
-/// A server started inside the namespace and stopped with SIGTERM (SIGKILL
-/// after 5 s). The namespace's deinit does not stop it, so callers must.
-private final class ServerProcess {
-    let name: String
-    private let process = Process()
-    private let out: Drain
-    private let err: Drain
-
-    init(_ ns: NetworkNamespace, _ name: String, _ arguments: [String]) throws {
-        self.name = name
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["ip", "netns", "exec", ns.name] + arguments
-        let stdout = Pipe(), stderr = Pipe()
-        process.standardInput = FileHandle.nullDevice
-        process.standardOutput = stdout
-        process.standardError = stderr
-        try process.run()
-        out = Drain(stdout.fileHandleForReading)
-        err = Drain(stderr.fileHandleForReading)
-    }
-
-    var isRunning: Bool { process.isRunning }
-    var status: Int32 { process.isRunning ? -1 : process.terminationStatus }
-    var stderr: String { err.snapshot() + out.snapshot() }
-
-    func stop() {
-        guard process.isRunning else { return }
-        process.terminate()
-        let deadline = Date().addingTimeInterval(5)
-        while process.isRunning && Date() < deadline { usleep(10_000) }
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        process.waitUntilExit()
-    }
-}
 
 // MARK: - text helpers
 
