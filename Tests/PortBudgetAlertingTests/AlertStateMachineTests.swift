@@ -63,6 +63,17 @@ final class AlertStateMachineTests: XCTestCase {
         XCTAssertEqual(machine.alerts.count, 0, "resolved alerts are forgotten after their retention")
     }
 
+    func testRulesSharingANameKeepTheirOwnSendState() {
+        let warning = AlertRule(name: "Ports", quantity: .tcpGroupUtilization, comparison: .above(0.5), severity: "warning")
+        let critical = AlertRule(name: "Ports", quantity: .tcpGroupUtilization, comparison: .above(0.9), severity: "critical")
+        var machine = AlertStateMachine(rules: [warning, critical])
+        machine.evaluate(inputs(report(groups: [(80, 97)])), at: 0)
+        let due = machine.due(at: 0)
+        XCTAssertEqual(Set(due.compactMap { $0.labels["severity"] }), ["warning", "critical"])
+        machine.markSent(due, at: 0)
+        XCTAssertEqual(machine.due(at: 1), [], "both marked sent, neither re-sent at once")
+    }
+
     func testPendingAlertThatClearsIsDroppedWithoutASend() {
         var machine = AlertStateMachine(rules: [critical])
         machine.evaluate(inputs(report(groups: [(80, 97)])), at: 0)

@@ -3,6 +3,8 @@ public struct Alert: Sendable, Equatable {
     public enum State: String, Sendable { case pending, firing, resolved }
 
     public var rule: String
+    /// Position of the rule in the config: names may repeat across rules.
+    public var ruleIndex: Int
     public var labels: [String: String]
     public var annotations: [String: String]
     public var state: State
@@ -63,7 +65,7 @@ public struct AlertStateMachine: Sendable {
                     }
                     alerts[key] = alert
                 } else {
-                    alerts[key] = Alert(rule: rule.name, labels: labels, annotations: annotations,
+                    alerts[key] = Alert(rule: rule.name, ruleIndex: index, labels: labels, annotations: annotations,
                                         state: rule.forSeconds <= 0 ? .firing : .pending, value: sample.value,
                                         activeAt: now, resolvedAt: nil, lastSentAt: nil)
                 }
@@ -98,8 +100,7 @@ public struct AlertStateMachine: Sendable {
     /// Records that Alertmanager accepted these alerts at `now`.
     public mutating func markSent(_ sent: [Alert], at now: Double) {
         for alert in sent {
-            guard let index = rules.firstIndex(where: { $0.name == alert.rule }) else { continue }
-            let key = Self.key(index, alert.labels)
+            let key = Self.key(alert.ruleIndex, alert.labels)
             if alerts[key]?.state == alert.state { alerts[key]?.lastSentAt = now }
         }
     }
