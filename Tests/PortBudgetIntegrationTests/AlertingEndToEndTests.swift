@@ -180,4 +180,25 @@ final class AlertingEndToEndTests: XCTestCase {
         XCTAssertEqual(serve.stop(SIGTERM, timeout: 5)?.status, 0)
         _ = alertmanager.stop(SIGTERM, timeout: 10)
     }
+
+    func testBadConfigStopsServeAtStartWithFileLineAndKey() throws {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("pb-bad-\(UUID().uuidString).yml")
+        defer { try? FileManager.default.removeItem(at: file) }
+        try """
+            evaluation_interval: 15s
+            rules:
+              - alert: A
+                when: tcp_group_utilization
+                above: 0.9
+                severty: critical
+            """.write(to: file, atomically: true, encoding: .utf8)
+        let output = Command.run([Binaries.portbudget, "serve", "--listen", "127.0.0.1:0", "--config", file.path], timeout: 20)
+        XCTAssertEqual(output.status, 2, output.stderr)
+        XCTAssertEqual(output.stderr.split(separator: "\n").count, 1, output.stderr)
+        XCTAssertTrue(output.stderr.contains("\(file.path):6: unknown key \"severty\""), output.stderr)
+
+        let missing = Command.run([Binaries.portbudget, "serve", "--config", "/nonexistent/pb.yml"], timeout: 20)
+        XCTAssertEqual(missing.status, 2, missing.stderr)
+        XCTAssertTrue(missing.stderr.contains("/nonexistent/pb.yml"), missing.stderr)
+    }
 }
