@@ -1,11 +1,15 @@
 /// Decodes the bytes of a SOCK_DIAG dump reply: a stream of netlink
-/// messages, each an `inet_diag_msg` (type SOCK_DIAG_BY_FAMILY), closed by
+/// messages, each an `inet_diag_msg` (type SOCK_DIAG_BY_FAMILY, or
+/// TCPDIAG_GETSOCK when the request used that older type), closed by
 /// NLMSG_DONE or NLMSG_ERROR. Pure: it reads a buffer, never a socket, so
 /// tests feed it synthetic, truncated and hostile bytes.
 public enum NetlinkDumpDecoder {
     public static let headerSize = 16
     public static let inetDiagMsgSize = 72
     public static let sockDiagByFamily: UInt16 = 20
+    /// The older request type: one TCP dump of every address family at once.
+    /// The kernel answers it with records of the same type.
+    public static let tcpDiagGetSock: UInt16 = 18
     static let nlmsgNoop: UInt16 = 1
     static let nlmsgError: UInt16 = 2
     static let nlmsgDone: UInt16 = 3
@@ -61,7 +65,7 @@ public enum NetlinkDumpDecoder {
             let payloadLength = length - headerSize
             let stale = sequence.map { $0 != seq } ?? false
             switch type {
-            case sockDiagByFamily where !stale:
+            case sockDiagByFamily where !stale, tcpDiagGetSock where !stale:
                 guard payloadLength >= inetDiagMsgSize else {
                     throw DecodeError.shortRecord(offset: offset, length: payloadLength)
                 }

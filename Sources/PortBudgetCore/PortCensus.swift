@@ -15,6 +15,18 @@ public struct GroupKey: Hashable, Sendable, Comparable {
     public static func < (a: GroupKey, b: GroupKey) -> Bool {
         (a.local, a.peer, a.peerPort) < (b.local, b.peer, b.peerPort)
     }
+
+    /// Hashed once per TCP socket in a census: three 64-bit words for IPv4
+    /// keys instead of the synthesized conformance's seven values.
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(local.low)
+        hasher.combine(peer.low)
+        hasher.combine(UInt64(peerPort) | UInt64(local.family.rawValue) << 16 | UInt64(peer.family.rawValue) << 24)
+        if local.high != 0 || peer.high != 0 {
+            hasher.combine(local.high)
+            hasher.combine(peer.high)
+        }
+    }
 }
 
 /// Folds SOCK_DIAG records into the port accounting model, one record at a
@@ -64,6 +76,31 @@ public struct PortCensus: Sendable {
     /// explicitly bound sockets, otherwise the auto-bound ones.
     public static func tcpFilter(_ sysctls: PortSysctls, explicit: Bool) -> InetDiagFilter {
         .and(.sourcePorts(sysctls.rangeLow, sysctls.rangeHigh), explicit ? .not(.autoBound) : .autoBound)
+    }
+
+    /// Every state of a socket in the kernel's established hash: all but
+    /// LISTEN and the bound-only pseudo-state. A dump asking for neither
+    /// skips the kernel's walks of the listener and bind tables (the bind
+    /// table walk visits every bound socket, connected ones included).
+    public static let connectedStates: UInt32 =
+        TCPState.allStates & ~TCPState.mask(TCPState.listen, TCPState.boundInactive)
+
+    /// The filter of the first of two TCP dumps that together see every
+    /// socket once: local port in the range, and either an explicit bind
+    /// (`¬auto`) or no peer (`dport ≤ 0`: listeners and bound-only sockets,
+    /// whose port connect() may not share however it was chosen). The second
+    /// dump is `tcpFilter(explicit: false)` over `connectedStates`: every
+    /// socket there has a peer, so none is seen twice. Kernel bytecode, host
+    /// order, as `InetDiagFilter` lays it out (which has no destination-port op):
+    /// `{S_GE,8,32}{0,0,low} {S_LE,8,24}{0,0,high} {AUTO,4,12} {D_LE,8,12}{0,0,0}`;
+    /// AUTO false jumps to the end (accept), any other false jumps past it.
+    public static func tcpExplicitOrUnconnectedBytecode(_ sysctls: PortSysctls) -> [UInt8] {
+        func op(_ code: UInt8, _ yes: UInt8, _ no: UInt16) -> [UInt8] { [code, yes, UInt8(no & 0xff), UInt8(no >> 8)] }
+        func port(_ p: UInt16) -> [UInt8] { op(0, 0, p) }
+        return op(2, 8, 32) + port(sysctls.rangeLow)    // S_GE low
+            + op(3, 8, 24) + port(sysctls.rangeHigh)    // S_LE high
+            + op(6, 4, 12)                              // AUTO: explicit ports accept at once
+            + op(5, 8, 12) + port(0)                    // D_LE 0: no peer
     }
 
     public static func udpFilter(_ sysctls: PortSysctls) -> InetDiagFilter {

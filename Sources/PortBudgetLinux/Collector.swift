@@ -53,12 +53,18 @@ public struct Collector: Sendable {
     public func census(_ sysctls: PortSysctls) throws -> PortCensus {
         let dumper = try SockDiagDumper()
         var census = PortCensus(sysctls: sysctls)
-        let explicit = PortCensus.tcpFilter(sysctls, explicit: true)
-        let auto = PortCensus.tcpFilter(sysctls, explicit: false)
+        if let folded = try tcpBothFamilies(dumper, census) {
+            census = folded
+        } else {
+            let explicit = PortCensus.tcpFilter(sysctls, explicit: true)
+            let auto = PortCensus.tcpFilter(sysctls, explicit: false)
+            for family in [IPAddress.Family.v4, .v6] {
+                try dumper.dump(family: family, proto: .tcp, filter: explicit) { census.addTCP($0, explicitlyBound: true) }
+                try dumper.dump(family: family, proto: .tcp, filter: auto) { census.addTCP($0, explicitlyBound: false) }
+            }
+        }
         let udp = PortCensus.udpFilter(sysctls)
         for family in [IPAddress.Family.v4, .v6] {
-            try dumper.dump(family: family, proto: .tcp, filter: explicit) { census.addTCP($0, explicitlyBound: true) }
-            try dumper.dump(family: family, proto: .tcp, filter: auto) { census.addTCP($0, explicitlyBound: false) }
             try dumper.dump(family: family, proto: .udp, filter: udp) { census.addUDP($0) }
         }
         // UDP-Lite has its own port table; kernels without it answer ENOENT or similar.
@@ -69,6 +75,33 @@ public struct Collector: Sendable {
             census.noteUDPLiteDumped()
         } catch let error as SockDiagError where [ENOENT, EINVAL, EOPNOTSUPP, EPROTONOSUPPORT].contains(error.errno) {
             logger.debug("UDP-Lite not dumpable", metadata: ["error": "\(error)"])
+        }
+        return census
+    }
+
+    /// Folds TCP with two dumps that each cover both address families, so
+    /// the kernel walks its socket tables twice rather than four times: (1)
+    /// explicitly bound or peerless sockets (listeners, bound-only) in every
+    /// state, (2) auto-bound sockets in the established hash only, which
+    /// also skips a second walk of the bind table. Each walk visits every TCP
+    /// socket of the namespace, wanted or not, and is most of a census's cost.
+    /// Nil, with nothing folded, when the kernel does not take the request
+    /// (then the caller dumps per family).
+    func tcpBothFamilies(_ dumper: SockDiagDumper, _ start: PortCensus) throws -> PortCensus? {
+        var census = start
+        let sysctls = census.sysctls
+        do {
+            try dumper.dumpTCPAllFamilies(states: TCPState.allStates,
+                                          bytecode: PortCensus.tcpExplicitOrUnconnectedBytecode(sysctls)) {
+                census.addTCP($0, explicitlyBound: true)
+            }
+        } catch let error as SockDiagError where [ENOENT, EINVAL, EOPNOTSUPP, EPROTONOSUPPORT].contains(error.errno) {
+            logger.debug("TCPDIAG_GETSOCK not taken, dumping per family", metadata: ["error": "\(error)"])
+            return nil
+        }
+        try dumper.dumpTCPAllFamilies(states: PortCensus.connectedStates,
+                                      bytecode: PortCensus.tcpFilter(sysctls, explicit: false).bytecode) {
+            census.addTCP($0, explicitlyBound: false)
         }
         return census
     }

@@ -61,7 +61,45 @@ public final class SockDiagDumper {
         guard length > 0 else { throw SockDiagError(call: "build SOCK_DIAG_BY_FAMILY request", errno: EINVAL) }
         let sent = request.withUnsafeBytes { mnl_socket_sendto(socket, $0.baseAddress, length) }
         guard sent >= 0 else { throw SockDiagError(call: "sendto(NETLINK_SOCK_DIAG)", errno: pb_errno()) }
+        try receive(sequence: seq, what: "SOCK_DIAG_BY_FAMILY dump (family \(family.rawValue), protocol \(proto.rawValue))",
+                    body)
+    }
 
+    /// Dumps the TCP sockets of both address families in one pass over the
+    /// kernel's tables, with the older TCPDIAG_GETSOCK request (an
+    /// `inet_diag_req`, which the kernel runs as family AF_UNSPEC): half the
+    /// table walks of one SOCK_DIAG_BY_FAMILY dump per family. `bytecode` is
+    /// a kernel filter program (INET_DIAG_REQ_BYTECODE), evaluated in the kernel.
+    public func dumpTCPAllFamilies(states: UInt32 = TCPState.allStates, bytecode: [UInt8],
+                                   _ body: (InetDiagRecord) throws -> Void) throws {
+        sequence &+= 1
+        let seq = sequence
+        // nlmsghdr (16) + inet_diag_req (60: family, src_len, dst_len, ext,
+        // inet_diag_sockid (48), states, dbs) + the bytecode attribute.
+        let attribute = bytecode.isEmpty ? 0 : 4 + (bytecode.count + 3) & ~3
+        let length = 16 + 60 + attribute
+        var request = [UInt8](repeating: 0, count: length)
+        request.withUnsafeMutableBytes { r in
+            r.storeBytes(of: UInt32(length), toByteOffset: 0, as: UInt32.self)
+            r.storeBytes(of: NetlinkDumpDecoder.tcpDiagGetSock, toByteOffset: 4, as: UInt16.self)
+            r.storeBytes(of: UInt16(NLM_F_REQUEST | NLM_F_DUMP), toByteOffset: 6, as: UInt16.self)
+            r.storeBytes(of: seq, toByteOffset: 8, as: UInt32.self)
+            r[16] = UInt8(AF_INET)  // ignored: the kernel dumps every family
+            r.storeBytes(of: states, toByteOffset: 16 + 52, as: UInt32.self)
+            if !bytecode.isEmpty {
+                r.storeBytes(of: UInt16(4 + bytecode.count), toByteOffset: 76, as: UInt16.self)
+                r.storeBytes(of: UInt16(INET_DIAG_REQ_BYTECODE), toByteOffset: 78, as: UInt16.self)
+                for (i, byte) in bytecode.enumerated() { r[80 + i] = byte }
+            }
+        }
+        let sent = request.withUnsafeBytes { mnl_socket_sendto(socket, $0.baseAddress, length) }
+        guard sent >= 0 else { throw SockDiagError(call: "sendto(NETLINK_SOCK_DIAG)", errno: pb_errno()) }
+        try receive(sequence: seq, what: "TCPDIAG_GETSOCK dump", body)
+    }
+
+    /// Receives and decodes one dump's replies until NLMSG_DONE.
+    private func receive(sequence seq: UInt32, what: @autoclosure () -> String,
+                         _ body: (InetDiagRecord) throws -> Void) throws {
         while true {
             let received = mnl_socket_recvfrom(socket, buffer.baseAddress, buffer.count)
             if received < 0 {
@@ -75,8 +113,7 @@ public final class SockDiagDumper {
                 progress = try NetlinkDumpDecoder.decode(UnsafeRawBufferPointer(rebasing: buffer[0..<received]),
                                                          sequence: seq, body)
             } catch NetlinkDumpDecoder.DecodeError.kernelError(let errno) {
-                throw SockDiagError(call: "SOCK_DIAG_BY_FAMILY dump (family \(family.rawValue), protocol \(proto.rawValue))",
-                                    errno: errno)
+                throw SockDiagError(call: what(), errno: errno)
             }
             if progress == .done { return }
         }

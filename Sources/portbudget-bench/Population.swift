@@ -58,12 +58,12 @@ final class Population {
         let want = Self.mix(sockets)
         timeWaitTarget = want.timeWait
         var jobs: [[String]] = []
-        var plannedUDP = udp
-        while plannedUDP < want.udp {
-            let n = min(Self.perProcess, want.udp - plannedUDP)
-            let to = jobs.count % 3 == 2 ? "[::1]:5300" : "127.0.0.1:5300"
-            jobs.append(["udp", "--to", to, "--count", "\(n)", "--hold"])
-            plannedUDP += n
+        // UDP: seven in ten over IPv4, the rest over IPv6 (one port table for both).
+        if want.udp > udp {
+            let more = want.udp - udp
+            let v6 = more * 3 / 10
+            jobs.append(["udp", "--to", "127.0.0.1:5300", "--count", "\(more - v6)", "--hold"])
+            if v6 > 0 { jobs.append(["udp", "--to", "[::1]:5300", "--count", "\(v6)", "--hold"]) }
         }
         var planned = connections
         var w = windows
