@@ -9,8 +9,6 @@ let package = Package(
         .executable(name: "portbudget-loadgen", targets: ["portbudget-loadgen"]),
         // For the micro-benchmarks in Benchmarks/, a package of their own that depends on this one.
         .library(name: "PortBudgetCore", targets: ["PortBudgetCore"]),
-        // For the micro-benchmarks in Benchmarks/, a package of their own that depends on this one.
-        .library(name: "PortBudgetCore", targets: ["PortBudgetCore"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
