@@ -40,6 +40,26 @@ static inline size_t pb_build_inet_diag_dump(void *buf, size_t buflen,
     return nlh->nlmsg_len;
 }
 
+/// Builds one legacy TCPDIAG_GETSOCK dump request (`struct inet_diag_req`).
+/// The kernel answers it for IPv4 and IPv6 in one walk of its tables, where
+/// SOCK_DIAG_BY_FAMILY takes one request per family. Returns its length, or
+/// 0 when `buf` is too small.
+static inline size_t pb_build_tcpdiag_dump(void *buf, size_t buflen, uint32_t states, uint32_t seq,
+                                           const void *bytecode, uint16_t bytecode_len) {
+    size_t need = MNL_ALIGN(sizeof(struct nlmsghdr)) + MNL_ALIGN(sizeof(struct inet_diag_req))
+                + (bytecode_len ? MNL_ATTR_HDRLEN + MNL_ALIGN(bytecode_len) : 0);
+    if (buflen < need) return 0;
+    struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+    nlh->nlmsg_type = TCPDIAG_GETSOCK;
+    nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+    nlh->nlmsg_seq = seq;
+    struct inet_diag_req *req = mnl_nlmsg_put_extra_header(nlh, sizeof(*req));
+    req->idiag_family = AF_INET;  /* ignored by the dump: every family is walked */
+    req->idiag_states = states;
+    if (bytecode_len) mnl_attr_put(nlh, INET_DIAG_REQ_BYTECODE, bytecode_len, bytecode);
+    return nlh->nlmsg_len;
+}
+
 /// Opens and binds a NETLINK_SOCK_DIAG socket; NULL with errno set on failure.
 static inline struct mnl_socket *pb_open_sock_diag(void) {
     struct mnl_socket *nl = mnl_socket_open(NETLINK_SOCK_DIAG);

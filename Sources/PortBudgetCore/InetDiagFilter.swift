@@ -5,11 +5,15 @@
 public indirect enum InetDiagFilter: Sendable, Equatable {
     case sourcePortAtLeast(UInt16)
     case sourcePortAtMost(UInt16)
+    /// The peer's port is at most this; `destinationPortAtMost(0)` picks
+    /// sockets without a peer (listeners, bound-only).
+    case destinationPortAtMost(UInt16)
     /// The kernel chose the local port (no SOCK_BINDPORT_LOCK). TIME_WAIT
     /// entries always match: diag sees no bind flags on them.
     case autoBound
     case not(InetDiagFilter)
     case and(InetDiagFilter, InetDiagFilter)
+    case or(InetDiagFilter, InetDiagFilter)
 
     /// Local port within `low...high`.
     public static func sourcePorts(_ low: UInt16, _ high: UInt16) -> InetDiagFilter {
@@ -17,7 +21,7 @@ public indirect enum InetDiagFilter: Sendable, Equatable {
     }
 
     /// Op codes from linux/inet_diag.h.
-    enum Code: UInt8 { case nop = 0, jmp = 1, sourceGE = 2, sourceLE = 3, auto = 6 }
+    enum Code: UInt8 { case nop = 0, jmp = 1, sourceGE = 2, sourceLE = 3, destinationLE = 5, auto = 6 }
 
     struct Op {
         var code: UInt8
@@ -44,9 +48,13 @@ public indirect enum InetDiagFilter: Sendable, Equatable {
     private func emit(into ops: inout [Op]) {
         let start = ops.last.map { $0.offset + 4 } ?? 0
         switch self {
-        case let .sourcePortAtLeast(port), let .sourcePortAtMost(port):
+        case let .sourcePortAtLeast(port), let .sourcePortAtMost(port), let .destinationPortAtMost(port):
             let code: Code
-            if case .sourcePortAtLeast = self { code = .sourceGE } else { code = .sourceLE }
+            switch self {
+            case .sourcePortAtLeast: code = .sourceGE
+            case .sourcePortAtMost: code = .sourceLE
+            default: code = .destinationLE
+            }
             // Two words: the comparison, then {0, 0, port}. False jumps past the end (8 + 4).
             ops.append(Op(code: code.rawValue, yes: 8, no: 12, offset: start))
             ops.append(Op(code: 0, yes: 0, no: port, offset: start + 4))
@@ -69,6 +77,15 @@ public indirect enum InetDiagFilter: Sendable, Equatable {
             for i in firstStart..<secondStart where Op.isJump(ops, i) && ops[i].offset + Int(ops[i].no) == firstEnd + 4 {
                 ops[i].no += UInt16(secondLength)
             }
+        case let .or(first, second):
+            // As ss(8) does: the first part's acceptance reaches a JMP over the
+            // second part; its rejection already lands on the second part.
+            first.emit(into: &ops)
+            let jump = ops.count
+            ops.append(Op(code: Code.jmp.rawValue, yes: 4, no: 0, offset: ops[jump - 1].offset + 4))
+            let secondStart = ops[jump].offset + 4
+            second.emit(into: &ops)
+            ops[jump].no = UInt16(ops.last!.offset + 4 - secondStart + 4)
         }
     }
 }
@@ -78,8 +95,9 @@ extension InetDiagFilter.Op {
     static func isJump(_ ops: [InetDiagFilter.Op], _ i: Int) -> Bool {
         guard i > 0 else { return true }
         let previous = ops[i - 1].code
-        let isData = (previous == InetDiagFilter.Code.sourceGE.rawValue || previous == InetDiagFilter.Code.sourceLE.rawValue)
-            && ops[i - 1].yes == 8 && ops[i].code == 0 && ops[i].yes == 0
+        let comparisons: Set<UInt8> = [InetDiagFilter.Code.sourceGE.rawValue, InetDiagFilter.Code.sourceLE.rawValue,
+                                       InetDiagFilter.Code.destinationLE.rawValue]
+        let isData = comparisons.contains(previous) && ops[i - 1].yes == 8 && ops[i].code == 0 && ops[i].yes == 0
         return !isData
     }
 }
@@ -89,7 +107,8 @@ extension InetDiagFilter.Op {
 /// tested against the kernel's rules without a kernel.
 public enum InetDiagBytecodeMachine {
     /// Runs `bytecode` for a socket; true when it is accepted.
-    public static func accepts(_ bytecode: [UInt8], sourcePort: UInt16, autoBound: Bool) -> Bool {
+    public static func accepts(_ bytecode: [UInt8], sourcePort: UInt16, destinationPort: UInt16 = 0,
+                               autoBound: Bool) -> Bool {
         var pc = 0
         var len = bytecode.count
         while len > 0 {
@@ -97,9 +116,14 @@ public enum InetDiagBytecodeMachine {
             let no = Int(UInt16(bytecode[pc + 2]) | UInt16(bytecode[pc + 3]) << 8)
             var taken = true
             switch code {
-            case 2, 3:
+            case 2, 3, 4, 5:
                 let port = UInt16(bytecode[pc + 6]) | UInt16(bytecode[pc + 7]) << 8
-                taken = code == 2 ? sourcePort >= port : sourcePort <= port
+                switch code {
+                case 2: taken = sourcePort >= port
+                case 3: taken = sourcePort <= port
+                case 4: taken = destinationPort >= port
+                default: taken = destinationPort <= port
+                }
             case 6: taken = autoBound
             case 1: taken = false
             default: taken = true
@@ -124,7 +148,7 @@ public enum InetDiagBytecodeMachine {
             let no = Int(UInt16(bytecode[pc + 2]) | UInt16(bytecode[pc + 3]) << 8)
             var minLength = 4
             switch code {
-            case 2, 3: minLength = 8; if len < 8 { return false }
+            case 2, 3, 4, 5: minLength = 8; if len < 8 { return false }
             case 0, 1, 6: break
             default: return false
             }

@@ -90,17 +90,9 @@ public struct PortCensus: Sendable {
     /// (`¬auto`) or no peer (`dport ≤ 0`: listeners and bound-only sockets,
     /// whose port connect() may not share however it was chosen). The second
     /// dump is `tcpFilter(explicit: false)` over `connectedStates`: every
-    /// socket there has a peer, so none is seen twice. Kernel bytecode, host
-    /// order, as `InetDiagFilter` lays it out (which has no destination-port op):
-    /// `{S_GE,8,32}{0,0,low} {S_LE,8,24}{0,0,high} {AUTO,4,12} {D_LE,8,12}{0,0,0}`;
-    /// AUTO false jumps to the end (accept), any other false jumps past it.
-    public static func tcpExplicitOrUnconnectedBytecode(_ sysctls: PortSysctls) -> [UInt8] {
-        func op(_ code: UInt8, _ yes: UInt8, _ no: UInt16) -> [UInt8] { [code, yes, UInt8(no & 0xff), UInt8(no >> 8)] }
-        func port(_ p: UInt16) -> [UInt8] { op(0, 0, p) }
-        return op(2, 8, 32) + port(sysctls.rangeLow)    // S_GE low
-            + op(3, 8, 24) + port(sysctls.rangeHigh)    // S_LE high
-            + op(6, 4, 12)                              // AUTO: explicit ports accept at once
-            + op(5, 8, 12) + port(0)                    // D_LE 0: no peer
+    /// socket there has a peer, so none is seen twice.
+    public static func tcpExplicitOrUnconnectedFilter(_ sysctls: PortSysctls) -> InetDiagFilter {
+        .and(.sourcePorts(sysctls.rangeLow, sysctls.rangeHigh), .or(.not(.autoBound), .destinationPortAtMost(0)))
     }
 
     public static func udpFilter(_ sysctls: PortSysctls) -> InetDiagFilter {

@@ -92,7 +92,7 @@ public struct Collector: Sendable {
         let sysctls = census.sysctls
         do {
             try dumper.dumpTCPAllFamilies(states: TCPState.allStates,
-                                          bytecode: PortCensus.tcpExplicitOrUnconnectedBytecode(sysctls)) {
+                                          filter: PortCensus.tcpExplicitOrUnconnectedFilter(sysctls)) {
                 census.addTCP($0, explicitlyBound: true)
             }
         } catch let error as SockDiagError where [ENOENT, EINVAL, EOPNOTSUPP, EPROTONOSUPPORT].contains(error.errno) {
@@ -100,7 +100,7 @@ public struct Collector: Sendable {
             return nil
         }
         try dumper.dumpTCPAllFamilies(states: PortCensus.connectedStates,
-                                      bytecode: PortCensus.tcpFilter(sysctls, explicit: false).bytecode) {
+                                      filter: PortCensus.tcpFilter(sysctls, explicit: false)) {
             census.addTCP($0, explicitlyBound: false)
         }
         return census

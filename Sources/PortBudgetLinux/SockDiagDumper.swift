@@ -70,28 +70,18 @@ public final class SockDiagDumper {
     /// `inet_diag_req`, which the kernel runs as family AF_UNSPEC): half the
     /// table walks of one SOCK_DIAG_BY_FAMILY dump per family. `bytecode` is
     /// a kernel filter program (INET_DIAG_REQ_BYTECODE), evaluated in the kernel.
-    public func dumpTCPAllFamilies(states: UInt32 = TCPState.allStates, bytecode: [UInt8],
+    public func dumpTCPAllFamilies(states: UInt32 = TCPState.allStates, filter: InetDiagFilter?,
                                    _ body: (InetDiagRecord) throws -> Void) throws {
         sequence &+= 1
         let seq = sequence
-        // nlmsghdr (16) + inet_diag_req (60: family, src_len, dst_len, ext,
-        // inet_diag_sockid (48), states, dbs) + the bytecode attribute.
-        let attribute = bytecode.isEmpty ? 0 : 4 + (bytecode.count + 3) & ~3
-        let length = 16 + 60 + attribute
-        var request = [UInt8](repeating: 0, count: length)
-        request.withUnsafeMutableBytes { r in
-            r.storeBytes(of: UInt32(length), toByteOffset: 0, as: UInt32.self)
-            r.storeBytes(of: NetlinkDumpDecoder.tcpDiagGetSock, toByteOffset: 4, as: UInt16.self)
-            r.storeBytes(of: UInt16(NLM_F_REQUEST | NLM_F_DUMP), toByteOffset: 6, as: UInt16.self)
-            r.storeBytes(of: seq, toByteOffset: 8, as: UInt32.self)
-            r[16] = UInt8(AF_INET)  // ignored: the kernel dumps every family
-            r.storeBytes(of: states, toByteOffset: 16 + 52, as: UInt32.self)
-            if !bytecode.isEmpty {
-                r.storeBytes(of: UInt16(4 + bytecode.count), toByteOffset: 76, as: UInt16.self)
-                r.storeBytes(of: UInt16(INET_DIAG_REQ_BYTECODE), toByteOffset: 78, as: UInt16.self)
-                for (i, byte) in bytecode.enumerated() { r[80 + i] = byte }
+        let code = filter?.bytecode ?? []
+        var request = [UInt8](repeating: 0, count: 256 + code.count)
+        let length = request.withUnsafeMutableBytes { req in
+            code.withUnsafeBytes { bc in
+                pb_build_tcpdiag_dump(req.baseAddress, req.count, states, seq, bc.baseAddress, UInt16(code.count))
             }
         }
+        guard length > 0 else { throw SockDiagError(call: "build TCPDIAG_GETSOCK request", errno: EINVAL) }
         let sent = request.withUnsafeBytes { mnl_socket_sendto(socket, $0.baseAddress, length) }
         guard sent >= 0 else { throw SockDiagError(call: "sendto(NETLINK_SOCK_DIAG)", errno: pb_errno()) }
         try receive(sequence: seq, what: "TCPDIAG_GETSOCK dump", body)

@@ -48,4 +48,39 @@ final class InetDiagFilterTests: XCTestCase {
         XCTAssertFalse(InetDiagBytecodeMachine.accepts(notInRange, sourcePort: 15, autoBound: true))
         XCTAssertFalse(InetDiagBytecodeMachine.accepts(notInRange, sourcePort: 21, autoBound: false))
     }
+
+    func testExplicitOrUnconnectedFilterForTheFirstOfTwoDumps() {
+        let sysctls = PortSysctls(rangeLow: 40000, rangeHigh: 40099)
+        let code = PortCensus.tcpExplicitOrUnconnectedFilter(sysctls).bytecode
+        XCTAssertTrue(InetDiagBytecodeMachine.audit(code))
+        let auto = PortCensus.tcpFilter(sysctls, explicit: false).bytecode
+        for port in [UInt16(39999), 40000, 40050, 40099, 40100] {
+            for peerPort in [UInt16(0), 1, 443] {
+                for autoBound in [true, false] {
+                    let inRange = port >= 40000 && port <= 40099
+                    let first = InetDiagBytecodeMachine.accepts(code, sourcePort: port, destinationPort: peerPort,
+                                                                autoBound: autoBound)
+                    XCTAssertEqual(first, inRange && (!autoBound || peerPort == 0), "\(port) \(peerPort) \(autoBound)")
+                    // With the second dump (auto-bound, connected) every in-range socket is seen once.
+                    let second = InetDiagBytecodeMachine.accepts(auto, sourcePort: port, destinationPort: peerPort,
+                                                                 autoBound: autoBound) && peerPort != 0
+                    XCTAssertEqual(first && second, false, "seen twice: \(port) \(peerPort) \(autoBound)")
+                    XCTAssertEqual(first || second, inRange, "missed: \(port) \(peerPort) \(autoBound)")
+                }
+            }
+        }
+    }
+
+    func testDisjunctionComposes() {
+        let either = InetDiagFilter.or(.sourcePortAtMost(10), .sourcePortAtLeast(20)).bytecode
+        XCTAssertTrue(InetDiagBytecodeMachine.audit(either))
+        XCTAssertEqual([5, 10, 15, 20, 25].map { InetDiagBytecodeMachine.accepts(either, sourcePort: $0, autoBound: true) },
+                       [true, true, false, true, true])
+        let nested = InetDiagFilter.and(.or(.autoBound, .destinationPortAtMost(0)), .sourcePortAtLeast(100)).bytecode
+        XCTAssertTrue(InetDiagBytecodeMachine.audit(nested))
+        XCTAssertTrue(InetDiagBytecodeMachine.accepts(nested, sourcePort: 100, destinationPort: 5, autoBound: true))
+        XCTAssertTrue(InetDiagBytecodeMachine.accepts(nested, sourcePort: 100, destinationPort: 0, autoBound: false))
+        XCTAssertFalse(InetDiagBytecodeMachine.accepts(nested, sourcePort: 100, destinationPort: 5, autoBound: false))
+        XCTAssertFalse(InetDiagBytecodeMachine.accepts(nested, sourcePort: 99, destinationPort: 0, autoBound: true))
+    }
 }
