@@ -48,43 +48,40 @@ public final class SockDiagDumper {
     /// `filter` (evaluated in the kernel), calling `body` for each.
     public func dump(family: IPAddress.Family, proto: Proto, states: UInt32 = TCPState.allStates,
                      filter: InetDiagFilter?, _ body: (InetDiagRecord) throws -> Void) throws {
-        sequence &+= 1
-        let seq = sequence
-        let code = filter?.bytecode ?? []
-        var request = [UInt8](repeating: 0, count: 256 + code.count)
-        let length = request.withUnsafeMutableBytes { req in
-            code.withUnsafeBytes { bc in
-                pb_build_inet_diag_dump(req.baseAddress, req.count, family.rawValue, proto.rawValue, states, seq,
-                                        bc.baseAddress, UInt16(code.count))
-            }
+        try request(filter: filter, what: "SOCK_DIAG_BY_FAMILY dump (family \(family.rawValue), protocol \(proto.rawValue))",
+                    body) { buffer, seq, bytecode, bytecodeLength in
+            Int(pb_build_inet_diag_dump(buffer.baseAddress, buffer.count, family.rawValue, proto.rawValue, states, seq,
+                                        bytecode, bytecodeLength))
         }
-        guard length > 0 else { throw SockDiagError(call: "build SOCK_DIAG_BY_FAMILY request", errno: EINVAL) }
-        let sent = request.withUnsafeBytes { mnl_socket_sendto(socket, $0.baseAddress, length) }
-        guard sent >= 0 else { throw SockDiagError(call: "sendto(NETLINK_SOCK_DIAG)", errno: pb_errno()) }
-        try receive(sequence: seq, what: "SOCK_DIAG_BY_FAMILY dump (family \(family.rawValue), protocol \(proto.rawValue))",
-                    body)
     }
 
     /// Dumps the TCP sockets of both address families in one pass over the
     /// kernel's tables, with the older TCPDIAG_GETSOCK request (an
     /// `inet_diag_req`, which the kernel runs as family AF_UNSPEC): half the
-    /// table walks of one SOCK_DIAG_BY_FAMILY dump per family. `bytecode` is
-    /// a kernel filter program (INET_DIAG_REQ_BYTECODE), evaluated in the kernel.
+    /// table walks of one SOCK_DIAG_BY_FAMILY dump per family.
     public func dumpTCPAllFamilies(states: UInt32 = TCPState.allStates, filter: InetDiagFilter?,
                                    _ body: (InetDiagRecord) throws -> Void) throws {
+        try request(filter: filter, what: "TCPDIAG_GETSOCK dump", body) { buffer, seq, bytecode, bytecodeLength in
+            Int(pb_build_tcpdiag_dump(buffer.baseAddress, buffer.count, states, seq, bytecode, bytecodeLength))
+        }
+    }
+
+    /// Builds a request with the next sequence number and `filter`'s
+    /// bytecode, sends it, and decodes the replies.
+    private func request(filter: InetDiagFilter?, what: @autoclosure () -> String,
+                         _ body: (InetDiagRecord) throws -> Void,
+                         build: (UnsafeMutableRawBufferPointer, UInt32, UnsafeRawPointer?, UInt16) -> Int) throws {
         sequence &+= 1
         let seq = sequence
         let code = filter?.bytecode ?? []
         var request = [UInt8](repeating: 0, count: 256 + code.count)
         let length = request.withUnsafeMutableBytes { req in
-            code.withUnsafeBytes { bc in
-                pb_build_tcpdiag_dump(req.baseAddress, req.count, states, seq, bc.baseAddress, UInt16(code.count))
-            }
+            code.withUnsafeBytes { bc in build(req, seq, bc.baseAddress, UInt16(code.count)) }
         }
-        guard length > 0 else { throw SockDiagError(call: "build TCPDIAG_GETSOCK request", errno: EINVAL) }
+        guard length > 0 else { throw SockDiagError(call: "build \(what())", errno: EINVAL) }
         let sent = request.withUnsafeBytes { mnl_socket_sendto(socket, $0.baseAddress, length) }
         guard sent >= 0 else { throw SockDiagError(call: "sendto(NETLINK_SOCK_DIAG)", errno: pb_errno()) }
-        try receive(sequence: seq, what: "TCPDIAG_GETSOCK dump", body)
+        try receive(sequence: seq, what: what(), body)
     }
 
     /// Receives and decodes one dump's replies until NLMSG_DONE.
