@@ -7,12 +7,20 @@ import PortBudgetCore
 /// socket per collection, so the same collector can later run once per
 /// namespace after a setns().
 public struct Collector: Sendable {
+    /// How the TCP census asks the kernel: one TCPDIAG_GETSOCK walk per dump
+    /// for both families (the default), or SOCK_DIAG_BY_FAMILY per family —
+    /// the fallback for kernels that refuse the first, selectable so tests
+    /// hold both to the kernel.
+    public enum TCPDumps: String, Sendable, CaseIterable { case bothFamilies = "both-families", perFamily = "per-family" }
+
     public let procfs: ProcFS
     public let logger: Logger
+    public let tcpDumps: TCPDumps
 
-    public init(procfs: ProcFS, logger: Logger = Logger(label: "portbudget.collector")) {
+    public init(procfs: ProcFS, logger: Logger = Logger(label: "portbudget.collector"), tcpDumps: TCPDumps = .bothFamilies) {
         self.procfs = procfs
         self.logger = logger
+        self.tcpDumps = tcpDumps
     }
 
     public func collect(thresholds: Thresholds) -> CollectionResult {
@@ -53,7 +61,7 @@ public struct Collector: Sendable {
     public func census(_ sysctls: PortSysctls) throws -> PortCensus {
         let dumper = try SockDiagDumper()
         var census = PortCensus(sysctls: sysctls)
-        if let folded = try tcpBothFamilies(dumper, census) {
+        if tcpDumps == .bothFamilies, let folded = try tcpBothFamilies(dumper, census) {
             census = folded
         } else {
             let explicit = PortCensus.tcpFilter(sysctls, explicit: true)

@@ -28,6 +28,10 @@ struct CheckCommand: ParsableCommand {
     @Option(help: "Where procfs is mounted.")
     var procfs = "/proc"
 
+    /// For tests: the per-family fallback census must agree with the kernel too.
+    @Option(help: .hidden)
+    var tcpDumps: Collector.TCPDumps = .bothFamilies
+
     func validate() throws {
         guard top >= 0 else { throw ValidationError("--top must be 0 or more, got \(top)") }
         if let problem = Thresholds(warning: warning, critical: critical).problem { throw ValidationError(problem) }
@@ -35,7 +39,7 @@ struct CheckCommand: ParsableCommand {
 
     func run() throws {
         let logger = makeLogger("portbudget.check", level: .critical)
-        let collection = Collector(procfs: ProcFS(root: procfs), logger: logger)
+        let collection = Collector(procfs: ProcFS(root: procfs), logger: logger, tcpDumps: tcpDumps)
             .collect(thresholds: Thresholds(warning: warning, critical: critical))
         guard let report = collection.report, collection.fatalError == nil else {
             printError("UNKNOWN: \(collection.fatalError ?? "no report")")
@@ -55,3 +59,5 @@ struct CheckCommand: ParsableCommand {
         throw ExitCode(report.status.exitCode)
     }
 }
+
+extension Collector.TCPDumps: ExpressibleByArgument {}

@@ -254,4 +254,31 @@ final class KernelAgreementTests: XCTestCase {
         XCTAssertEqual(report.tcp.boundPorts, 5)
         XCTAssertEqual(try ns.probeConnects(to: "127.0.0.1:8080").made, 95)
     }
+
+    /// The per-family fallback (for kernels that refuse TCPDIAG_GETSOCK) must
+    /// give the same report as the default two-dump census, on a namespace
+    /// with every kind of TCP socket the model tells apart.
+    func testPerFamilyFallbackCensusAgreesWithTheDefault() throws {
+        let ns = try NetworkNamespace(twReuse: 0)
+        try ns.hold(["listen", "--at", "127.0.0.1:8080", "--at", "[::]:8081", "--at", "127.0.0.1:40050",
+                     "--at", "127.0.0.1:9000", "--accept", "close"])
+        try ns.hold(["connect", "--to", "127.0.0.1:8080", "--bind", "127.0.0.1:40010", "--reuseaddr", "--hold"])
+        try ns.hold(["connect", "--to", "127.0.0.1:8080", "--count", "20", "--hold"])
+        try ns.hold(["connect", "--to", "[::1]:8081", "--count", "15", "--hold"])
+        try ns.hold(["connect", "--to", "127.0.0.1:8081", "--count", "5", "--bind", "127.0.0.1:0", "--hold"])
+        try ns.hold(["bind", "--at", "127.0.0.1:0", "--count", "3", "--hold"])
+        XCTAssertEqual(try ns.load(["churn", "--to", "127.0.0.1:9000", "--count", "10"]).made, 10)
+        try ns.settledSockets(state: "time-wait", expected: 10)
+
+        func report(_ extra: [String]) throws -> PortBudgetReport {
+            var r = try ns.check(extra).report
+            r.counters = [:]  // kernel counters move between runs; the census must not
+            return r
+        }
+        let byDefault = try report([])
+        let perFamily = try report(["--tcp-dumps", "per-family"])
+        XCTAssertEqual(perFamily, byDefault)
+        XCTAssertEqual(byDefault.tcp.explicitBoundPorts, 5, "listener 40050, explicit 40010, three bound-only")
+        XCTAssertEqual(byDefault.tcp.groupCount, 4)
+    }
 }
