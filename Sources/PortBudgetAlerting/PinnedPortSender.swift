@@ -31,7 +31,11 @@ struct PinnedPortSender: Sendable {
                                                   reuseAddress: true, timeoutMs: timeoutMs)
             } catch let failure as SocketFailure {
                 lastError = "from port \(sourcePort): \(failure)"
-                continue  // in use, or its 4-tuple still in TIME_WAIT: try the next
+                // In use, or its 4-tuple still in TIME_WAIT: the next port may do.
+                if [EADDRINUSE, EADDRNOTAVAIL].contains(failure.errno) { continue }
+                // A timeout or a refusal is the destination's, not the port's: another
+                // port would only wait again (8 × the timeout with Alertmanager black-holed).
+                throw Failure(description: lastError)
             }
             defer { close(fd) }
             return try exchange(fd, request: request(hostHeader: hostHeader, path: path, body: body))
