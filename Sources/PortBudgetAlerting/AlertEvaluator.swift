@@ -9,27 +9,62 @@ import ServiceLifecycle
 /// over every group — not only the exported top N — and sends due alerts to
 /// Alertmanager. It needs no Prometheus, so a page still leaves when the
 /// Prometheus that would have alerted cannot reach its Alertmanager.
+///
+/// Evaluation and delivery run apart: the evaluation loop ticks on its
+/// interval whatever Alertmanager does, and only wakes the delivery loop,
+/// through a one-slot mailbox where the latest wake-up wins. The delivery
+/// loop then sends what is due at that moment, so a slow or black-holed
+/// Alertmanager delays pages, never evaluations, and nothing queues up
+/// behind it.
 public actor AlertEvaluator: CollectionHook, Service {
-    private let config: AlertConfig
-    private let delivery: AlertmanagerDelivery?
+    /// Builds the delivery for a configuration (nil: no Alertmanagers).
+    public typealias MakeDelivery = @Sendable (AlertConfig) -> AlertmanagerDelivery?
+
+    /// Projector samples are kept at most this fraction of the evaluation
+    /// interval apart: the evaluator's own ticks (which may run a little
+    /// early) always land, and extra scrapes in between add nothing.
+    public static let sampleSpacingFactor = 0.9
+
+    private var config: AlertConfig
+    private let configPath: String?
+    private let baseExternalLabels: [String: String]
+    private let makeDelivery: MakeDelivery
+    private var delivery: AlertmanagerDelivery?
+    /// Deliveries replaced by a reload, shut down by the delivery loop once it is not using them.
+    private var retired: [AlertmanagerDelivery] = []
     private let logger: Logger
     private let generatorURL: String?
     private var machine: AlertStateMachine
-    private var projector = ExhaustionProjector()
+    private var projector: ExhaustionProjector
     private var icmpRate = CounterRate()
     private var coordinator: ScrapeCoordinator?
     private var evaluations = 0
     private var lastEvaluationFailed = false
-    private var deliveryAttempt = 0
+    private var reloadSucceeded = true
+    private var lastReloadSuccess = Date().timeIntervalSince1970
+    private let wakeups: AsyncStream<Void>
+    private let wake: AsyncStream<Void>.Continuation
 
-    public init(config: AlertConfig, delivery: AlertmanagerDelivery?, externalLabels: [String: String],
-                generatorURL: String?, logger: Logger) {
+    /// `externalLabels` are the agent's own (instance); the config's
+    /// `external_labels` are merged over them, now and on every reload.
+    /// `configPath` is the file SIGHUP reloads.
+    public init(config: AlertConfig, configPath: String? = nil, externalLabels: [String: String],
+                generatorURL: String?, logger: Logger, makeDelivery: @escaping MakeDelivery) {
         self.config = config
-        self.delivery = delivery
+        self.configPath = configPath
+        self.baseExternalLabels = externalLabels
+        self.makeDelivery = makeDelivery
+        self.delivery = makeDelivery(config)
         self.logger = logger
         self.generatorURL = generatorURL
-        machine = AlertStateMachine(rules: config.rules, externalLabels: externalLabels,
+        machine = AlertStateMachine(rules: config.rules, externalLabels: Self.labels(externalLabels, config),
                                     evaluationInterval: config.evaluationInterval, resendInterval: config.resendInterval)
+        projector = ExhaustionProjector(sampleSpacing: Self.sampleSpacingFactor * config.evaluationInterval)
+        (wakeups, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+    }
+
+    static func labels(_ base: [String: String], _ config: AlertConfig) -> [String: String] {
+        base.merging(config.externalLabels) { _, configured in configured }
     }
 
     /// The coordinator whose collections the evaluator triggers between scrapes.
@@ -60,7 +95,7 @@ public actor AlertEvaluator: CollectionHook, Service {
         projector.observe(report, at: now)
         let rate = icmpRate.update(report.counters["icmp_out_dest_unreachs_total"], at: now)
         let before = Dictionary(uniqueKeysWithValues: machine.alerts.map { ($0.key, $0.value.state) })
-        machine.evaluate(AlertInputs(report: report, icmpUnreachablePerSecond: rate, projections: projector.projections()),
+        machine.evaluate(AlertInputs(report: report, icmpUnreachablePerSecond: rate, projections: projector.projections),
                          at: now)
         logTransitions(from: before)
     }
@@ -90,7 +125,7 @@ public actor AlertEvaluator: CollectionHook, Service {
                           for (name, value) in alert.labels.sorted(by: { $0.key < $1.key }) { labels.append((name, value)) }
                           return ExpositionWriter.Sample(labels, 1)
                       })
-        let projections = projector.projections()
+        let projections = projector.projections
         let hostWide = projections.filter { $0.series.group == nil }
         let groups = projections.filter { $0.series.group != nil }.sorted { $0.seconds < $1.seconds }.prefix(20)
         writer.family("portbudget_seconds_to_exhaustion", .gauge,
@@ -105,29 +140,99 @@ public actor AlertEvaluator: CollectionHook, Service {
         writer.single("portbudget_alert_rules", .gauge, help: "Rules the in-agent evaluator runs.", machine.rules.count)
         writer.single("portbudget_alert_evaluations_total", .counter,
                       help: "Collections the in-agent evaluator has evaluated.", evaluations)
+        writer.single("portbudget_config_last_reload_successful", .gauge,
+                      help: "Whether the last configuration reload (SIGHUP) succeeded (1) or failed and the previous rules stayed (0).",
+                      reloadSucceeded ? 1 : 0)
+        writer.single("portbudget_config_last_reload_success_timestamp_seconds", .gauge,
+                      help: "When the configuration was last loaded successfully, Unix time.", lastReloadSuccess)
         delivery?.write(into: &writer)
+    }
+
+    // MARK: Reload
+
+    /// Reloads the `--config` file, as Prometheus does on SIGHUP: the new
+    /// file is validated first; on any error the running rules stay and the
+    /// error is logged. Unchanged rules keep their alerts' states.
+    public func reloadConfigFile() {
+        guard let configPath else {
+            logger.notice("SIGHUP: no --config file to reload; the built-in rules stay")
+            return
+        }
+        do {
+            reload(try AlertConfig.load(path: configPath))
+            reloadSucceeded = true
+            lastReloadSuccess = Self.now()
+            logger.notice("configuration reloaded", metadata: [
+                "file": "\(configPath)", "rules": "\(config.rules.count)",
+                "alertmanagers": "\(config.alertmanagers.map(\.url.absoluteString))",
+            ])
+        } catch {
+            reloadSucceeded = false
+            logger.error("configuration not reloaded; the previous rules stay", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Replaces the configuration in place.
+    func reload(_ new: AlertConfig) {
+        machine = machine.reloaded(rules: new.rules, externalLabels: Self.labels(baseExternalLabels, new),
+                                   evaluationInterval: new.evaluationInterval, resendInterval: new.resendInterval)
+        projector.sampleSpacing = Self.sampleSpacingFactor * new.evaluationInterval
+        if new.alertmanagers != config.alertmanagers || new.sourcePorts != config.sourcePorts {
+            if let old = delivery { retired.append(old) }
+            delivery = makeDelivery(new)
+        }
+        config = new
     }
 
     // MARK: Service
 
     public func run() async throws {
-        let interval = Duration.milliseconds(Int64(config.evaluationInterval * 1000))
         logger.info("alert evaluator running", metadata: [
             "rules": "\(config.rules.count)", "interval": "\(config.evaluationInterval)s",
             "alertmanagers": "\(config.alertmanagers.map(\.url.absoluteString))",
         ])
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.deliveryLoop() }
+            await evaluationLoop()
+            // Shutdown: a delivery stuck on a black-holed Alertmanager must not hold the process.
+            group.cancelAll()
+        }
+        await delivery?.shutdown()
+        for old in retired { await old.shutdown() }
+        retired = []
+    }
+
+    /// Ticks every `evaluation_interval` on the monotonic clock; a tick that
+    /// ran long skips the ticks it missed instead of bunching them up.
+    private func evaluationLoop() async {
+        let clock = ContinuousClock()
+        var next = clock.now
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             if let coordinator {
                 do { _ = try await coordinator.scrape() } catch { break }
             }
-            await deliverDue()
-            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
+            wake.yield()
+            let interval = Duration.milliseconds(Int64(config.evaluationInterval * 1000))
+            next += interval
+            let now = clock.now
+            while next <= now { next += interval }
+            let wakeAt = next
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(until: wakeAt, clock: clock) }
         }
-        await delivery?.shutdown()
+        wake.finish()
     }
 
-    /// Sends what is due, or a heartbeat that keeps the connection open.
+    private func deliveryLoop() async {
+        for await _ in wakeups {
+            if Task.isCancelled { break }
+            await deliverDue()
+        }
+    }
+
+    /// Sends what is due now, or a heartbeat that keeps the connection open.
     func deliverDue() async {
+        for old in retired { await old.shutdown() }
+        retired = []
         guard let delivery, !delivery.isEmpty else { return }
         let now = Self.now()
         let due = machine.due(at: now)
@@ -135,7 +240,6 @@ public actor AlertEvaluator: CollectionHook, Service {
             await delivery.send([])
             return
         }
-        deliveryAttempt += 1
         if await delivery.send(machine.postable(due, at: now, generatorURL: generatorURL)) {
             machine.markSent(due, at: now)
         }

@@ -111,7 +111,10 @@ public final class AlertmanagerDelivery: Sendable {
         let tries = heartbeat ? 1 : attempts
         for attempt in 0..<tries {
             if attempt > 0 { try? await Task.sleep(for: .milliseconds(250 << attempt)) }
-            let address = target.currentAddress()
+            // The agent is stopping: a page that has not left by now will not.
+            if Task.isCancelled { return Outcome(accepted: false, viaPinnedPort: false, error: "cancelled: shutting down") }
+            // getaddrinfo blocks (for seconds when DNS is down): keep it off the cooperative pool.
+            let address = (try? await NIOThreadPool.singleton.runIfActive { target.currentAddress() }) ?? nil
             do {
                 try await postWithClient(body, to: target)
                 return Outcome(accepted: true, viaPinnedPort: false, error: nil)

@@ -28,7 +28,10 @@ struct ServeCommand: AsyncParsableCommand {
             With --config FILE, the built-in alert evaluator runs the file's rules over every \
             group every evaluation_interval and posts to its Alertmanagers (see the README).
 
-            SIGTERM or SIGINT stops the server cleanly (exit 0). Exit status 2: bad command line \
+            SIGHUP reloads --config as Prometheus does: the file is validated first, and on an \
+            error the running rules stay and the error is logged \
+            (portbudget_config_last_reload_successful 0). SIGTERM or SIGINT stops the server \
+            cleanly (exit 0). Exit status 2: bad command line \
             or configuration (the message names the file, line and key); 1: the address cannot be \
             listened on.
             """)
@@ -37,13 +40,13 @@ struct ServeCommand: AsyncParsableCommand {
                                valueName: "host:port"))
     var listen = defaultListen
 
-    @Option(help: "Export per-destination series for the N most utilized groups only (0: all). Aggregates cover every group.")
+    @Option(parsing: .unconditional, help: "Export per-destination series for the N most utilized groups only (0: all). Aggregates cover every group.")
     var top = 20
 
     @Option(help: "Where procfs is mounted.")
     var procfs = "/proc"
 
-    @Option(help: "Connections served at once; more are closed on accept.")
+    @Option(parsing: .unconditional, help: "Connections served at once; more are closed on accept.")
     var maxConnections = 64
 
     @Option(help: ArgumentHelp("Alerting rules and Alertmanagers (YAML). Without it the built-in rules are evaluated and exported, and nothing is sent.",
@@ -75,7 +78,7 @@ struct ServeCommand: AsyncParsableCommand {
         let address = try ListenAddress(parsing: listen)
         let procfs = ProcFS(root: procfs)
         let collector = Collector(procfs: procfs, logger: logger)
-        let evaluator = try makeEvaluator(alerting, procfs: procfs, address: address, logger: logger)
+        let evaluator = makeEvaluator(alerting, procfs: procfs, address: address, logger: logger)
         let coordinator = ScrapeCoordinator(top: top, version: PortBudgetCommand.version, hooks: [evaluator]) {
             // Thresholds only shape `check`'s verdict; the exposition carries raw ratios.
             collector.collect(thresholds: Thresholds())
@@ -83,28 +86,26 @@ struct ServeCommand: AsyncParsableCommand {
         await evaluator.attach(coordinator)
         let server = try await MetricsServer.bind(.init(listen: address, maxConnections: maxConnections),
                                                   coordinator: coordinator, logger: logger)
+        let hangup = HangupService(logger: logger) { await evaluator.reloadConfigFile() }
         let group = ServiceGroup(configuration: .init(
-            services: [server, evaluator], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            services: [server, evaluator, hangup], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
     }
 
-    /// The evaluator and its delivery. The pinned source ports for
-    /// deliveries default to the 8 just below the ephemeral range.
-    func makeEvaluator(_ alerting: AlertConfig, procfs: ProcFS, address: ListenAddress, logger: Logger) throws
-        -> AlertEvaluator
-    {
-        var sourcePorts = alerting.sourcePorts
-        if sourcePorts == nil, let sysctls = try? procfs.portSysctls(), sysctls.rangeLow > 1032 {
-            sourcePorts = (sysctls.rangeLow - 8)...(sysctls.rangeLow - 1)
-        }
-        let delivery = alerting.alertmanagers.isEmpty ? nil : AlertmanagerDelivery(
-            alertmanagers: alerting.alertmanagers, sourcePorts: sourcePorts ?? 32760...32767,
-            logger: logger)
+    /// The evaluator, with the delivery each configuration gets. The pinned
+    /// source ports for deliveries default to the 8 just below the ephemeral range.
+    func makeEvaluator(_ alerting: AlertConfig, procfs: ProcFS, address: ListenAddress, logger: Logger) -> AlertEvaluator {
         let host = hostName()
-        var external = ["instance": "\(host):\(address.port)"]
-        external.merge(alerting.externalLabels) { _, configured in configured }
-        return AlertEvaluator(config: alerting, delivery: delivery, externalLabels: external,
-                              generatorURL: "http://\(host):\(address.port)/metrics", logger: logger)
+        return AlertEvaluator(config: alerting, configPath: config, externalLabels: ["instance": "\(host):\(address.port)"],
+                              generatorURL: "http://\(host):\(address.port)/metrics", logger: logger) { alerting in
+            guard !alerting.alertmanagers.isEmpty else { return nil }
+            var sourcePorts = alerting.sourcePorts
+            if sourcePorts == nil, let sysctls = try? procfs.portSysctls(), sysctls.rangeLow > 1032 {
+                sourcePorts = (sysctls.rangeLow - 8)...(sysctls.rangeLow - 1)
+            }
+            return AlertmanagerDelivery(alertmanagers: alerting.alertmanagers,
+                                        sourcePorts: sourcePorts ?? 32760...32767, logger: logger)
+        }
     }
 
     func hostName() -> String {

@@ -15,19 +15,19 @@ struct TextfileCommand: AsyncParsableCommand {
             and renamed into place, so only whole *.prom files are ever visible. Point \
             node_exporter's --collector.textfile.directory at DIR.
 
-            Exit status 2: bad command line, or DIR missing or not writable; 1: a --once write failed.
+            SIGHUP is logged and otherwise ignored. Exit status 2: bad command line, or DIR missing or not writable; 1: a --once write failed.
             """)
 
     @Argument(help: "Directory node_exporter reads (--collector.textfile.directory).")
     var directory: String
 
-    @Option(help: "How often to rewrite the file, as a Prometheus duration: 500ms, 15s, 1m.")
+    @Option(parsing: .unconditional, help: "How often to rewrite the file, as a Prometheus duration: 500ms, 15s, 1m.")
     var interval = "15s"
 
     @Flag(help: "Write once and exit.")
     var once = false
 
-    @Option(help: "Export per-destination series for the N most utilized groups only (0: all). Aggregates cover every group.")
+    @Option(parsing: .unconditional, help: "Export per-destination series for the N most utilized groups only (0: all). Aggregates cover every group.")
     var top = 20
 
     @Option(help: "Where procfs is mounted.")
@@ -67,8 +67,11 @@ struct TextfileCommand: AsyncParsableCommand {
             try await service.writeOnce()
             return
         }
+        let hangup = HangupService(logger: logger) {
+            logger.notice("SIGHUP: textfile has no configuration to reload; it keeps writing")
+        }
         let group = ServiceGroup(configuration: .init(
-            services: [service], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            services: [service, hangup], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
     }
 }

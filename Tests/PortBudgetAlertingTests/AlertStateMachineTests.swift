@@ -117,14 +117,14 @@ final class AlertStateMachineTests: XCTestCase {
         for step in 0..<10 {
             projector.observe(report(groups: [(80, 10 + step * 2)], bound: 0), at: Double(step) * 20)
         }
-        let group = projector.projections().first { $0.series.scope == "tcp_group" }
+        let group = projector.projections.first { $0.series.scope == "tcp_group" }
         // used 28 of 100 at t=180, slope 0.1 port/s → 720 s left.
         XCTAssertEqual(group?.seconds ?? 0, 720, accuracy: 1e-6)
-        XCTAssertEqual(projector.projections().first { $0.series.scope == "udp" }?.seconds, .infinity, "flat: never")
+        XCTAssertEqual(projector.projections.first { $0.series.scope == "udp" }?.seconds, .infinity, "flat: never")
         projector.observe(report(groups: [(80, 100)]), at: 200)
-        XCTAssertEqual(projector.projections().first { $0.series.scope == "tcp_group" }?.seconds, 0, "full: now")
+        XCTAssertEqual(projector.projections.first { $0.series.scope == "tcp_group" }?.seconds, 0, "full: now")
         projector.observe(report(groups: []), at: 220)
-        XCTAssertNil(projector.projections().first { $0.series.scope == "tcp_group" }, "a gone group loses its history")
+        XCTAssertNil(projector.projections.first { $0.series.scope == "tcp_group" }, "a gone group loses its history")
     }
 
     func testProjectorNeedsEnoughHistory() {
@@ -132,8 +132,47 @@ final class AlertStateMachineTests: XCTestCase {
         projector.observe(report(groups: [(80, 10)]), at: 0)
         projector.observe(report(groups: [(80, 20)]), at: 10)
         projector.observe(report(groups: [(80, 30)]), at: 20)
-        XCTAssertEqual(projector.projections().first { $0.series.scope == "tcp_group" }?.seconds, .infinity,
+        XCTAssertEqual(projector.projections.first { $0.series.scope == "tcp_group" }?.seconds, .infinity,
                        "20 s of history is too little for a 10-minute window")
+    }
+
+    /// Back-to-back scrapes must not grow the projector: with a 15 s
+    /// evaluation interval it keeps a sample every 13.5 s at most, so 10
+    /// minutes of scrapes every 100 ms hold the same points as the ticks alone.
+    func testProjectorMemoryIsBoundedBySpacingNotScrapeRate() {
+        let spacing = 0.9 * 15
+        var projector = ExhaustionProjector(window: 600, maxGroups: 50, sampleSpacing: spacing)
+        let busy = report(groups: (0..<300).map { (8000 + $0, 10) })
+        var kept = 0
+        for step in 0..<6000 where projector.observe(busy, at: Double(step) * 0.1) { kept += 1 }
+        let perSeries = Int((600 / spacing).rounded(.up)) + 1
+        XCTAssertLessThanOrEqual(projector.pointCount, (50 + 2) * perSeries)
+        XCTAssertEqual(kept, Int((599.9 / spacing).rounded(.down)) + 1, "one kept sample per spacing")
+        XCTAssertFalse(projector.observe(busy, at: 599.95), "too soon after the last kept sample")
+    }
+
+    /// A reload keeps the state of unchanged rules (even when they move in the
+    /// list), drops changed ones, and starts fresh when external labels change.
+    func testReloadKeepsStatesOfUnchangedRules() {
+        let slow = AlertRule(name: "Slow", quantity: .tcpGroupUtilization, comparison: .above(0.5), forSeconds: 60)
+        let bind = AlertRule(name: "UDP", quantity: .udpUtilization, comparison: .above(0.5))
+        var machine = AlertStateMachine(rules: [slow, bind], externalLabels: ["instance": "a"])
+        let r = report(groups: [(80, 60)], udp: 60)
+        machine.evaluate(AlertInputs(report: r, icmpUnreachablePerSecond: nil, projections: []), at: 0)
+        XCTAssertEqual(Set(machine.active.map(\.rule)), ["Slow", "UDP"])
+        machine.markSent(machine.due(at: 0), at: 0)
+        var changedBind = bind
+        changedBind.comparison = .above(0.9)
+        var next = machine.reloaded(rules: [changedBind, slow], externalLabels: ["instance": "a"],
+                                    evaluationInterval: 15, resendInterval: 60)
+        XCTAssertEqual(next.active.map(\.rule), ["Slow"], "the changed rule's alert is dropped")
+        XCTAssertEqual(next.active.first?.activeAt, 0, "pending since the start, not since the reload")
+        next.evaluate(AlertInputs(report: r, icmpUnreachablePerSecond: nil, projections: []), at: 61)
+        XCTAssertEqual(next.active.first { $0.rule == "Slow" }?.state, .firing, "for: counted across the reload")
+        XCTAssertEqual(next.active.filter { $0.rule == "Slow" }.count, 1, "no duplicate under the new index")
+        let relabelled = machine.reloaded(rules: [slow, bind], externalLabels: ["instance": "b"],
+                                          evaluationInterval: 15, resendInterval: 60)
+        XCTAssertTrue(relabelled.active.isEmpty)
     }
 
     func testCounterRate() {

@@ -105,6 +105,32 @@ public struct AlertStateMachine: Sendable {
         }
     }
 
+    /// The machine for a reloaded configuration. Like Prometheus on a
+    /// reload, an alert keeps its state (pending since, firing since, last
+    /// sent) when its rule is unchanged, wherever the rule now stands in the
+    /// list; alerts of removed or changed rules are dropped, and Alertmanager
+    /// lets them expire at their endsAt. Changed external labels change every
+    /// alert's identity, so then nothing is carried over.
+    public func reloaded(rules newRules: [AlertRule], externalLabels newLabels: [String: String],
+                         evaluationInterval: Double, resendInterval: Double) -> AlertStateMachine {
+        var next = AlertStateMachine(rules: newRules, externalLabels: newLabels, evaluationInterval: evaluationInterval,
+                                     resendInterval: resendInterval, resolvedRetention: resolvedRetention)
+        guard newLabels == externalLabels else { return next }
+        var unmatched = Array(newRules.indices)
+        var newIndex: [Int: Int] = [:]
+        for (old, rule) in rules.enumerated() {
+            if let position = unmatched.firstIndex(where: { newRules[$0] == rule }) {
+                newIndex[old] = unmatched.remove(at: position)
+            }
+        }
+        for var alert in alerts.values {
+            guard let index = newIndex[alert.ruleIndex] else { continue }
+            alert.ruleIndex = index
+            next.alerts[Self.key(index, alert.labels)] = alert
+        }
+        return next
+    }
+
     /// Pending and firing alerts, for /metrics and the log.
     public var active: [Alert] {
         alerts.values.filter { $0.state != .resolved }.sorted { Self.key(0, $0.labels) < Self.key(0, $1.labels) }

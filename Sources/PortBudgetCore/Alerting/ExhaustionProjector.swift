@@ -5,8 +5,13 @@
 /// +Inf; a full series projects 0. At least `minimumSamples` spanning a
 /// quarter of the window are needed before a finite projection is made.
 ///
-/// Memory is bounded: only the `maxGroups` most utilized groups of each
-/// observation are tracked; a group that drops out loses its history.
+/// Memory and cost are bounded whatever the scrape rate: a sample is kept
+/// at most every `sampleSpacing` seconds (the evaluator passes 0.9 ×
+/// evaluation_interval, so its own ticks always land and extra scrapes add
+/// nothing), only the `maxGroups` most utilized groups of each observation
+/// are tracked, and a group that drops out loses its history. So at most
+/// (maxGroups + 2) × (window / sampleSpacing + 1) points are held, and the
+/// fit runs once per kept sample, not per read.
 public struct ExhaustionProjector: Sendable {
     public struct Series: Hashable, Sendable {
         public let scope: String
@@ -29,15 +34,29 @@ public struct ExhaustionProjector: Sendable {
     public let window: Double
     public let maxGroups: Int
     public let minimumSamples: Int
+    /// Least time between two kept samples; observations sooner are ignored.
+    public var sampleSpacing: Double
     private var histories: [Series: History] = [:]
+    private var lastSampleTime: Double?
+    /// Fitted when a sample is kept, so reading projections costs nothing.
+    public private(set) var projections: [(series: Series, seconds: Double)] = []
 
-    public init(window: Double = 600, maxGroups: Int = 500, minimumSamples: Int = 3) {
+    public init(window: Double = 600, maxGroups: Int = 500, minimumSamples: Int = 3, sampleSpacing: Double = 0) {
         self.window = window
         self.maxGroups = maxGroups
         self.minimumSamples = minimumSamples
+        self.sampleSpacing = sampleSpacing
     }
 
-    public mutating func observe(_ report: PortBudgetReport, at time: Double) {
+    /// Points held across every series: the memory bound's figure, for tests.
+    public var pointCount: Int { histories.values.reduce(0) { $0 + $1.points.count } }
+
+    /// Takes a sample of `report` unless the last one is younger than
+    /// `sampleSpacing`; true when it was kept.
+    @discardableResult
+    public mutating func observe(_ report: PortBudgetReport, at time: Double) -> Bool {
+        if let last = lastSampleTime, time - last < sampleSpacing, time >= last { return false }
+        lastSampleTime = time
         var seen: Set<Series> = []
         func add(_ series: Series, used: Int, capacity: Int) {
             seen.insert(series)
@@ -54,10 +73,12 @@ public struct ExhaustionProjector: Sendable {
                 used: g.used, capacity: g.capacity)
         }
         for key in histories.keys where !seen.contains(key) { histories[key] = nil }
+        projections = fit()
+        return true
     }
 
     /// Seconds until each tracked series is projected to be full.
-    public func projections() -> [(series: Series, seconds: Double)] {
+    private func fit() -> [(series: Series, seconds: Double)] {
         histories.map { ($0.key, Self.project($0.value, window: window, minimumSamples: minimumSamples)) }
             .sorted { ($0.series.scope, $0.series.group?.peerIP ?? "", $0.series.group?.peerPort ?? 0, $0.series.group?.localIP ?? "")
                 < ($1.series.scope, $1.series.group?.peerIP ?? "", $1.series.group?.peerPort ?? 0, $1.series.group?.localIP ?? "") }
