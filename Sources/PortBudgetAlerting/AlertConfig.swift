@@ -26,12 +26,44 @@ public struct AlertConfig: Sendable {
 
     public static let defaults = AlertConfig()
 
+    /// The shortest `evaluation_interval` and `resend_interval` taken: each
+    /// evaluation runs a full collection, so a millisecond interval would be
+    /// a busy loop over the socket tables.
+    public static let minimumInterval = 1.0
+    /// A config file larger than this is not a config file.
+    public static let maximumFileBytes = 1 << 20
+
     /// Reads and validates `path`; the error names the file, line and key.
     public static func load(path: String) throws -> AlertConfig {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw ConfigError(file: path, line: nil, "cannot read the file")
+        try parse(try readFile(path), file: path)
+    }
+
+    /// The file's text. Opened non-blocking and refused unless it is a
+    /// regular file, so a FIFO or a device named by mistake is an error, not a hang.
+    static func readFile(_ path: String) throws -> String {
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
+        guard fd >= 0 else { throw ConfigError(file: path, line: nil, "cannot read the file: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var status = stat()
+        guard fstat(fd, &status) == 0 else {
+            throw ConfigError(file: path, line: nil, "cannot read the file: \(String(cString: strerror(errno)))")
         }
-        return try parse(String(decoding: data, as: UTF8.self), file: path)
+        guard status.st_mode & S_IFMT == S_IFREG else {
+            throw ConfigError(file: path, line: nil, "cannot read the file: not a regular file")
+        }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            guard n >= 0 else { throw ConfigError(file: path, line: nil, "cannot read the file: \(String(cString: strerror(errno)))") }
+            if n == 0 { break }
+            bytes += chunk[0..<n]
+            guard bytes.count <= maximumFileBytes else {
+                throw ConfigError(file: path, line: nil, "larger than \(maximumFileBytes) bytes; not a portbudget config")
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     public static func parse(_ text: String, file: String) throws -> AlertConfig {
@@ -50,8 +82,9 @@ public struct AlertConfig: Sendable {
         for (keyNode, value) in top {
             let key = try reader.key(keyNode)
             switch key {
-            case "evaluation_interval": config.evaluationInterval = try reader.duration(value, key: key, positive: true)
-            case "resend_interval": config.resendInterval = try reader.duration(value, key: key, positive: true)
+            case "evaluation_interval":
+                config.evaluationInterval = try reader.duration(value, key: key, atLeast: minimumInterval)
+            case "resend_interval": config.resendInterval = try reader.duration(value, key: key, atLeast: minimumInterval)
             case "external_labels": config.externalLabels = try reader.labels(value, key: key)
             case "alertmanagers":
                 config.alertmanagers = try reader.sequence(value, key: key).map { try reader.alertmanager($0) }
@@ -138,6 +171,14 @@ struct Reader {
         do { value = try PrometheusDuration(parsing: text) } catch { throw fail(node, "\(key): \(error)") }
         if positive && value.milliseconds <= 0 { throw fail(node, "\(key) must be more than 0") }
         return value.seconds
+    }
+
+    func duration(_ node: Node, key: String, atLeast minimum: Double) throws -> Double {
+        let seconds = try duration(node, key: key)
+        guard seconds >= minimum else {
+            throw fail(node, "\(key) must be at least \(PrometheusNumber.format(minimum))s, got \(try string(node, key: key))")
+        }
+        return seconds
     }
 
     func mapping(_ node: Node, key: String) throws -> Node.Mapping {

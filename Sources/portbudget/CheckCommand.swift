@@ -16,13 +16,13 @@ struct CheckCommand: ParsableCommand {
     @Flag(help: "Print the report as JSON.")
     var json = false
 
-    @Option(help: "How many destination groups to list, worst first (0 lists every group).")
+    @Option(parsing: .unconditional, help: "How many destination groups to list, worst first (0 lists every group).")
     var top = 20
 
-    @Option(help: "Utilization ratio (0-1] at which the status becomes warning.")
+    @Option(parsing: .unconditional, help: "Utilization ratio (0-1] at which the status becomes warning.")
     var warning = 0.8
 
-    @Option(help: "Utilization ratio (0-1] at which the status becomes critical.")
+    @Option(parsing: .unconditional, help: "Utilization ratio (0-1] at which the status becomes critical.")
     var critical = 0.95
 
     @Option(help: "Where procfs is mounted.")

@@ -35,7 +35,7 @@ struct PortBudgetCommand: AsyncParsableCommand {
             }
             if code == .validationFailure {
                 // One line naming what was wrong; --help has the rest.
-                let message = self.message(for: error).split(separator: "\n").first.map(String.init) ?? "invalid arguments"
+                let message = oneLine(self.message(for: error))
                 printError("portbudget: \(message) (see 'portbudget --help')")
                 Glibc.exit(usageExitCode(for: arguments))
             }
@@ -43,6 +43,17 @@ struct PortBudgetCommand: AsyncParsableCommand {
             Glibc.exit(usageExitCode(for: arguments) == 3 ? 3 : 1)
         }
     }
+}
+
+/// ArgumentParser's message on one line: the first line, with a list of
+/// choices that follows it ("Please provide one of the following:" then
+/// "- 'x'" lines) folded in, so a wrong value still shows what is right.
+func oneLine(_ message: String) -> String {
+    let lines = message.split(separator: "\n").map { String($0.drop { $0 == " " }) }
+    guard var first = lines.first else { return "invalid arguments" }
+    let choices = lines.dropFirst().prefix { $0.hasPrefix("- ") }.map { $0.dropFirst(2) }
+    if !choices.isEmpty { first += " " + choices.joined(separator: ", ") }
+    return first
 }
 
 /// Logs to standard error; only `main` builds loggers (libraries take one).

@@ -76,15 +76,27 @@ final class AlertConfigTests: XCTestCase {
         assertError("rules:\n  - alert: A\n    when: udp_utilization\n    above: 1\n    thresold: 2\n", "thresold", line: 5)
         assertError("alertmanagers:\n  - url: ftp://x\n", "not an http", line: 2)
         assertError("alertmanagers:\n  - uri: http://x\n", "unknown key \"uri\"", line: 2)
-        assertError("evaluation_interval: 0s\n", "more than 0", line: 1)
+        assertError("evaluation_interval: 0s\n", "at least 1s, got 0s", line: 1)
+        assertError("evaluation_interval: 1ms\n", "evaluation_interval must be at least 1s, got 1ms", line: 1)
+        assertError("resend_interval: 500ms\n", "resend_interval must be at least 1s", line: 1)
         assertError("delivery:\n  source_ports: 9-3\n", "source_ports", line: 2)
         assertError("rules: [\n", "not valid YAML", line: 2)
         assertError("- a\n- b\n", "top level", line: 1)
     }
 
-    func testMissingFileIsAnErrorNamingIt() {
+    func testUnreadableFilesAreErrorsNamingFileAndReason() throws {
         XCTAssertThrowsError(try AlertConfig.load(path: "/nonexistent/pb.yml")) { error in
-            XCTAssertTrue("\(error)".contains("/nonexistent/pb.yml"), "\(error)")
+            XCTAssertEqual("\(error)", "/nonexistent/pb.yml: cannot read the file: No such file or directory")
+        }
+        XCTAssertThrowsError(try AlertConfig.load(path: "/tmp")) { error in
+            XCTAssertEqual("\(error)", "/tmp: cannot read the file: not a regular file")
+        }
+        // A FIFO with no writer would block a plain open() forever.
+        let fifo = FileManager.default.temporaryDirectory.appendingPathComponent("pbfifo-\(UUID().uuidString)").path
+        XCTAssertEqual(mkfifo(fifo, 0o600), 0)
+        defer { unlink(fifo) }
+        XCTAssertThrowsError(try AlertConfig.load(path: fifo)) { error in
+            XCTAssertEqual("\(error)", "\(fifo): cannot read the file: not a regular file")
         }
     }
 }
