@@ -36,6 +36,21 @@ enum HTTP {
         return (status, body)
     }
 
+    /// A connected loopback socket that sends nothing (for the soak's abuse), or nil.
+    static func openIdle(port: UInt16) -> Int32? {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return nil }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = port.bigEndian
+        addr.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard rc == 0 else { close(fd); return nil }
+        return fd
+    }
+
     /// Retries GET until the server answers 200 or `timeout` passes.
     static func waitReady(port: UInt16, path: String, timeout: Double) -> Bool {
         let deadline = monotonicSeconds() + timeout

@@ -19,6 +19,7 @@ struct Options {
         usage: portbudget-bench [--sizes N,N,...] [--rounds N] [--bin-dir DIR] [--doc FILE] [--netns NAME]
                portbudget-bench --hold --sizes N --netns NAME   (build, then hold until stdin closes)
                portbudget-bench floor
+               portbudget-bench soak [--seconds N] [--period N]   (serve under scrapes and abuse, over time)
         Needs root (a private network namespace). Defaults: --sizes 10000,100000,200000,1000000 --rounds 5.
         """
 
@@ -83,8 +84,8 @@ func utcDate() -> String {
 }
 
 /// Replaces the generated part of `path` (between the markers), or appends it.
-func updateDoc(_ path: String, _ body: String) throws {
-    let begin = "<!-- portbudget-bench:begin -->", end = "<!-- portbudget-bench:end -->"
+func updateDoc(_ path: String, _ body: String, marker: String = "portbudget-bench") throws {
+    let begin = "<!-- \(marker):begin -->", end = "<!-- \(marker):end -->"
     let block = begin + "\n" + body + end
     let old = readFile(path) ?? ""
     if let b = old.firstRange(of: begin), let e = old.firstRange(of: end), b.lowerBound < e.lowerBound {
@@ -191,6 +192,9 @@ let arguments = Array(CommandLine.arguments.dropFirst())
 do {
     if arguments.first == "floor" {
         try FloorDump.main()
+    } else if arguments.first == "soak" {
+        installSignalHandlers()
+        try Soak.main(Array(arguments.dropFirst()))
     } else {
         installSignalHandlers()
         try runBenchmark(try Options(Array(arguments.drop { $0 == "run" })))
