@@ -18,10 +18,14 @@ public struct InetDiagRecord: Sendable, Equatable {
     public var expiresMs: UInt32
     public var uid: UInt32
     public var inode: UInt32
+    /// The cgroup v2 id of the process that created the socket
+    /// (`INET_DIAG_CGROUP_ID`, fixed at socket() time); 0 when the kernel
+    /// sent none — TIME_WAIT and request sockets never carry one.
+    public var cgroupID: UInt64
 
     public init(family: IPAddress.Family, state: UInt8, timer: UInt8 = 0, localPort: UInt16, remotePort: UInt16,
                 local: IPAddress, remote: IPAddress, interface: UInt32 = 0, cookie: UInt64 = 0,
-                expiresMs: UInt32 = 0, uid: UInt32 = 0, inode: UInt32 = 0) {
+                expiresMs: UInt32 = 0, uid: UInt32 = 0, inode: UInt32 = 0, cgroupID: UInt64 = 0) {
         self.family = family
         self.state = state
         self.timer = timer
@@ -34,6 +38,7 @@ public struct InetDiagRecord: Sendable, Equatable {
         self.expiresMs = expiresMs
         self.uid = uid
         self.inode = inode
+        self.cgroupID = cgroupID
     }
 }
 

@@ -14,6 +14,8 @@ public enum NetlinkDumpDecoder {
     static let nlmsgError: UInt16 = 2
     static let nlmsgDone: UInt16 = 3
     static let nlmsgOverrun: UInt16 = 4
+    /// `INET_DIAG_CGROUP_ID` (linux/inet_diag.h), a u64 attribute.
+    public static let inetDiagCgroupID: UInt16 = 21
 
     public enum Progress: Equatable, Sendable {
         /// The buffer held only records; more will come in the next receive.
@@ -69,7 +71,9 @@ public enum NetlinkDumpDecoder {
                 guard payloadLength >= inetDiagMsgSize else {
                     throw DecodeError.shortRecord(offset: offset, length: payloadLength)
                 }
-                try body(try record(buffer, at: payload))
+                var socket = try record(buffer, at: payload)
+                socket.cgroupID = cgroupID(buffer, from: payload + inetDiagMsgSize, to: payload + payloadLength)
+                try body(socket)
             case nlmsgDone where !stale:
                 // A dump that failed part-way reports the errno in DONE's payload.
                 if payloadLength >= 4 {
@@ -92,6 +96,23 @@ public enum NetlinkDumpDecoder {
             throw DecodeError.badMessageLength(offset: offset, length: buffer.count - offset, available: buffer.count - offset)
         }
         return .more
+    }
+
+    /// `INET_DIAG_CGROUP_ID` among the attributes that follow the message, 0
+    /// when absent. Attributes that overrun the message end the walk: a
+    /// malformed tail costs the attribution, never the socket.
+    static func cgroupID(_ p: UnsafeRawBufferPointer, from start: Int, to end: Int) -> UInt64 {
+        var offset = start
+        while end - offset >= 4 {
+            let length = Int(p.loadUnaligned(fromByteOffset: offset, as: UInt16.self))
+            let type = p.loadUnaligned(fromByteOffset: offset + 2, as: UInt16.self) & 0x3fff  // less NLA_F_* flags
+            guard length >= 4, length <= end - offset else { return 0 }
+            if type == inetDiagCgroupID && length == 12 {
+                return p.loadUnaligned(fromByteOffset: offset + 4, as: UInt64.self)
+            }
+            offset += (length + 3) & ~3  // NLA_ALIGN
+        }
+        return 0
     }
 
     /// Reads one `inet_diag_msg` at `base`.

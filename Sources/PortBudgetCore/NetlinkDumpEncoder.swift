@@ -23,6 +23,16 @@ public struct NetlinkDumpEncoder {
         put(&body, 52, record.expiresMs)
         put(&body, 64, record.uid)
         put(&body, 68, record.inode)
+        if record.cgroupID != 0 {
+            // As the kernel lays out a u64 attribute: an INET_DIAG_PAD (type 20) first
+            // when needed for 8-byte alignment, then the 12-byte attribute.
+            body += [4, 0, 20, 0]
+            var attribute = [UInt8](repeating: 0, count: 12)
+            put(&attribute, 0, UInt16(12))
+            put(&attribute, 2, NetlinkDumpDecoder.inetDiagCgroupID)
+            put(&attribute, 4, record.cgroupID)
+            body += attribute
+        }
         appendMessage(type: NetlinkDumpDecoder.sockDiagByFamily, payload: body)
     }
 

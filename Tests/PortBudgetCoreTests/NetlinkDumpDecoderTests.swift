@@ -29,6 +29,28 @@ final class NetlinkDumpDecoderTests: XCTestCase {
         XCTAssertEqual(progress, .done)
     }
 
+    /// The cgroup id comes from the attributes after the message, wherever
+    /// it stands among them; a message without one, or with a malformed
+    /// attribute tail, still yields its socket, with id 0.
+    func testCgroupIDAttributeIsReadAndAMalformedTailCostsOnlyTheAttribution() throws {
+        var owned = v6Record
+        owned.cgroupID = 0x0000_0001_0000_2a2a
+        var encoder = NetlinkDumpEncoder()
+        encoder.append(owned)
+        encoder.append(v4Record)
+        // Other attributes first (INET_DIAG_INFO-like, type 2, 8 bytes of payload), then the id.
+        var body = Array(encoder.bytes[16..<(16 + 72)])
+        body += [12, 0, 2, 0] + [UInt8](repeating: 0xee, count: 8)
+        body += [12, 0, 21, 0] + withUnsafeBytes(of: UInt64(77).littleEndian, Array.init)
+        encoder.appendMessage(type: NetlinkDumpDecoder.sockDiagByFamily, payload: body)
+        // A tail that claims more than the message holds.
+        encoder.appendMessage(type: NetlinkDumpDecoder.sockDiagByFamily,
+                              payload: Array(encoder.bytes[16..<(16 + 72)]) + [200, 0, 21, 0, 1, 2, 3, 4])
+        let (records, _) = try decodeAll(encoder.bytes)
+        XCTAssertEqual(records.map(\.cgroupID), [0x0000_0001_0000_2a2a, 0, 77, 0])
+        XCTAssertEqual(records.count, 4)
+    }
+
     func testKnownBytesOfAnIPv4Record() throws {
         var encoder = NetlinkDumpEncoder()
         encoder.append(v4Record)

@@ -1,0 +1,107 @@
+import Glibc
+import PortBudgetCore
+import Synchronization
+
+/// Turns the cgroup v2 ids that SOCK_DIAG reports into paths below the v2
+/// root. It walks the hierarchy once, taking each directory's id with
+/// name_to_handle_at(2) (a kernfs file handle is the cgroup id), and caches
+/// id → path; an id it does not know triggers one more walk, at most every
+/// `rewalkInterval`, since a cgroup made after the walk is common (a new
+/// container) and one deleted since is too (its sockets outlive it).
+public final class CgroupResolver: Sendable {
+    public enum Resolution: Sendable, Equatable {
+        case owner(CgroupOwner)
+        /// No cgroup with this id exists any more (or never existed in this view).
+        case gone
+    }
+
+    /// At most this many cgroups are walked: a bound on memory and time for
+    /// hosts with pathological hierarchies.
+    public static let maxCgroups = 100_000
+    /// Least time between two walks prompted by unknown ids.
+    public static let rewalkInterval = 10.0
+
+    /// The v2 mount point, nil when this host has no cgroup v2 hierarchy.
+    public let root: String?
+    private let state = Mutex<(paths: [UInt64: String], walkedAt: Double?)>(([:], nil))
+
+    /// Finds the v2 hierarchy in `procfs`'s `self/mountinfo`.
+    public init(procfs: ProcFS) {
+        root = (try? procfs.read("self/mountinfo")).flatMap(MountInfo.cgroup2MountPoint)
+    }
+
+    public init(root: String?) {
+        self.root = root
+    }
+
+    /// Resolves every id in `ids`, walking the hierarchy when one is unknown.
+    public func resolve(_ ids: some Sequence<UInt64>) -> [UInt64: Resolution] {
+        guard let root else { return [:] }
+        let now = Self.monotonicSeconds()
+        return state.withLock { state in
+            var wanted = Array(ids)
+            let unknown = wanted.contains { state.paths[$0] == nil }
+            if unknown, state.walkedAt.map({ now - $0 >= Self.rewalkInterval }) ?? true {
+                state.paths = Self.walk(root)
+                state.walkedAt = now
+            }
+            var out: [UInt64: Resolution] = [:]
+            wanted.sort()
+            for id in wanted { out[id] = state.paths[id].map { .owner(CgroupOwner(path: $0)) } ?? .gone }
+            return out
+        }
+    }
+
+    /// id → path (relative to `root`, "/" for the root) of every cgroup below `root`.
+    static func walk(_ root: String) -> [UInt64: String] {
+        var paths: [UInt64: String] = [:]
+        var pending = ["/"]
+        while let relative = pending.popLast(), paths.count < maxCgroups {
+            let full = relative == "/" ? root : root + relative
+            guard let id = cgroupID(full) else { continue }  // gone while walking
+            paths[id] = relative
+            guard let directory = opendir(full) else { continue }
+            defer { closedir(directory) }
+            while let entry = readdir(directory) {
+                guard entry.pointee.d_type == UInt8(DT_DIR) else { continue }
+                let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                    String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+                }
+                if name == "." || name == ".." { continue }
+                pending.append(relative == "/" ? "/" + name : relative + "/" + name)
+            }
+        }
+        return paths
+    }
+
+    /// The cgroup id of the directory at `path`: name_to_handle_at(2) gives
+    /// kernfs's 8-byte file handle, which is the id.
+    static func cgroupID(_ path: String) -> UInt64? {
+        guard let nameToHandleAt else { return nil }
+        // struct file_handle { unsigned int handle_bytes; int handle_type; unsigned char f_handle[]; }
+        var handle = [UInt8](repeating: 0, count: 8 + 64)
+        var mountID: Int32 = 0
+        let ok = handle.withUnsafeMutableBytes { raw -> Bool in
+            raw.storeBytes(of: UInt32(64), toByteOffset: 0, as: UInt32.self)
+            guard nameToHandleAt(AT_FDCWD, path, raw.baseAddress!, &mountID, 0) == 0 else { return false }
+            return raw.load(fromByteOffset: 0, as: UInt32.self) == 8
+        }
+        guard ok else { return nil }
+        return handle.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 8, as: UInt64.self) }
+    }
+
+    /// Glibc declares name_to_handle_at only under _GNU_SOURCE, which Swift's
+    /// Glibc module does not define, so it is looked up at run time.
+    private typealias NameToHandleAt = @convention(c) (Int32, UnsafePointer<CChar>, UnsafeMutableRawPointer,
+                                                        UnsafeMutablePointer<Int32>, Int32) -> Int32
+    private static let nameToHandleAt: NameToHandleAt? = {
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "name_to_handle_at") else { return nil }
+        return unsafeBitCast(symbol, to: NameToHandleAt.self)
+    }()
+
+    static func monotonicSeconds() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    }
+}
