@@ -150,13 +150,18 @@ public final class MetricsServer: Service, Sendable {
         } catch {
             throw MetricsServerError("cannot listen on \(config.listen): \(Self.oneLine(error))")
         }
-        // Behind NIO's accept handler: a connection whose setup failed (and
-        // was closed) or a failed accept is reported here, not lost.
-        let setupFailures = RateLimitedLog("cannot set up an accepted connection; closed it", level: .error,
-                                           interval: config.refusalLogInterval, logger: logger)
-        try await channel.pipeline.addHandler(AcceptErrorLogger(setupFailures))
+        try await logAcceptErrors(of: channel, interval: config.refusalLogInterval, logger: logger)
         return try MetricsServer(channel: channel, quiesce: quiesce, slots: slots, grace: config.shutdownGrace,
                                  logger: logger)
+    }
+
+    /// Adds the logger of failed child setups and accepts behind NIO's
+    /// accept handler (so after the bind, which adds that handler): NIO closes
+    /// such a connection and only reports the error down the server pipeline.
+    static func logAcceptErrors(of serverChannel: any Channel, interval: TimeAmount, logger: Logger) async throws {
+        let log = RateLimitedLog("cannot set up an accepted connection; closed it", level: .error,
+                                 interval: interval, logger: logger)
+        try await serverChannel.pipeline.addHandler(AcceptErrorLogger(log))
     }
 
     private static func configure(_ channel: any Channel, _ config: Configuration, slot: ConnectionSlot,
