@@ -39,9 +39,9 @@ public final class MetricsServer: Service, Sendable {
         /// neither memory nor a slot for long. Prometheus's default scrape
         /// timeout: a scraper that has not read the answer by then has given up.
         public var writeTimeout: TimeAmount = .seconds(10)
-        /// Complete requests held unanswered on one connection before the
-        /// server stops reading from it. Scrapers never pipeline; a few keeps
-        /// well-behaved pipelining clients working.
+        /// Complete requests waiting behind the one being answered before the
+        /// server stops reading from a connection. Scrapers never pipeline; a
+        /// few keep well-behaved pipelining clients working.
         public var maxPipelinedRequests = 4
         /// Bytes read from a connection at a time (one read per readiness
         /// event). Pipelined requests beyond `maxPipelinedRequests` are decoded

@@ -19,8 +19,9 @@ final class ServerHardeningTests: XCTestCase {
     let log = CapturedLog()
     var sockets: [Int32] = []
 
-    func start(_ configure: (inout MetricsServer.Configuration) -> Void = { _ in }) async throws {
-        collector = SyntheticCollector()
+    func start(collectionDelay: TimeInterval = 0,
+               _ configure: (inout MetricsServer.Configuration) -> Void = { _ in }) async throws {
+        collector = SyntheticCollector(delay: collectionDelay)
         let collector = self.collector!
         let coordinator = ScrapeCoordinator(top: 20, version: "test") { collector.collect() }
         var configuration = MetricsServer.Configuration(listen: ListenAddress(host: "127.0.0.1", port: 0))
@@ -260,6 +261,39 @@ final class ServerHardeningTests: XCTestCase {
         XCTAssertTrue(RawHTTPClient.closedByServer(fd, within: 2), "Connection: close was not honoured")
     }
 
+    /// Requests beyond the bound stay in the kernel: the server reads one
+    /// `readChunkBytes` chunk, finds more than `maxPipelinedRequests` waiting
+    /// in it, and reads nothing more until they are answered.
+    func testReadingStopsAtThePipelineBound() async throws {
+        try await start(collectionDelay: 0.2) {
+            $0.maxPipelinedRequests = 1
+            $0.readChunkBytes = 2048
+        }
+        let fd = try open()
+        let request = RawHTTPClient.keepAliveRequest("/metrics", headers: ["X-Padding": String(repeating: "p", count: 450)])
+        try RawHTTPClient.send(fd, String(repeating: request, count: 10))
+        try await Task.sleep(for: .milliseconds(100))
+        let accepted = try XCTUnwrap(try acceptedSocket(for: fd))
+        var unread: Int32 = 0
+        XCTAssertEqual(ioctl(accepted, UInt(FIONREAD), &unread), 0)
+        XCTAssertEqual(Int(unread), request.utf8.count * 10 - 2048, "the server read more than one chunk")
+        for index in 0..<10 {
+            XCTAssertEqual(try RawHTTPClient.readResponse(fd).status, 200, "answer \(index)")
+        }
+        XCTAssertEqual(collector.collections, 10)
+    }
+
+    func testOversizedBodyClosesTheConnectionUnanswered() async throws {
+        try await start()
+        let fd = try open()
+        try? RawHTTPClient.send(fd, "POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 4096\r\n\r\n"
+                                    + String(repeating: "b", count: 4096))
+        let answer = RawHTTPClient.readToEnd(fd)
+        XCTAssertTrue(answer.data.isEmpty, "an oversized body was answered")
+        XCTAssertNotEqual(answer.error, EAGAIN, "connection left open")
+        XCTAssertEqual(collector.collections, 0)
+    }
+
     // MARK: odd requests
 
     func testConnectIsAnsweredWith405AndClosed() async throws {
@@ -303,17 +337,22 @@ final class ServerHardeningTests: XCTestCase {
         let fd = try open()
         try RawHTTPClient.send(fd, RawHTTPClient.keepAliveRequest("/healthz"))
         XCTAssertEqual(try RawHTTPClient.readResponse(fd).status, 200)
-        let clientPort = try XCTUnwrap(Self.ports(of: fd)).local
+        let accepted = try XCTUnwrap(try acceptedSocket(for: fd), "the accepted socket is not among /proc/self/fd")
+        XCTAssertEqual(Self.option(accepted, Int32(IPPROTO_TCP), TCP_NODELAY), 1, "TCP_NODELAY not set")
+        XCTAssertEqual(Self.option(accepted, SOL_SOCKET, SO_DEBUG), 0, "SO_DEBUG set instead of TCP_NODELAY")
+    }
+
+    /// The server's end of the client socket `fd`: the server runs in this
+    /// process, so its descriptor is one of ours.
+    func acceptedSocket(for fd: Int32) throws -> Int32? {
+        guard let clientPort = Self.ports(of: fd)?.local else { return nil }
         let serverPort = UInt16(server.localAddress.port!)
-        var found = 0
         for name in try FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd") {
-            guard let candidate = Int32(name), let ports = Self.ports(of: candidate),
-                  ports == (serverPort, clientPort) else { continue }
-            found += 1
-            XCTAssertEqual(Self.option(candidate, Int32(IPPROTO_TCP), TCP_NODELAY), 1, "TCP_NODELAY not set")
-            XCTAssertEqual(Self.option(candidate, SOL_SOCKET, SO_DEBUG), 0, "SO_DEBUG set instead of TCP_NODELAY")
+            if let candidate = Int32(name), let ports = Self.ports(of: candidate), ports == (serverPort, clientPort) {
+                return candidate
+            }
         }
-        XCTAssertEqual(found, 1, "the accepted socket was not found among /proc/self/fd")
+        return nil
     }
 
     static func ports(of fd: Int32) -> (local: UInt16, peer: UInt16)? {
