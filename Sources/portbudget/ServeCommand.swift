@@ -46,7 +46,7 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Where procfs is mounted.")
     var procfs = "/proc"
 
-    @Option(parsing: .unconditional, help: "Connections served at once; more are closed on accept.")
+    @Option(parsing: .unconditional, help: "Connections held at once. Beyond it a new connection evicts an idle one; it is refused only when all are busy.")
     var maxConnections = 64
 
     @Option(help: ArgumentHelp("Alerting rules and Alertmanagers (YAML). Without it the built-in rules are evaluated and exported, and nothing is sent.",

@@ -62,6 +62,48 @@ struct RawHTTPClient {
         }
     }
 
+    /// Exactly one response (its head, then Content-Length bytes), leaving
+    /// the connection open for the next.
+    static func readResponse(_ fd: Int32) throws -> Response {
+        var data = Data()
+        var chunk = [UInt8](repeating: 0, count: 1)
+        while data.range(of: Data("\r\n\r\n".utf8)) == nil {
+            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, 1, 0) }
+            guard n == 1 else { throw Failure(description: "connection ended in a response head: \(n), errno \(errno)") }
+            data.append(chunk[0])
+        }
+        var response = try parse(data)
+        var remaining = Int(response.headers["content-length"] ?? "") ?? 0
+        var body = [UInt8](repeating: 0, count: 65536)
+        while remaining > 0 {
+            let n = body.withUnsafeMutableBytes { recv(fd, $0.baseAddress, min(remaining, $0.count), 0) }
+            guard n > 0 else { throw Failure(description: "connection ended in a response body") }
+            response.body.append(contentsOf: body[0..<n])
+            remaining -= n
+        }
+        return response
+    }
+
+    /// Whether the server closed the connection, waiting up to `timeout` seconds.
+    static func closedByServer(_ fd: Int32, within timeout: TimeInterval) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        var scratch = [UInt8](repeating: 0, count: 65536)
+        while Date() < deadline {
+            var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&poller, 1, 50) > 0 else { continue }
+            let n = scratch.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+            if n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR) { return true }
+        }
+        return false
+    }
+
+    /// A request that keeps the connection open (HTTP/1.1's default).
+    static func keepAliveRequest(_ path: String, headers: [String: String] = [:]) -> String {
+        var text = "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        for (name, value) in headers.sorted(by: { $0.key < $1.key }) { text += "\(name): \(value)\r\n" }
+        return text + "\r\n"
+    }
+
     static func request(_ method: String, _ path: String, headers: [String: String] = [:]) -> String {
         var text = "\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
         for (name, value) in headers.sorted(by: { $0.key < $1.key }) { text += "\(name): \(value)\r\n" }
