@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import Logging
 import PortBudgetCore
 import PortBudgetServer
@@ -158,6 +161,39 @@ final class CollectionDeadlineTests: XCTestCase {
         await group.triggerGracefulShutdown()
         try await run.value
         XCTAssertLessThan(Date().timeIntervalSince(started), 2, "shutdown waited for the stuck collection")
+    }
+
+    /// `serve` as a whole: a /metrics request waiting on a stuck collection
+    /// and the evaluator-like scraper do not hold SIGTERM past the server's grace.
+    func testServeStopsWithinItsGraceWhileAScrapeIsStuck() async throws {
+        struct Scraper: Service {
+            let coordinator: ScrapeCoordinator
+            /// Like the alert evaluator: a scrape that throws (shutdown) ends the loop.
+            func run() async throws {
+                while !Task.isShuttingDownGracefully {
+                    do { _ = try await coordinator.scrape() } catch { return }
+                }
+            }
+        }
+        let stuck = StuckCollector()
+        defer { stuck.release() }
+        let coordinator = ScrapeCoordinator(top: 20, version: "test", deadline: .seconds(60)) { stuck.collect() }
+        var configuration = MetricsServer.Configuration(listen: ListenAddress(host: "127.0.0.1", port: 0))
+        configuration.shutdownGrace = .seconds(1)
+        let server = try await MetricsServer.bind(configuration, coordinator: coordinator, logger: logger)
+        let group = ServiceGroup(configuration: .init(
+            services: [server, Scraper(coordinator: coordinator)], logger: logger))
+        let run = Task { try await group.run() }
+        let client = RawHTTPClient(port: server.localAddress.port!)
+        let waiting = try client.connect()
+        defer { close(waiting) }
+        try RawHTTPClient.send(waiting, RawHTTPClient.request("GET", "/metrics"))
+        try await Task.sleep(for: .milliseconds(300))
+        XCTAssertEqual(stuck.collections, 1, "the request and the scraper share the one stuck collection")
+        let started = Date()
+        await group.triggerGracefulShutdown()
+        try await run.value
+        XCTAssertLessThan(Date().timeIntervalSince(started), 3, "shutdown waited for the stuck collection")
     }
 
     func testACancelledScraperStopsWaitingAtOnce() async throws {
