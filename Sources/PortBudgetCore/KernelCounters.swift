@@ -2,7 +2,22 @@
 /// they carry in JSON and in the exposition. One table drives both, so the
 /// two can never disagree.
 public struct KernelCounter: Sendable, Equatable {
-    public enum Source: String, Sendable { case sockstat, sockstat6, snmp, netstat }
+    public enum Source: String, Sendable, CaseIterable {
+        case sockstat, sockstat6, snmp, netstat
+
+        /// Sections every kernel prints in this file: a file without one of
+        /// them is cut short or not the kernel's, and fails its collector.
+        /// `IcmpMsg` is left out on purpose: the kernel prints it only once
+        /// an ICMP message has been counted, so a fresh namespace lacks it.
+        public var requiredSections: [String] {
+            switch self {
+            case .sockstat: ["TCP", "UDP"]
+            case .sockstat6: ["TCP6", "UDP6"]
+            case .snmp: ["Tcp", "Udp", "Icmp"]
+            case .netstat: ["TcpExt"]
+            }
+        }
+    }
     public enum Kind: String, Sendable { case counter, gauge }
 
     public let source: Source

@@ -42,12 +42,16 @@ public struct PortSysctls: Sendable, Equatable {
 }
 
 /// Pure parsers for the sysctl files. Each takes the text and the file's
-/// name, and throws a `ParseError` naming that file.
+/// name, and throws a `ParseError` naming that file. Like the /proc/net
+/// files, a sysctl file is refused when empty or without its final newline
+/// (`KernelText.requireComplete`): a cut-short "32768\t609" must not pass
+/// for a port range.
 public enum SysctlParser {
     /// `ip_local_port_range`: two integers, tab- or space-separated, low ≤ high, both 1–65535.
     public static func portRange(_ text: String, file: String = "sys/net/ipv4/ip_local_port_range")
         throws -> (low: UInt16, high: UInt16)
     {
+        try KernelText.requireComplete(text, file: file)
         let fields = text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" })
         guard fields.count == 2 else {
             throw ParseError(file: file, "expected two port numbers, found \(fields.count) fields")
@@ -63,6 +67,7 @@ public enum SysctlParser {
     public static func reservedPorts(_ text: String, file: String = "sys/net/ipv4/ip_local_reserved_ports")
         throws -> [ClosedRange<UInt16>]
     {
+        try KernelText.requireComplete(text, file: file)
         let body = trimmed(text)
         if body.isEmpty { return [] }
         var out: [ClosedRange<UInt16>] = []
@@ -88,6 +93,7 @@ public enum SysctlParser {
 
     /// A file holding one integer.
     public static func integer(_ text: String, file: String) throws -> Int {
+        try KernelText.requireComplete(text, file: file)
         guard let value = Int(trimmed(text)) else {
             throw ParseError(file: file, "\"\(trimmed(text))\" is not an integer")
         }

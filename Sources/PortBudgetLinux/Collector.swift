@@ -23,18 +23,26 @@ public struct Collector: Sendable {
         self.tcpDumps = tcpDumps
     }
 
+    /// Runs every collector in `CollectionResult.collectorNames` order,
+    /// telling `CollectionProgressReporting.current` (when bound) which one
+    /// is at work, so a caller with a deadline can name a stuck one.
     public func collect(thresholds: Thresholds) -> CollectionResult {
+        let progress = CollectionProgressReporting.current
         var outcomes: [CollectorOutcome] = []
+        func record(_ outcome: CollectorOutcome) {
+            outcomes.append(outcome)
+            progress?.collectorFinished(outcome)
+        }
         func timed<T>(_ name: String, _ body: () throws -> T) -> T? {
+            progress?.collectorStarted(name)
             let start = Self.monotonicSeconds()
             do {
                 let value = try body()
-                outcomes.append(CollectorOutcome(name: name, seconds: Self.monotonicSeconds() - start, error: nil))
+                record(CollectorOutcome(name: name, seconds: Self.monotonicSeconds() - start, error: nil))
                 return value
             } catch {
                 logger.warning("collector failed", metadata: ["collector": "\(name)", "error": "\(error)"])
-                outcomes.append(CollectorOutcome(name: name, seconds: Self.monotonicSeconds() - start,
-                                                 error: "\(error)"))
+                record(CollectorOutcome(name: name, seconds: Self.monotonicSeconds() - start, error: "\(error)"))
                 return nil
             }
         }
@@ -44,7 +52,7 @@ public struct Collector: Sendable {
         if let sysctls {
             report = timed("sockdiag") { try census(sysctls).report(thresholds: thresholds) }
         } else {
-            outcomes.append(CollectorOutcome(name: "sockdiag", seconds: 0, error: "skipped: port sysctls unreadable"))
+            record(CollectorOutcome(name: "sockdiag", seconds: 0, error: "skipped: port sysctls unreadable"))
         }
         var tables: [KernelCounter.Source: ProcNetParser.Table] = [:]
         if let sockstat = timed("sockstat", { try (procfs.netTable(.sockstat), procfs.netTable(.sockstat6)) }) {

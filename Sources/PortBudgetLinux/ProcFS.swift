@@ -1,12 +1,32 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import PortBudgetCore
 import SystemPackage
 
 /// A file under the procfs root could not be read.
 public struct ProcFSError: Error, CustomStringConvertible, Sendable {
     public let path: String
-    public let errno: Errno
+    /// The system call's error, or nil when the file is not one the agent reads (see `reason`).
+    public let errno: Errno?
+    let reason: String?
 
-    public var description: String { "cannot read \(path): \(errno)" }
+    public init(path: String, errno: Errno) {
+        self.path = path
+        self.errno = errno
+        self.reason = nil
+    }
+
+    public init(path: String, reason: String) {
+        self.path = path
+        self.errno = nil
+        self.reason = reason
+    }
+
+    public var description: String {
+        if let errno { return "cannot read \(path): \(errno)" }
+        return "cannot read \(path): \(reason ?? "unreadable")"
+    }
 }
 
 /// Reads files below a procfs mount point (`--procfs`, default /proc), so
@@ -20,16 +40,36 @@ public struct ProcFS: Sendable {
 
     public func path(_ relative: String) -> String { root + "/" + relative }
 
+    /// Files above this are refused: /proc/net/netstat, the largest file
+    /// read, is a few KiB, so a file that keeps growing is not procfs.
+    public static let maximumFileBytes = 16 << 20
+
     /// The whole file as text; procfs files report size 0, so read until EOF.
+    ///
+    /// Only regular files are read, and the open never blocks: O_NONBLOCK
+    /// makes opening a FIFO (which would wait for a writer) return at once,
+    /// and the fstat check then refuses it, as it refuses devices, sockets
+    /// and directories. Every procfs and sysfs file is a regular file, so
+    /// nothing real is lost. O_NOCTTY keeps a terminal from becoming ours.
     public func read(_ relative: String) throws -> String {
         let full = path(relative)
         let fd: FileDescriptor
         do {
-            fd = try FileDescriptor.open(FilePath(full), .readOnly, options: [.closeOnExec])
+            fd = try FileDescriptor.open(FilePath(full), .readOnly,
+                                         options: [.nonBlocking, .closeOnExec, Self.noControllingTerminal])
         } catch let errno as Errno {
             throw ProcFSError(path: full, errno: errno)
         }
         defer { try? fd.close() }
+        let type: FileType
+        do {
+            type = try fd.stat().type
+        } catch {
+            throw ProcFSError(path: full, errno: error)
+        }
+        guard type == .regular else {
+            throw ProcFSError(path: full, reason: "is \(Self.describe(type)), not a regular file")
+        }
         var bytes: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 16384)
         while true {
@@ -41,10 +81,23 @@ public struct ProcFS: Sendable {
             }
             if n == 0 { break }
             bytes.append(contentsOf: chunk[0..<n])
-            // /proc/net/netstat is a few KiB; a file that keeps growing is not procfs.
-            if bytes.count > 16 << 20 { throw ProcFSError(path: full, errno: .fileTooLarge) }
+            if bytes.count > Self.maximumFileBytes { throw ProcFSError(path: full, errno: .fileTooLarge) }
         }
         return String(decoding: bytes, as: UTF8.self)
+    }
+
+    static let noControllingTerminal = FileDescriptor.OpenOptions(rawValue: O_NOCTTY)
+
+    static func describe(_ type: FileType) -> String {
+        switch type {
+        case .fifo: "a FIFO"
+        case .directory: "a directory"
+        case .characterSpecial: "a character device"
+        case .blockSpecial: "a block device"
+        case .socket: "a socket"
+        case .symbolicLink: "a symbolic link"
+        default: "of file type \(type.rawValue)"
+        }
     }
 
     /// Like `read`, but nil when the file does not exist (a sysctl an older kernel lacks).
@@ -78,10 +131,6 @@ public struct ProcFS: Sendable {
     /// Reads one /proc/net statistics file into a table.
     public func netTable(_ source: KernelCounter.Source) throws -> ProcNetParser.Table {
         let relative = "net/" + source.rawValue
-        let text = try read(relative)
-        switch source {
-        case .sockstat, .sockstat6: return try ProcNetParser.sockstat(text, file: path(relative))
-        case .snmp, .netstat: return try ProcNetParser.pairedTable(text, file: path(relative))
-        }
+        return try ProcNetParser.table(source, try read(relative), file: path(relative))
     }
 }

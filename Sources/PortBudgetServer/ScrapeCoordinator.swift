@@ -1,4 +1,3 @@
-import NIOPosix
 import PortBudgetCore
 
 /// Collects on demand, one collection at a time: a scrape that arrives while
@@ -7,50 +6,68 @@ import PortBudgetCore
 /// cache: a scrape that arrives after a collection finished starts a new one,
 /// so nothing served is older than the request.
 ///
-/// The blocking collection runs on a thread pool, never on an event loop.
+/// The blocking collection runs on a thread of its own (`CollectionRunner`),
+/// never on an event loop, and is waited for at most `deadline`: then the
+/// scrape is answered with the stuck collector failed. While that collection
+/// is still stuck, every scrape gets the same answer at once and no second
+/// collection starts. Nothing waits for a stuck collection at shutdown.
 public actor ScrapeCoordinator {
     public typealias Collect = @Sendable () -> CollectionResult
 
-    private let collect: Collect
+    private let runner: CollectionRunner
     private let top: Int
     private let version: String
     private let hooks: [any CollectionHook]
-    private let threadPool: NIOThreadPool
     private var inFlight: Task<Scrape, any Error>?
+    /// The answer given when the deadline passed, repeated while that collection is still stuck.
+    private var overdueAnswer: Scrape?
 
     /// The most recent collection, for services that run beside the server.
     public private(set) var latest: Scrape?
-    /// How many collections ran.
+    /// How many collections ran (an answer repeated for a stuck collection is not a new one).
     public private(set) var collections = 0
 
+    /// `deadline`: how long a collection may take before the scrape is
+    /// answered without it (`CollectionResult.deadline`; tests shorten it).
     public init(top: Int, version: String, hooks: [any CollectionHook] = [],
-                threadPool: NIOThreadPool = .singleton, collect: @escaping Collect) {
+                deadline: Duration = CollectionResult.deadline, collect: @escaping Collect) {
         self.top = top
         self.version = version
         self.hooks = hooks
-        self.threadPool = threadPool
-        self.collect = collect
+        self.runner = CollectionRunner(deadline: deadline, collect: collect)
     }
 
-    /// The collection in flight, or a new one. Throws only when the thread
-    /// pool is shut down (the process is stopping).
+    /// The collection in flight, or a new one. Throws only when the calling
+    /// task is cancelled or its service group shuts down (the process is
+    /// stopping); the collection itself is never waited for past the deadline.
     public func scrape() async throws -> Scrape {
-        if let inFlight { return try await inFlight.value }
-        // The task inherits this actor, so `inFlight` is set before it can run.
-        let task = Task { try await self.collectAndRender() }
-        inFlight = task
-        return try await task.value
+        let task: Task<Scrape, any Error>
+        if let inFlight {
+            task = inFlight
+        } else {
+            // Detached, so it does not inherit the first caller's graceful
+            // shutdown: the scrapers sharing it each stop waiting on their own.
+            // It runs on this actor, which is busy until `inFlight` is set.
+            task = Task.detached { try await self.collectAndRender() }
+            inFlight = task
+        }
+        return try await OneShot.value(of: task)
     }
 
     private func collectAndRender() async throws -> Scrape {
         defer { inFlight = nil }
-        let collection = try await threadPool.runIfActive(collect)
+        let outcome = try await runner.run()
+        if case .overdue(_, let overdue) = outcome, overdue.earlierStillRunning, let overdueAnswer {
+            return overdueAnswer
+        }
+        let collection = outcome.collection
         collections += 1
         var writer = ExpositionWriter()
         MetricsExposition.write(collection, top: top, version: version, into: &writer)
         for hook in hooks { await hook.collected(collection, writer: &writer) }
         let scrape = Scrape(collection: collection, exposition: writer.text, sequence: collections)
         latest = scrape
+        if case .overdue = outcome { overdueAnswer = scrape } else { overdueAnswer = nil }
         return scrape
     }
 }

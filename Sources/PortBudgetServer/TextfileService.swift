@@ -1,11 +1,15 @@
 import Logging
-import NIOPosix
 import PortBudgetCore
 import ServiceLifecycle
 
 /// `portbudget textfile`: collects and rewrites DIR/portbudget.prom every
 /// interval until graceful shutdown. A write in progress when SIGTERM
 /// arrives finishes first; the file is never left half-written.
+///
+/// A collection that misses its deadline (`CollectionRunner`) skips that
+/// write with a logged error, and the interval keeps its rhythm; while it
+/// stays stuck, each tick skips at once without starting another. SIGTERM
+/// does not wait for a stuck collection.
 public struct TextfileService: Service {
     public typealias Collect = @Sendable () -> CollectionResult
 
@@ -13,24 +17,30 @@ public struct TextfileService: Service {
     private let interval: Duration
     private let top: Int
     private let version: String
-    private let collect: Collect
     private let logger: Logger
-    private let threadPool: NIOThreadPool
+    private let runner: CollectionRunner
 
+    /// `deadline`: how long a collection may take before its write is
+    /// skipped (`CollectionResult.deadline`; tests shorten it).
     public init(writer: TextfileWriter, interval: Duration, top: Int, version: String,
-                threadPool: NIOThreadPool = .singleton, logger: Logger, collect: @escaping Collect) {
+                deadline: Duration = CollectionResult.deadline, logger: Logger, collect: @escaping Collect) {
         self.writer = writer
         self.interval = interval
         self.top = top
         self.version = version
-        self.threadPool = threadPool
         self.logger = logger
-        self.collect = collect
+        self.runner = CollectionRunner(deadline: deadline, collect: collect)
     }
 
-    /// One collection written out; throws when the file could not be written.
+    /// One collection written out. Throws `TextfileError` when the file could
+    /// not be written, `CollectionRunner.Overdue` (nothing written) when the
+    /// collection missed its deadline, `CancellationError` on shutdown.
     public func writeOnce() async throws {
-        let collection = try await threadPool.runIfActive(collect)
+        let collection: CollectionResult
+        switch try await runner.run() {
+        case .finished(let finished): collection = finished
+        case .overdue(_, let overdue): throw overdue
+        }
         for failed in collection.outcomes where !failed.success {
             logger.warning("collector failed", metadata: ["collector": "\(failed.name)", "error": "\(failed.error ?? "")"])
         }
@@ -49,6 +59,9 @@ public struct TextfileService: Service {
                     } catch let error as TextfileError {
                         // Keep going: a full disk may clear up. node_exporter's
                         // node_textfile_mtime_seconds shows the file going stale.
+                        logger.error("textfile not written", metadata: ["error": "\(error)"])
+                    } catch let error as CollectionRunner.Overdue {
+                        // The old file stays; its mtime shows it going stale.
                         logger.error("textfile not written", metadata: ["error": "\(error)"])
                     }
                     try await Task.sleep(until: start + interval, clock: clock)

@@ -2,14 +2,15 @@ import ArgumentParser
 import Foundation
 import PortBudgetCore
 import PortBudgetLinux
+import PortBudgetServer
 
-struct CheckCommand: ParsableCommand {
+struct CheckCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "check",
         abstract: "Measure once and report, Nagios-style.",
         discussion: """
             Exit status: 0 ok, 1 warning, 2 critical, 3 unknown (the agent could not measure, \
-            or the command line is wrong). Thresholds apply to every utilization: each \
+            the collection did not finish within \(CollectionResult.deadline.secondsDescription), or the command line is wrong). Thresholds apply to every utilization: each \
             destination group, host-wide TCP bind, and UDP.
             """)
 
@@ -37,10 +38,21 @@ struct CheckCommand: ParsableCommand {
         if let problem = Thresholds(warning: warning, critical: critical).problem { throw ValidationError(problem) }
     }
 
-    func run() throws {
+    func run() async throws {
         let logger = makeLogger("portbudget.check", level: .critical)
-        let collection = Collector(procfs: ProcFS(root: procfs), logger: logger, tcpDumps: tcpDumps)
-            .collect(thresholds: Thresholds(warning: warning, critical: critical))
+        let collector = Collector(procfs: ProcFS(root: procfs), logger: logger, tcpDumps: tcpDumps)
+        let thresholds = Thresholds(warning: warning, critical: critical)
+        // A read stuck on a hung mount must not hang the plugin: give up at
+        // the deadline; exiting ends the stuck thread with the process.
+        let collection: CollectionResult
+        switch try await CollectionRunner(deadline: CollectionResult.deadline, collect: {
+            collector.collect(thresholds: thresholds)
+        }).run() {
+        case .finished(let finished): collection = finished
+        case .overdue(_, let overdue):
+            printError("UNKNOWN: \(overdue)")
+            throw ExitCode(3)
+        }
         guard let report = collection.report, collection.fatalError == nil else {
             printError("UNKNOWN: \(collection.fatalError ?? "no report")")
             throw ExitCode(3)

@@ -4,12 +4,12 @@ import XCTest
 final class ProcParserTests: XCTestCase {
     func testPortRangeAcceptsTabsAndSpaces() throws {
         XCTAssertTrue(try SysctlParser.portRange("32768\t60999\n") == (32768, 60999))
-        XCTAssertTrue(try SysctlParser.portRange("  1024 65535 ") == (1024, 65535))
-        XCTAssertTrue(try SysctlParser.portRange("40000 40000") == (40000, 40000))
+        XCTAssertTrue(try SysctlParser.portRange("  1024 65535 \n") == (1024, 65535))
+        XCTAssertTrue(try SysctlParser.portRange("40000 40000\n") == (40000, 40000))
     }
 
     func testPortRangeRejectsNonsenseNamingTheFile() {
-        for bad in ["", "32768", "1 2 3", "a b", "0 100", "60999 32768", "1 70000", "-1 5"] {
+        for bad in ["", "32768\n", "1 2 3\n", "a b\n", "0 100\n", "60999 32768\n", "1 70000\n", "-1 5\n"] {
             XCTAssertThrowsError(try SysctlParser.portRange(bad, file: "/x/ip_local_port_range"), bad) { error in
                 XCTAssertEqual((error as? ParseError)?.file, "/x/ip_local_port_range", bad)
             }
@@ -20,7 +20,7 @@ final class ProcParserTests: XCTestCase {
         XCTAssertEqual(try SysctlParser.reservedPorts("\n"), [])
         XCTAssertEqual(try SysctlParser.reservedPorts("8080\n"), [8080...8080])
         XCTAssertEqual(try SysctlParser.reservedPorts("40000-40009,40090,50000\n"), [40000...40009, 40090...40090, 50000...50000])
-        for bad in ["a", "1-", "5-1", "1,,2", "1-2-3", "70000"] {
+        for bad in ["a\n", "1-\n", "5-1\n", "1,,2\n", "1-2-3\n", "70000\n"] {
             XCTAssertThrowsError(try SysctlParser.reservedPorts(bad), bad)
         }
     }
@@ -53,11 +53,11 @@ final class ProcParserTests: XCTestCase {
 
     func testMalformedStatisticsFilesAreErrorsNamingFileAndLine() throws {
         let cases: [(String, (String, String) throws -> ProcNetParser.Table, String)] = [
-            ("malformed/snmp-short-row", ProcNetParser.pairedTable, "line 2"),
-            ("malformed/snmp-mismatched", ProcNetParser.pairedTable, "line 1"),
-            ("malformed/snmp-unpaired", ProcNetParser.pairedTable, "do not pair"),
-            ("malformed/sockstat-odd", ProcNetParser.sockstat, "line 1"),
-            ("malformed/sockstat-nonnumeric", ProcNetParser.sockstat, "not an integer"),
+            ("malformed/snmp-short-row", { try ProcNetParser.pairedTable($0, file: $1) }, "line 2"),
+            ("malformed/snmp-mismatched", { try ProcNetParser.pairedTable($0, file: $1) }, "line 1"),
+            ("malformed/snmp-unpaired", { try ProcNetParser.pairedTable($0, file: $1) }, "do not pair"),
+            ("malformed/sockstat-odd", { try ProcNetParser.sockstat($0, file: $1) }, "line 1"),
+            ("malformed/sockstat-nonnumeric", { try ProcNetParser.sockstat($0, file: $1) }, "not an integer"),
         ]
         for (path, parse, expected) in cases {
             XCTAssertThrowsError(try parse(try Fixture.text(path), path), path) { error in
@@ -89,5 +89,88 @@ final class ProcParserTests: XCTestCase {
         for counter in KernelCounter.all where counter.kind == .counter {
             XCTAssertTrue(counter.metric.hasSuffix("_total"), counter.metric)
         }
+    }
+    // MARK: cut-short files
+
+    /// Every /proc file the agent reads and the parser it goes through.
+    static let kernelFiles: [(file: String, parse: @Sendable (String, String) throws -> Void)] = [
+        ("net/sockstat", { _ = try ProcNetParser.table(.sockstat, $0, file: $1) }),
+        ("net/sockstat6", { _ = try ProcNetParser.table(.sockstat6, $0, file: $1) }),
+        ("net/snmp", { _ = try ProcNetParser.table(.snmp, $0, file: $1) }),
+        ("net/netstat", { _ = try ProcNetParser.table(.netstat, $0, file: $1) }),
+        ("sys/net/ipv4/ip_local_port_range", { _ = try SysctlParser.portRange($0, file: $1) }),
+        ("sys/net/ipv4/ip_local_reserved_ports", { _ = try SysctlParser.reservedPorts($0, file: $1) }),
+        ("sys/net/ipv4/tcp_tw_reuse", { _ = try SysctlParser.integer($0, file: $1) }),
+        ("sys/net/ipv4/tcp_timestamps", { _ = try SysctlParser.integer($0, file: $1) }),
+        ("sys/net/ipv4/tcp_fin_timeout", { _ = try SysctlParser.integer($0, file: $1) }),
+        ("sys/net/ipv4/tcp_tw_reuse_delay", { _ = try SysctlParser.integer($0, file: $1) }),
+    ]
+
+    func assertParseError(_ body: () throws -> Void, file: String, reason: String,
+                          line: UInt = #line) {
+        XCTAssertThrowsError(try body(), "\(file) should fail: \(reason)", line: line) { error in
+            XCTAssertEqual(error as? ParseError, ParseError(file: file, reason), line: line)
+            XCTAssertEqual("\(error)", "\(file): \(reason)", line: line)
+        }
+    }
+
+    func testEveryKernelFileOfTheFixturesStillParses() throws {
+        for (file, parse) in Self.kernelFiles {
+            XCTAssertNoThrow(try parse(try Fixture.text("procfs-default/" + file), file), file)
+        }
+    }
+
+    func testAnEmptyKernelFileIsAnErrorNamingIt() {
+        for (file, parse) in Self.kernelFiles {
+            assertParseError({ try parse("", "/p/" + file) }, file: "/p/" + file, reason: "empty")
+        }
+    }
+
+    /// A read cut short mid-line: the fixture without the tail of its last line.
+    func testAKernelFileWithoutItsFinalNewlineIsTruncated() throws {
+        for (file, parse) in Self.kernelFiles {
+            let whole = try Fixture.text("procfs-default/" + file)
+            XCTAssertTrue(whole.hasSuffix("\n"), file)
+            for cut in [whole.dropLast(), whole.dropLast(2)] where !cut.isEmpty {
+                assertParseError({ try parse(String(cut), "/p/" + file) }, file: "/p/" + file,
+                                 reason: "truncated: last line has no newline")
+            }
+        }
+        // "32768\t609" would otherwise pass for a port range, "1" for tcp_fin_timeout 10.
+        assertParseError({ _ = try SysctlParser.portRange("32768\t609", file: "r") }, file: "r",
+                         reason: "truncated: last line has no newline")
+    }
+
+    func testAKernelFileMissingASectionTheAgentReadsIsAnError() throws {
+        let cases: [(KernelCounter.Source, String)] = [
+            (.sockstat, "TCP"), (.sockstat, "UDP"), (.sockstat6, "TCP6"), (.sockstat6, "UDP6"),
+            (.snmp, "Tcp"), (.snmp, "Udp"), (.snmp, "Icmp"), (.netstat, "TcpExt"),
+        ]
+        for (source, section) in cases {
+            let whole = try Fixture.text("procfs-default/net/" + source.rawValue)
+            let without = whole.split(separator: "\n").filter { !$0.hasPrefix(section + ":") }
+            XCTAssertLessThan(without.count, whole.split(separator: "\n").count, "\(source) has \(section)")
+            let file = "/p/net/" + source.rawValue
+            assertParseError({ _ = try ProcNetParser.table(source, without.joined(separator: "\n") + "\n", file: file) },
+                             file: file, reason: "no \(section) section")
+        }
+    }
+
+    /// The kernel prints IcmpMsg only once an ICMP message was counted: a
+    /// fresh namespace's snmp lacks it, and that is no failure.
+    func testSnmpWithoutIcmpMsgParses() throws {
+        let whole = try Fixture.text("procfs-busy/net/snmp")
+        let without = whole.split(separator: "\n").filter { !$0.hasPrefix("IcmpMsg:") }
+        XCTAssertEqual(without.count + 2, whole.split(separator: "\n").count)
+        let table = try ProcNetParser.table(.snmp, without.joined(separator: "\n") + "\n", file: "snmp")
+        XCTAssertNil(table["IcmpMsg"])
+        XCTAssertEqual(table["Icmp"]?["OutDestUnreachs"], 812)
+    }
+
+    /// A fresh network namespace's files, as `ip netns exec NS cat` showed them on kernel 6.x.
+    func testAFreshNamespacesFilesParse() throws {
+        let sockstat = "sockets: used 3\nTCP: inuse 0 orphan 0 tw 0 alloc 0 mem 0\nUDP: inuse 0 mem 0\nUDPLITE: inuse 0\nRAW: inuse 0\nFRAG: inuse 0 memory 0\n"
+        XCTAssertEqual(try ProcNetParser.table(.sockstat, sockstat, file: "s")["TCP"]?["tw"], 0)
+        XCTAssertEqual(try SysctlParser.reservedPorts("\n", file: "r"), [], "no reserved ports is one newline")
     }
 }

@@ -1,5 +1,11 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+import Logging
 import PortBudgetCore
 import PortBudgetServer
+import ServiceLifecycle
 import XCTest
 
 final class ScrapeCoordinatorTests: XCTestCase {
@@ -52,5 +58,214 @@ final class ScrapeCoordinatorTests: XCTestCase {
         XCTAssertEqual(hook.calls, collector.collections)
         XCTAssertTrue(first.exposition.hasSuffix("portbudget_test_hook_calls \(first.sequence)\n"))
         XCTAssertTrue(second.exposition.hasSuffix("portbudget_test_hook_calls \(second.sequence)\n"))
+    }
+}
+
+/// A collection that really blocks — the way a read on a hung mount does —
+/// in the sockdiag collector, after sysctl succeeded, until released.
+final class StuckCollector: @unchecked Sendable {
+    private let lock = NSLock()
+    private var count = 0
+    private var released = false
+    private let gate = DispatchSemaphore(value: 0)
+
+    var collections: Int { lock.withLock { count } }
+
+    func collect() -> CollectionResult {
+        let stick = lock.withLock { count += 1; return !released }
+        let progress = CollectionProgressReporting.current
+        progress?.collectorStarted("sysctl")
+        progress?.collectorFinished(CollectorOutcome(name: "sysctl", seconds: 0.001, error: nil))
+        progress?.collectorStarted("sockdiag")
+        if stick { gate.wait() }
+        return SyntheticCollector.collection()
+    }
+
+    /// Lets the stuck collection finish; later ones do not block.
+    func release() {
+        let wasStuck = lock.withLock { defer { released = true }; return !released }
+        if wasStuck { gate.signal() }
+    }
+}
+
+/// The collection deadline: a stuck collection answers at the deadline,
+/// never piles up threads, and never holds shutdown. Each test takes a few seconds.
+final class CollectionDeadlineTests: XCTestCase {
+    let logger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
+
+    func testAStuckCollectionIsAnsweredAtTheDeadlineAndNotStartedTwice() async throws {
+        let stuck = StuckCollector()
+        defer { stuck.release() }
+        let coordinator = ScrapeCoordinator(top: 20, version: "test", deadline: .seconds(1)) { stuck.collect() }
+        var started = Date()
+        let first = try await coordinator.scrape()
+        let waited = Date().timeIntervalSince(started)
+        XCTAssertGreaterThanOrEqual(waited, 0.9, "answered before the deadline")
+        XCTAssertLessThan(waited, 3, "not answered at the deadline")
+        XCTAssertNil(first.collection.report)
+        XCTAssertTrue(first.exposition.contains("portbudget_build_info{version=\"test\"} 1\n"), first.exposition)
+        XCTAssertTrue(first.exposition.contains("portbudget_scrape_collector_success{collector=\"sysctl\"} 1\n"))
+        XCTAssertTrue(first.exposition.contains("portbudget_scrape_collector_success{collector=\"sockdiag\"} 0\n"),
+                      first.exposition)
+        XCTAssertTrue(first.exposition.contains("portbudget_scrape_collector_success{collector=\"netstat\"} 0\n"),
+                      "not reached, so its metrics are absent too")
+        XCTAssertFalse(first.exposition.contains("portbudget_tcp_groups"), "no census may be claimed")
+        XCTAssertEqual(first.collection.outcomes.first { $0.name == "sockdiag" }?.error, "did not finish within 1 s")
+
+        // Still stuck: answered at once, the same failure, and no second collection.
+        for _ in 0..<3 {
+            started = Date()
+            let again = try await coordinator.scrape()
+            XCTAssertLessThan(Date().timeIntervalSince(started), 0.5)
+            XCTAssertEqual(again.exposition, first.exposition)
+            XCTAssertEqual(again.sequence, first.sequence)
+        }
+        XCTAssertEqual(stuck.collections, 1, "a second collection started beside the stuck one")
+
+        // Once it finishes, the next scrape measures again.
+        stuck.release()
+        let deadline = Date().addingTimeInterval(5)
+        var fresh = try await coordinator.scrape()
+        while fresh.collection.report == nil && Date() < deadline {
+            try await Task.sleep(for: .milliseconds(50))
+            fresh = try await coordinator.scrape()
+        }
+        XCTAssertNotNil(fresh.collection.report)
+        XCTAssertEqual(stuck.collections, 2)
+        XCTAssertTrue(fresh.exposition.contains("portbudget_scrape_collector_success{collector=\"sockdiag\"} 1\n"))
+    }
+
+    /// The alert evaluator scrapes from its service: SIGTERM (graceful
+    /// shutdown) must not wait for the stuck read, however long the deadline.
+    func testGracefulShutdownDoesNotWaitForAStuckCollection() async throws {
+        struct Scraper: Service {
+            let coordinator: ScrapeCoordinator
+            let scraping: AsyncStream<Void>.Continuation
+            func run() async throws {
+                scraping.yield()
+                _ = try? await coordinator.scrape()
+            }
+        }
+        let stuck = StuckCollector()
+        defer { stuck.release() }
+        let coordinator = ScrapeCoordinator(top: 20, version: "test", deadline: .seconds(60)) { stuck.collect() }
+        let (scraping, signal) = AsyncStream<Void>.makeStream()
+        let group = ServiceGroup(configuration: .init(
+            services: [Scraper(coordinator: coordinator, scraping: signal)], logger: logger))
+        let run = Task { try await group.run() }
+        var iterator = scraping.makeAsyncIterator()
+        _ = await iterator.next()
+        try await Task.sleep(for: .milliseconds(200))
+        XCTAssertEqual(stuck.collections, 1)
+        let started = Date()
+        await group.triggerGracefulShutdown()
+        try await run.value
+        XCTAssertLessThan(Date().timeIntervalSince(started), 2, "shutdown waited for the stuck collection")
+    }
+
+    /// `serve` as a whole: a /metrics request waiting on a stuck collection
+    /// and the evaluator-like scraper do not hold SIGTERM past the server's grace.
+    func testServeStopsWithinItsGraceWhileAScrapeIsStuck() async throws {
+        struct Scraper: Service {
+            let coordinator: ScrapeCoordinator
+            /// Like the alert evaluator: a scrape that throws (shutdown) ends the loop.
+            func run() async throws {
+                while !Task.isShuttingDownGracefully {
+                    do { _ = try await coordinator.scrape() } catch { return }
+                }
+            }
+        }
+        let stuck = StuckCollector()
+        defer { stuck.release() }
+        let coordinator = ScrapeCoordinator(top: 20, version: "test", deadline: .seconds(60)) { stuck.collect() }
+        var configuration = MetricsServer.Configuration(listen: ListenAddress(host: "127.0.0.1", port: 0))
+        configuration.shutdownGrace = .seconds(1)
+        let server = try await MetricsServer.bind(configuration, coordinator: coordinator, logger: logger)
+        let group = ServiceGroup(configuration: .init(
+            services: [server, Scraper(coordinator: coordinator)], logger: logger))
+        let run = Task { try await group.run() }
+        let client = RawHTTPClient(port: server.localAddress.port!)
+        let waiting = try client.connect()
+        defer { close(waiting) }
+        try RawHTTPClient.send(waiting, RawHTTPClient.request("GET", "/metrics"))
+        try await Task.sleep(for: .milliseconds(300))
+        XCTAssertEqual(stuck.collections, 1, "the request and the scraper share the one stuck collection")
+        let started = Date()
+        await group.triggerGracefulShutdown()
+        try await run.value
+        XCTAssertLessThan(Date().timeIntervalSince(started), 3, "shutdown waited for the stuck collection")
+    }
+
+    func testACancelledScraperStopsWaitingAtOnce() async throws {
+        let stuck = StuckCollector()
+        defer { stuck.release() }
+        let coordinator = ScrapeCoordinator(top: 20, version: "test", deadline: .seconds(60)) { stuck.collect() }
+        let scraper = Task { try await coordinator.scrape() }
+        try await Task.sleep(for: .milliseconds(200))
+        let started = Date()
+        scraper.cancel()
+        let result = await scraper.result
+        XCTAssertLessThan(Date().timeIntervalSince(started), 1)
+        XCTAssertThrowsError(try result.get()) { XCTAssertTrue($0 is CancellationError, "\($0)") }
+    }
+
+    func testTextfileSkipsWritesWhileStuckKeepsItsIntervalAndStopsOnShutdown() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("pbstuck-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let writer = TextfileWriter(directory: directory.path)
+        let stuck = StuckCollector()
+        defer { stuck.release() }
+        let service = TextfileService(writer: writer, interval: .milliseconds(500), top: 20, version: "test",
+                                      deadline: .milliseconds(300), logger: logger) { stuck.collect() }
+
+        // --once: the stuck collection is an error naming the collector, and nothing is written.
+        var started = Date()
+        do {
+            try await service.writeOnce()
+            XCTFail("a stuck collection was written")
+        } catch let overdue as CollectionRunner.Overdue {
+            XCTAssertEqual("\(overdue)", "collection did not finish within 0.3 s (stuck in sockdiag)")
+        }
+        XCTAssertLessThan(Date().timeIntervalSince(started), 2)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: writer.path))
+
+        // The loop keeps ticking without starting a second collection, then writes once it is unstuck.
+        let group = ServiceGroup(configuration: .init(services: [service], logger: logger))
+        let run = Task { try await group.run() }
+        try await Task.sleep(for: .milliseconds(1200))
+        XCTAssertEqual(stuck.collections, 1, "a second collection started beside the stuck one")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: writer.path))
+        stuck.release()
+        let deadline = Date().addingTimeInterval(5)
+        while !FileManager.default.fileExists(atPath: writer.path) && Date() < deadline {
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        let text = try String(contentsOfFile: writer.path, encoding: .utf8)
+        XCTAssertTrue(text.contains("portbudget_scrape_collector_success{collector=\"sockdiag\"} 1\n"), text)
+        started = Date()
+        await group.triggerGracefulShutdown()
+        try await run.value
+        XCTAssertLessThan(Date().timeIntervalSince(started), 2)
+    }
+
+    func testShutdownOfTextfileDoesNotWaitForAStuckCollection() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("pbstuck-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let stuck = StuckCollector()
+        defer { stuck.release() }
+        let service = TextfileService(writer: TextfileWriter(directory: directory.path), interval: .seconds(15),
+                                      top: 20, version: "test", deadline: .seconds(60), logger: logger) {
+            stuck.collect()
+        }
+        let group = ServiceGroup(configuration: .init(services: [service], logger: logger))
+        let run = Task { try await group.run() }
+        try await Task.sleep(for: .milliseconds(300))
+        XCTAssertEqual(stuck.collections, 1)
+        let started = Date()
+        await group.triggerGracefulShutdown()
+        try await run.value
+        XCTAssertLessThan(Date().timeIntervalSince(started), 2, "shutdown waited for the stuck collection")
     }
 }
