@@ -195,9 +195,15 @@ public final class MetricsServer: Service, Sendable {
 
     public func run() async throws {
         logger.info("serving metrics", metadata: ["address": "\(listening)"])
-        try await withGracefulShutdownHandler {
-            try await done.futureResult.get()
-        } onGracefulShutdown: {
+        // Cancellation (a ServiceGroup whose other service threw) ends it the same way:
+        // the promise completes only through shutdown().
+        try await withTaskCancellationHandler {
+            try await withGracefulShutdownHandler {
+                try await done.futureResult.get()
+            } onGracefulShutdown: {
+                self.shutdown()
+            }
+        } onCancel: {
             self.shutdown()
         }
         logger.info("stopped")
