@@ -42,6 +42,10 @@ final class CgroupAttributionTests: XCTestCase {
         XCTAssertNotEqual(record.cgroupID, 0, "the kernel sent no INET_DIAG_CGROUP_ID")
         XCTAssertEqual(resolver.resolve([record.cgroupID])[record.cgroupID], .owner(CgroupOwner(path: relative)))
         XCTAssertEqual(CgroupOwner(path: relative).unit, "pbtest-holder.service")
+        // The process view: the same socket's inode leads to the holder's pid and comm.
+        let owners = SocketOwners.scan(procfs: ProcFS(), wanted: [record.inode]).owners
+        XCTAssertEqual(owners[record.inode]?.comm, "python3")
+        XCTAssertEqual(owners[record.inode]?.pid, holder.process.processIdentifier)
         holder.release()
         usleep(100_000)  // the exited process leaves the cgroup as it is reaped
         // Once removed, the id is reported as gone (the rewalk interval does not hold back a first walk).
