@@ -82,6 +82,10 @@ public struct Finding: Sendable, Codable, Equatable {
     public var evidence: [String: Double]
     /// The concrete change, with computed values.
     public var fix: String
+    /// The fix in one line, for an alert's description and the `fix` label
+    /// of `portbudget_finding`: commands and values, no measured counts, so
+    /// the series stays put while the numbers move.
+    public var action: String
     /// Shell commands of the fix, in order; empty when the fix is in the application or architecture.
     public var commands: [String]
     /// Ports the fix is about (listeners to reserve), ascending; empty when none.
@@ -94,20 +98,21 @@ public struct Finding: Sendable, Codable, Equatable {
     public var runbook: String { "docs/runbook.md#\(id.rawValue)" }
 
     public init(id: ID, severity: Severity, scope: Scope, cause: String, evidence: [String: Double], fix: String,
-                commands: [String] = [], ports: [Int] = [], portsLeft: Int) {
+                action: String, commands: [String] = [], ports: [Int] = [], portsLeft: Int) {
         self.id = id
         self.severity = severity
         self.scope = scope
         self.cause = cause
         self.evidence = evidence
         self.fix = fix
+        self.action = action
         self.commands = commands
         self.ports = ports
         self.portsLeft = portsLeft
     }
 
     enum CodingKeys: String, CodingKey {
-        case id, severity, scope, cause, evidence, fix, commands, ports, runbook, portsLeft = "ports_left"
+        case id, severity, scope, cause, evidence, fix, action, commands, ports, runbook, portsLeft = "ports_left"
     }
 
     public init(from decoder: Decoder) throws {
@@ -118,6 +123,7 @@ public struct Finding: Sendable, Codable, Equatable {
         cause = try c.decode(String.self, forKey: .cause)
         evidence = try c.decode([String: Double].self, forKey: .evidence)
         fix = try c.decode(String.self, forKey: .fix)
+        action = try c.decode(String.self, forKey: .action)
         commands = try c.decodeIfPresent([String].self, forKey: .commands) ?? []
         ports = try c.decodeIfPresent([Int].self, forKey: .ports) ?? []
         portsLeft = try c.decode(Int.self, forKey: .portsLeft)
@@ -131,6 +137,7 @@ public struct Finding: Sendable, Codable, Equatable {
         try c.encode(cause, forKey: .cause)
         try c.encode(evidence, forKey: .evidence)
         try c.encode(fix, forKey: .fix)
+        try c.encode(action, forKey: .action)
         try c.encode(commands, forKey: .commands)
         try c.encode(ports, forKey: .ports)
         try c.encode(runbook, forKey: .runbook)
@@ -211,7 +218,10 @@ public enum Diagnosis {
             evidence: ["used": Double(g.used), "capacity": Double(g.capacity), "utilization": g.utilization,
                        "time_wait": Double(g.timeWait), "fin_wait2": Double(g.finWait2),
                        "sustainable_connects_per_second": perSecond],
-            fix: fix, portsLeft: g.free)
+            fix: fix,
+            action: "pool or keep alive connections to \(destination); each added destination IP or port, or source "
+                + "IP, adds \(g.capacity) ports (\(rate(perSecond)) new connections/s)",
+            portsLeft: g.free)
     }
 
     /// Would the kernel reuse this destination's TIME_WAIT entries (past the
@@ -262,7 +272,8 @@ public enum Diagnosis {
             evidence: ["time_wait": Double(g.timeWait), "used": Double(g.used), "capacity": Double(g.capacity),
                        "utilization": g.utilization, "tcp_tw_reuse": Double(t.tcpTwReuse),
                        "tcp_timestamps": Double(t.tcpTimestamps), "loopback": loopback ? 1 : 0],
-            fix: fix, commands: commands, portsLeft: g.free)
+            fix: fix, action: commands.joined(separator: "; ") + "; keep connections alive (never tcp_tw_recycle)",
+            commands: commands, portsLeft: g.free)
     }
 
     static func finWait2(_ g: PortBudgetReport.Group, _ r: PortBudgetReport) -> Finding? {
@@ -287,7 +298,8 @@ public enum Diagnosis {
             id: .finWait2, severity: severity, scope: .init(g), cause: cause,
             evidence: ["fin_wait2": Double(g.finWait2), "used": Double(g.used), "capacity": Double(g.capacity),
                        "utilization": g.utilization, "fin_timeout_seconds": Double(timeout)],
-            fix: fix, commands: commands, portsLeft: g.free)
+            fix: fix, action: (["make \(g.peerIP) close its side of the connection"] + commands).joined(separator: "; "),
+            commands: commands, portsLeft: g.free)
     }
 
     /// bind() before connect() shows two ways. An explicit port is seen per
@@ -345,7 +357,9 @@ public enum Diagnosis {
                        "explicit_connected_ports": Double(t.explicitConnectedPorts),
                        "single_connection_ports": Double(t.singleConnectionPorts),
                        "destinations": Double(t.groupCount), "busiest_destination_ports": Double(busiest)],
-            fix: fix, portsLeft: portsLeft)
+            fix: fix,
+            action: "set IP_BIND_ADDRESS_NO_PORT before bind(addr, 0), or IP_LOCAL_PORT_RANGE instead of a chosen port",
+            portsLeft: portsLeft)
     }
 
     static func udpPressure(_ r: PortBudgetReport) -> Finding? {
@@ -362,7 +376,10 @@ public enum Diagnosis {
             id: .udpPressure, severity: severity, scope: .init(.udp), cause: cause,
             evidence: ["bound_ports": Double(u.boundPorts), "usable": Double(r.portRange.usable),
                        "utilization": u.utilization, "sockets": Double(u.sockets)],
-            fix: fix, portsLeft: r.portRange.usable - u.boundPorts)
+            fix: fix,
+            action: "shorter idle timeouts for UDP sessions, a cap per client, one unconnected socket for many peers, "
+                + "a wider port range",
+            portsLeft: r.portRange.usable - u.boundPorts)
     }
 
     static func narrowRange(_ r: PortBudgetReport) -> Finding? {
@@ -394,7 +411,8 @@ public enum Diagnosis {
                        "usable": Double(range.usable), "limit_utilization": worst.utilization,
                        "suggested_low": Double(low), "suggested_high": Double(high),
                        "projected_utilization": projected],
-            fix: fix, commands: commands, ports: listeners, portsLeft: max(0, worst.capacity - worst.used))
+            fix: fix, action: commands.joined(separator: "; "), commands: commands, ports: listeners,
+            portsLeft: max(0, worst.capacity - worst.used))
     }
 
     /// Info while nothing is near a limit; warning once host-wide TCP bind
@@ -416,7 +434,7 @@ public enum Diagnosis {
             id: .listenerInRange, severity: severity, scope: .init(.range), cause: cause,
             evidence: ["listener_ports_in_range": Double(listeners.count),
                        "bind_utilization": r.tcp.bindUtilization],
-            fix: fix, commands: [command], ports: listeners,
+            fix: fix, action: command + ", or move the listeners out of the range", commands: [command], ports: listeners,
             portsLeft: r.portRange.usable - r.tcp.boundPorts)
     }
 
