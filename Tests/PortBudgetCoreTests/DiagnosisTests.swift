@@ -373,4 +373,16 @@ final class DiagnosisTests: XCTestCase {
         let plainObject = try XCTUnwrap(JSONSerialization.jsonObject(with: try JSONEncoder().encode(plain)) as? [String: Any])
         XCTAssertNil(plainObject["findings"])
     }
+
+    /// Every id's `runbook` anchor has its section in docs/runbook.md.
+    func testEveryFindingHasARunbookSection() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
+        let runbook = try String(contentsOf: root.appendingPathComponent("docs/runbook.md"), encoding: .utf8)
+        let headings = Set(runbook.split(separator: "\n").filter { $0.hasPrefix("#") }
+            .map { $0.drop { $0 == "#" }.trimmingSpaces() })
+        for id in Finding.ID.allCases {
+            XCTAssertTrue(headings.contains(id.rawValue), "docs/runbook.md has no section \(id.rawValue)")
+        }
+    }
 }
