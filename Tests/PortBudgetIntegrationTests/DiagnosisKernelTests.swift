@@ -227,4 +227,21 @@ final class DiagnosisKernelTests: XCTestCase {
         XCTAssertFalse(after.contains { $0.scope.kind == .tcpDestination }, "\(after.map(\.id))")
         XCTAssertTrue(after.contains { $0.id == .udpPressure })
     }
+
+    /// `serve` exports the same findings as `portbudget_finding` series.
+    func testMetricsCarryTheFindings() throws {
+        let ns = try NetworkNamespace()
+        try ns.hold(["listen", "--at", "127.0.0.1:8080", "--at", "127.0.0.1:40050"])
+        XCTAssertEqual(try ns.hold(["connect", "--to", "127.0.0.1:8080", "--count", "90", "--hold"]).made, 90)
+
+        let serve = try ExporterProcess([Binaries.portbudget, "serve", "--listen", "127.0.0.1:9958"], in: ns)
+        let text = try serve.await("answer on /metrics") { ns.httpGet("http://127.0.0.1:9958/metrics") }
+        let series = text.split(separator: "\n").filter { $0.hasPrefix("portbudget_finding{") }.map(String.init)
+        XCTAssertEqual(series, [
+            #"portbudget_finding{id="hot_destination",severity="warning",scope="tcp_destination",local_ip="127.0.0.1",peer_ip="127.0.0.1",peer_port="8080",fix="pool or keep alive connections to 127.0.0.1:8080; each added destination IP or port, or source IP, adds 99 ports (1.65 new connections/s)"} 1"#,
+            #"portbudget_finding{id="narrow_range",severity="warning",scope="range",fix="sysctl -w net.ipv4.ip_local_reserved_ports=40050; sysctl -w net.ipv4.ip_local_port_range=\"32768 60999\""} 1"#,
+            #"portbudget_finding{id="listener_in_range",severity="warning",scope="range",fix="sysctl -w net.ipv4.ip_local_reserved_ports=40050, or move the listeners out of the range"} 1"#,
+        ])
+        _ = serve.stop()
+    }
 }
