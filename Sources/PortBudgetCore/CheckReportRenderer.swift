@@ -66,11 +66,17 @@ public enum CheckReportRenderer {
     }
 
     /// Greedy word wrap at `width` columns; a word longer than the width
-    /// stays whole, and so does each of `keepingWhole` (commands to paste).
+    /// stays whole, and so do each of `keepingWhole` and backquoted spans
+    /// (commands to paste).
     static func wrap(_ text: String, indent: String, width: Int = 100, keepingWhole: [String] = []) -> String {
         let glue: Character = "\u{0}"
         var text = text
-        for phrase in keepingWhole { text = text.replacing(phrase, with: phrase.replacing(" ", with: String(glue))) }
+        // Backquoted spans (`ss …`) are commands too.
+        let quoted = text.split(separator: "`", omittingEmptySubsequences: false).enumerated()
+            .filter { $0.offset % 2 == 1 }.map { "`" + $0.element + "`" }
+        for phrase in keepingWhole + quoted {
+            text = text.replacing(phrase, with: phrase.replacing(" ", with: String(glue)))
+        }
         var out = "", line = indent
         for glued in text.split(separator: " ", omittingEmptySubsequences: true) {
             let word = String(glued.replacing(String(glue), with: " "))

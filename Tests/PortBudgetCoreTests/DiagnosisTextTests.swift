@@ -69,5 +69,10 @@ final class DiagnosisTextTests: XCTestCase {
         let lines = text.split(separator: "\n")
         XCTAssertTrue(lines.dropLast().allSatisfy { $0.count <= 100 && $0.hasPrefix("  ") })
         XCTAssertEqual(lines.last, "  " + String(repeating: "x", count: 120))
+        let command = "sysctl -w net.ipv4.ip_local_port_range=\"32768 60999\""
+        let kept = CheckReportRenderer.wrap(String(repeating: "word ", count: 17) + command + " and `ss -Htuln 'sport >= :1'` too",
+                                            indent: "  ", width: 40, keepingWhole: [command])
+        XCTAssertTrue(kept.contains(command), kept)
+        XCTAssertTrue(kept.contains("`ss -Htuln 'sport >= :1'`"), kept)
     }
 }
