@@ -243,27 +243,27 @@ public enum Diagnosis {
         let t = r.timeWaitReuse
         let loopback = isLoopback(g)
         let destination = PortBudgetReport.Limit.hostPort(g.peerIP, g.peerPort)
-        let why: String
+        // Every reason tcp_twsk_unique says no, and the sysctl that removes it.
+        var reasons: [String] = []
         var commands: [String] = []
-        if t.tcpTimestamps == 0 { commands.append("sysctl -w net.ipv4.tcp_timestamps=1") }
-        switch t.tcpTwReuse {
-        case 1:
-            why = "tcp_timestamps=0, and reuse needs TCP timestamps"
-        case 2 where loopback:
-            why = "tcp_timestamps=0, and reuse needs TCP timestamps"
-        case 2:
-            why = "tcp_tw_reuse=2 reuses TIME_WAIT only for loopback connections, and this one is not"
+        if t.tcpTwReuse == 2 && !loopback {
+            reasons.append("tcp_tw_reuse=2 reuses TIME_WAIT only for loopback connections, and this one is not")
             commands.append("sysctl -w net.ipv4.tcp_tw_reuse=1")
-        default:
-            why = "tcp_tw_reuse=\(t.tcpTwReuse) (off)"
+        } else if t.tcpTwReuse != 1 && t.tcpTwReuse != 2 {
+            reasons.append("tcp_tw_reuse=\(t.tcpTwReuse) (off)")
             // 2 is the kernel default and covers loopback; other traffic needs 1.
             commands.append("sysctl -w net.ipv4.tcp_tw_reuse=\(loopback ? 2 : 1)")
         }
+        if t.tcpTimestamps == 0 {
+            reasons.append("tcp_timestamps=0, and reuse needs TCP timestamps")
+            commands.append("sysctl -w net.ipv4.tcp_timestamps=1")
+        }
+        let why = reasons.joined(separator: "; ")
         let cause = "TIME_WAIT holds \(g.timeWait) of the \(g.used) ports in use towards \(destination) "
             + "(\(PortBudgetReport.percent(g.utilization)) of \(g.capacity)), and the kernel will not hand them to a "
             + "new connect(): \(why). This host closes first, so each closed connection keeps its port \(timeWaitSeconds) s."
         let fix = "Let connect() reuse TIME_WAIT entries older than \(t.reuseDelayMs) ms: "
-            + commands.joined(separator: "; ") + " (persist it in /etc/sysctl.d/). That is safe for outgoing "
+            + commands.joined(separator: "; ") + " (persist in /etc/sysctl.d/). That is safe for outgoing "
             + "connections: timestamps tell an old segment from a new one. Better still, keep connections open "
             + "(keep-alive, pooling) so fewer close. Never tcp_tw_recycle: it broke clients behind NAT and "
             + "Linux 4.12 removed it."
@@ -398,7 +398,7 @@ public enum Diagnosis {
             fix += "Reserve the listener ports first, so the wider range never hands them out: \(commands[0]). "
         }
         commands.append("sysctl -w net.ipv4.ip_local_port_range=\"\(low) \(high)\"")
-        fix += "Widen the range: \(commands.last!) (persist it in /etc/sysctl.d/); the same load would then use "
+        fix += "Widen the range: \(commands.last!) (persist in /etc/sysctl.d/); the same load would then use "
             + "\(PortBudgetReport.percent(projected)) of \(worst.name). Listeners outside the current range are not "
             + "measured: find those the wider range covers with `ss -Htuln 'sport >= :\(low) and sport <= :\(high)'` "
             + "and reserve them too."
@@ -428,7 +428,7 @@ public enum Diagnosis {
             + "\(r.portRange.low)-\(r.portRange.high) (port\(listeners.count == 1 ? "" : "s") \(list)): each such port "
             + "is lost to every outgoing connection, and when the listener restarts, an outgoing connection may "
             + "already hold it, so its bind() fails with EADDRINUSE."
-        let fix = "Reserve \(listeners.count == 1 ? "it" : "them") so autobind never hands \(listeners.count == 1 ? "it" : "them") out: \(command) (persist it in /etc/sysctl.d/; the "
+        let fix = "Reserve \(listeners.count == 1 ? "it" : "them") so autobind never hands \(listeners.count == 1 ? "it" : "them") out: \(command) (persist in /etc/sysctl.d/; the "
             + "listeners can still bind them). Or move the listeners outside \(r.portRange.low)-\(r.portRange.high)."
         return Finding(
             id: .listenerInRange, severity: severity, scope: .init(.range), cause: cause,

@@ -187,6 +187,16 @@ final class DiagnosisTests: XCTestCase {
         }
         let f = try only(Diagnosis.findings(for: r), .timeWait)
         XCTAssertEqual(f.commands, ["sysctl -w net.ipv4.tcp_timestamps=1"])
+
+        sysctls.tcpTwReuse = 0
+        let both = report(sysctls) { c in
+            for p in ports(40000..<40090) {
+                c.addTCP(tcp(p, state: TCPState.timeWait, expiresMs: 30_000), explicitlyBound: false)
+            }
+        }
+        let g = try only(Diagnosis.findings(for: both), .timeWait)
+        XCTAssertEqual(g.commands, ["sysctl -w net.ipv4.tcp_tw_reuse=1", "sysctl -w net.ipv4.tcp_timestamps=1"])
+        XCTAssertTrue(g.cause.contains("tcp_tw_reuse=0 (off); tcp_timestamps=0, and reuse needs TCP timestamps"), g.cause)
     }
 
     /// Reused TIME_WAIT frees the destination, not bind(): its entries still
