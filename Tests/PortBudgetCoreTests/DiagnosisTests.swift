@@ -363,6 +363,10 @@ final class DiagnosisTests: XCTestCase {
         let findings = Diagnosis.findings(for: r)
         XCTAssertEqual(findings.filter { $0.id == .hotDestination }.count, Diagnosis.maxDestinationsPerCause)
         XCTAssertEqual(findings.filter { $0.id == .timeWait }.count, Diagnosis.maxDestinationsPerCause)
+        // check diagnoses before its --top cut: one listed group, five destinations named.
+        let cut = r.diagnosed().limitingGroups(to: 1)
+        XCTAssertEqual(cut.tcp.groups.count, 1)
+        XCTAssertEqual(cut.findings, findings)
     }
 
     func testFindingsAreTheTopLevelJSONListAndRoundTrip() throws {
