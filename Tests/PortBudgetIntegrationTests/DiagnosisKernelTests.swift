@@ -244,4 +244,29 @@ final class DiagnosisKernelTests: XCTestCase {
         ])
         _ = serve.stop()
     }
+
+    /// bind(addr, port) then connect(): seen per socket in the explicit dump.
+    /// A listener's accepted connections share its port and are not counted.
+    func testExplicitPortsBeforeConnectAreCountedPerSocket() throws {
+        let ns = try NetworkNamespace()
+        try ns.hold(["listen", "--at", "127.0.0.1:8080", "--at", "127.0.0.1:8081"])
+        try ns.hold(["listen", "--at", "127.0.0.1:40050", "--accept", "hold"])
+        for port in 40000..<40045 {
+            try ns.hold(["connect", "--to", "127.0.0.1:8081", "--bind", "127.0.0.1:\(port)", "--hold"])
+        }
+        XCTAssertEqual(try ns.hold(["connect", "--to", "127.0.0.1:40050", "--count", "5", "--hold"]).made, 5)
+        XCTAssertEqual(try ns.hold(["connect", "--to", "127.0.0.1:8080", "--count", "35", "--hold"]).made, 35)
+
+        let (report, _) = try ns.check()
+        XCTAssertEqual(report.tcp.explicitConnectedPorts, 45)
+        // The listener's 5 clients use plain connect(): they may share ports with the 35.
+        XCTAssertTrue((81...86).contains(report.tcp.boundPorts), "\(report.tcp.boundPorts)")
+        let all = try XCTUnwrap(report.findings)
+        XCTAssertEqual(all.map(\.id), [.bindBeforeConnect, .narrowRange, .listenerInRange])
+        let f = all[0]
+        XCTAssertEqual(f.severity, .warning)
+        XCTAssertEqual(f.evidence["explicit_connected_ports"], 45)
+        XCTAssertGreaterThanOrEqual(try XCTUnwrap(f.evidence["bind_before_connect_ports"]), 45)
+        XCTAssertTrue(f.cause.contains("45 connected sockets chose their port with bind(addr, port)"), f.cause)
+    }
 }
