@@ -208,9 +208,10 @@ public enum Diagnosis {
         if g.timeWait > 0 || g.finWait2 > 0 {
             cause += " Of the sockets towards it, \(g.timeWait) are in TIME_WAIT and \(g.finWait2) in FIN_WAIT2."
         }
-        let fix = "Reuse connections to \(destination) (keep-alive, a connection pool): every connection closed holds "
-            + "its port for \(timeWaitSeconds) s of TIME_WAIT, so this destination sustains \(g.capacity) ports ÷ "
-            + "\(timeWaitSeconds) s = \(rate(perSecond)) new connections per second. Each added destination IP or port, "
+        let fix = "Reuse connections to \(destination) (keep-alive, a connection pool): when this host closes first, "
+            + "each closed connection holds its port \(timeWaitSeconds) s in TIME_WAIT, so without reuse this "
+            + "destination sustains \(g.capacity) ports ÷ \(timeWaitSeconds) s = \(rate(perSecond)) new connections per "
+            + "second. Each added destination IP or port, "
             + "or source IP, is a budget of its own of \(g.capacity) ports (\(rate(perSecond)) connections per second "
             + "more): spread the traffic over several."
         return Finding(
