@@ -1,9 +1,13 @@
-/// Renders a report as the human `check` output: verdict first, then the
-/// range and what takes from it, host-wide headroom, and the worst groups.
+/// Renders a report as the human `check` output: verdict first, then why and
+/// what to do (the findings), the range and what takes from it, host-wide
+/// headroom, and the worst groups.
 public enum CheckReportRenderer {
-    public static func render(_ report: PortBudgetReport, top: Int) -> String {
+    /// `findings` defaults to the diagnosis of `report` itself (which must then
+    /// hold every group, as a report before any --top cut does).
+    public static func render(_ report: PortBudgetReport, top: Int, findings: [Finding]? = nil) -> String {
         var out = ""
         out += report.verdict + "\n\n"
+        out += renderFindings(findings ?? report.findings ?? Diagnosis.findings(for: report))
 
         let r = report.portRange
         var takes = ["\(r.reserved) reserved", "\(report.tcp.explicitBoundPorts) held by explicit TCP binds"]
@@ -41,6 +45,48 @@ public enum CheckReportRenderer {
         }
         out += columns(table)
         return out
+    }
+
+    /// Heading of the findings section.
+    public static let findingsHeading = "Why, and what to do"
+
+    /// The "Why, and what to do" section: per finding, a heading line (severity,
+    /// id, scope), the cause, the fix, and the runbook anchor; empty when there
+    /// is no finding.
+    public static func renderFindings(_ findings: [Finding]) -> String {
+        guard !findings.isEmpty else { return "" }
+        var out = findingsHeading + "\n"
+        for f in findings {
+            out += "\n\(f.severity.rawValue.uppercased()) \(f.id.rawValue) (\(f.scope.name))\n"
+            out += wrap(f.cause, indent: "  ")
+            out += wrap("Fix: " + f.fix, indent: "  ", keepingWhole: f.commands)
+            out += "  See \(f.runbook)\n"
+        }
+        return out + "\n"
+    }
+
+    /// Greedy word wrap at `width` columns; a word longer than the width
+    /// stays whole, and so do each of `keepingWhole` and backquoted spans
+    /// (commands to paste).
+    static func wrap(_ text: String, indent: String, width: Int = 100, keepingWhole: [String] = []) -> String {
+        let glue: Character = "\u{0}"
+        var text = text
+        // Backquoted spans (`ss …`) are commands too.
+        let quoted = text.split(separator: "`", omittingEmptySubsequences: false).enumerated()
+            .filter { $0.offset % 2 == 1 }.map { "`" + $0.element + "`" }
+        for phrase in keepingWhole + quoted {
+            text = text.replacing(phrase, with: phrase.replacing(" ", with: String(glue)))
+        }
+        var out = "", line = indent
+        for glued in text.split(separator: " ", omittingEmptySubsequences: true) {
+            let word = String(glued.replacing(String(glue), with: " "))
+            if line.count > indent.count && line.count + 1 + word.count > width {
+                out += line + "\n"
+                line = indent
+            }
+            line += (line.count > indent.count ? " " : "") + word
+        }
+        return out + line + "\n"
     }
 
     static func headroom(_ used: Int, _ capacity: Int, _ ratio: Double) -> String {

@@ -29,6 +29,26 @@ public enum MetricsExposition {
         writeUDP(report, into: &w)
         writeSysctls(report, into: &w)
         writeCounters(report.counters, into: &w)
+        writeFindings(report.findings ?? Diagnosis.findings(for: report), into: &w)
+    }
+
+    /// One series per current finding (see `Diagnosis`), most severe first;
+    /// the family is left out when there is none. Destination findings carry
+    /// the group's labels; `fix` is the one-line action, free of measured
+    /// counts so a series lasts as long as its cause.
+    static func writeFindings(_ findings: [Finding], into w: inout ExpositionWriter) {
+        w.family("portbudget_finding", .gauge,
+                 help: "1 for each cause of port pressure the agent names now (id, severity, scope), with its fix; see docs/runbook.md#<id>.",
+                 findings.map { f in
+                     var labels: [(name: String, value: String)] = [
+                         ("id", f.id.rawValue), ("severity", f.severity.rawValue), ("scope", f.scope.kind.rawValue)]
+                     if f.scope.kind == .tcpDestination {
+                         labels += [("local_ip", f.scope.localIP ?? ""), ("peer_ip", f.scope.peerIP ?? ""),
+                                    ("peer_port", f.scope.peerPort.map(String.init) ?? "")]
+                     }
+                     labels.append(("fix", f.action))
+                     return .init(labels, 1)
+                 })
     }
 
     /// In `CollectionResult.collectorNames` order, then any others by name,

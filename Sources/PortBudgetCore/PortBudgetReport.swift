@@ -41,6 +41,31 @@ public struct PortBudgetReport: Sendable, Codable, Equatable {
         public var reserved: Int
         /// Ports autobind may hand out: the range minus reserved ports.
         public var usable: Int
+        /// `ip_local_reserved_ports` as written ("40000-40009,40090"), inside
+        /// the range or not: a fix that sets the sysctl must keep these.
+        public var reservedList: String = ""
+
+        enum CodingKeys: String, CodingKey { case low, high, reserved, usable, reservedList = "reserved_list" }
+
+        public init(low: Int, high: Int, reserved: Int, usable: Int, reservedList: String = "") {
+            self.low = low
+            self.high = high
+            self.reserved = reserved
+            self.usable = usable
+            self.reservedList = reservedList
+        }
+
+        public init(from decoder: Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            low = try c.decode(Int.self, forKey: .low)
+            high = try c.decode(Int.self, forKey: .high)
+            reserved = try c.decode(Int.self, forKey: .reserved)
+            usable = try c.decode(Int.self, forKey: .usable)
+            reservedList = try c.decodeIfPresent(String.self, forKey: .reservedList) ?? ""
+        }
+
+        /// Ports in `ip_local_port_range`, reserved or not.
+        public var size: Int { high - low + 1 }
     }
 
     public struct TimeWaitReuse: Sendable, Codable, Equatable {
@@ -124,12 +149,59 @@ public struct PortBudgetReport: Sendable, Codable, Equatable {
         /// Sockets on usable ports, by TCP state.
         public var socketsByState: [String: Int]
         public var groups: [Group]
+        /// Ports of connected sockets whose port was chosen explicitly
+        /// (bind(addr, port) then connect()), listeners' ports left out.
+        public var explicitConnectedPorts: Int = 0
+        /// Connected sockets that look auto-bound (every state but LISTEN),
+        /// and the distinct ports they hold.
+        public var autoConnections: Int = 0
+        public var autoConnectionPorts: Int = 0
+        /// Of those ports, the ones carrying exactly one connection. Plain
+        /// connect() shares a port between destinations; bind(addr, 0) before
+        /// connect() never does.
+        public var singleConnectionPorts: Int = 0
+
+        public init(boundPorts: Int, bindUtilization: Double, explicitBoundPorts: Int, listenerPortsInRange: [Int],
+                    groupCount: Int, maxGroupUtilization: Double, socketsByState: [String: Int], groups: [Group],
+                    explicitConnectedPorts: Int = 0, autoConnections: Int = 0, autoConnectionPorts: Int = 0,
+                    singleConnectionPorts: Int = 0) {
+            self.boundPorts = boundPorts
+            self.bindUtilization = bindUtilization
+            self.explicitBoundPorts = explicitBoundPorts
+            self.listenerPortsInRange = listenerPortsInRange
+            self.groupCount = groupCount
+            self.maxGroupUtilization = maxGroupUtilization
+            self.socketsByState = socketsByState
+            self.groups = groups
+            self.explicitConnectedPorts = explicitConnectedPorts
+            self.autoConnections = autoConnections
+            self.autoConnectionPorts = autoConnectionPorts
+            self.singleConnectionPorts = singleConnectionPorts
+        }
 
         enum CodingKeys: String, CodingKey {
             case boundPorts = "bound_ports", bindUtilization = "bind_utilization"
             case explicitBoundPorts = "explicit_bound_ports", listenerPortsInRange = "listener_ports_in_range"
             case groupCount = "group_count", maxGroupUtilization = "max_group_utilization"
             case socketsByState = "sockets_by_state", groups
+            case explicitConnectedPorts = "explicit_connected_ports", autoConnections = "auto_connections"
+            case autoConnectionPorts = "auto_connection_ports", singleConnectionPorts = "single_connection_ports"
+        }
+
+        public init(from decoder: Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            boundPorts = try c.decode(Int.self, forKey: .boundPorts)
+            bindUtilization = try c.decode(Double.self, forKey: .bindUtilization)
+            explicitBoundPorts = try c.decode(Int.self, forKey: .explicitBoundPorts)
+            listenerPortsInRange = try c.decode([Int].self, forKey: .listenerPortsInRange)
+            groupCount = try c.decode(Int.self, forKey: .groupCount)
+            maxGroupUtilization = try c.decode(Double.self, forKey: .maxGroupUtilization)
+            socketsByState = try c.decode([String: Int].self, forKey: .socketsByState)
+            groups = try c.decode([Group].self, forKey: .groups)
+            explicitConnectedPorts = try c.decodeIfPresent(Int.self, forKey: .explicitConnectedPorts) ?? 0
+            autoConnections = try c.decodeIfPresent(Int.self, forKey: .autoConnections) ?? 0
+            autoConnectionPorts = try c.decodeIfPresent(Int.self, forKey: .autoConnectionPorts) ?? 0
+            singleConnectionPorts = try c.decodeIfPresent(Int.self, forKey: .singleConnectionPorts) ?? 0
         }
     }
 
@@ -152,6 +224,10 @@ public struct PortBudgetReport: Sendable, Codable, Equatable {
     public var thresholds: Thresholds
     /// Kernel counters, keyed by metric name without prefix; filled by the collector.
     public var counters: [String: Int64] = [:]
+    /// Why ports go and what fixes it, most severe first; set by
+    /// `diagnosed()` from the full report (before any --top cut) and encoded
+    /// as the top-level `findings` of `check --json` when set.
+    public var findings: [Finding]?
 
     public init(portRange: PortRange, timeWaitReuse: TimeWaitReuse, tcp: TCP, udp: UDP, udplite: UDP?,
                 thresholds: Thresholds) {
@@ -232,7 +308,7 @@ public struct PortBudgetReport: Sendable, Codable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case portRange = "port_range", timeWaitReuse = "time_wait_reuse", tcp, udp, udplite, thresholds, counters
-        case status, verdict
+        case status, verdict, findings
     }
 
     public init(from decoder: Decoder) throws {
@@ -244,6 +320,7 @@ public struct PortBudgetReport: Sendable, Codable, Equatable {
         udplite = try c.decodeIfPresent(UDP.self, forKey: .udplite)
         thresholds = try c.decode(Thresholds.self, forKey: .thresholds)
         counters = try c.decodeIfPresent([String: Int64].self, forKey: .counters) ?? [:]
+        findings = try c.decodeIfPresent([Finding].self, forKey: .findings)
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -257,6 +334,14 @@ public struct PortBudgetReport: Sendable, Codable, Equatable {
         try c.encode(thresholds, forKey: .thresholds)
         try c.encode(status, forKey: .status)
         try c.encode(verdict, forKey: .verdict)
+        try c.encodeIfPresent(findings, forKey: .findings)
+    }
+
+    /// A copy carrying its findings (see `Diagnosis`).
+    public func diagnosed() -> PortBudgetReport {
+        var copy = self
+        copy.findings = Diagnosis.findings(for: self)
+        return copy
     }
 
     /// A copy listing only the `top` most utilized groups (0 keeps all);

@@ -47,6 +47,15 @@ public struct PortCensus: Sendable {
     private var tcpBound: PortBitmap
     private var udpBound: PortBitmap
     private var udpliteBound: PortBitmap
+    /// Ports of connected sockets with an explicitly chosen port (from the
+    /// explicit dump, not listening): bind(addr, port) before connect(), or a
+    /// listener's accepted children, told apart at report time by port.
+    private var explicitConnected: PortBitmap
+    /// Connections on each port among sockets that look auto-bound, by
+    /// `port − rangeLow`, saturating. Plain connect() shares ports between
+    /// destinations; a port carrying exactly one connection while the host is
+    /// short of ports points at bind(addr, 0) before connect() (see Diagnosis).
+    private var autoConnectionsPerPort: [UInt16]
     private var groups: [GroupKey: GroupAccumulator] = [:]
     private var tcpStates = [Int](repeating: 0, count: 16)
     private var udpSockets = 0
@@ -69,6 +78,8 @@ public struct PortCensus: Sendable {
         tcpBound = empty
         udpBound = empty
         udpliteBound = empty
+        explicitConnected = empty
+        autoConnectionsPerPort = [UInt16](repeating: 0, count: Int(sysctls.rangeHigh) - Int(sysctls.rangeLow) + 1)
     }
 
     /// The filter for TCP dumps: ports in the range (the kernel cannot skip
@@ -109,13 +120,16 @@ public struct PortCensus: Sendable {
         tcpBound.insert(port)
         // Bound-only sockets (dumped since 6.5 in state CLOSE) hold their bind
         // bucket like listeners do, even when bind(addr, 0) picked the port.
-        if explicitlyBound || r.state == TCPState.listen || r.state == TCPState.close
-            || r.state == TCPState.boundInactive {
+        let peerless = r.state == TCPState.listen || r.state == TCPState.close || r.state == TCPState.boundInactive
+        if explicitlyBound || peerless {
             // bind() gave this port a bucket connect() may not share.
             explicitTCP.insert(port)
             if r.state == TCPState.listen { listenerPorts.insert(port) }
+            if !peerless { explicitConnected.insert(port) }
             return
         }
+        let slot = Int(port &- sysctls.rangeLow)
+        autoConnectionsPerPort[slot] &+= autoConnectionsPerPort[slot] == .max ? 0 : 1
         let key = GroupKey(local: r.local, peer: r.remote, peerPort: r.remotePort)
         let range = (low: sysctls.rangeLow, high: sysctls.rangeHigh)
         let reusable = r.state == TCPState.timeWait && timeWaitIsReusable(r)
@@ -184,11 +198,21 @@ public struct PortCensus: Sendable {
         var states: [String: Int] = [:]
         for (state, count) in tcpStates.enumerated() where count > 0 { states[TCPState.name(UInt8(state))] = count }
 
+        var autoConnections = 0, autoPorts = 0, singleConnectionPorts = 0
+        for count in autoConnectionsPerPort where count > 0 {
+            autoConnections += Int(count)
+            autoPorts += 1
+            if count == 1 { singleConnectionPorts += 1 }
+        }
         let tcp = PortBudgetReport.TCP(
             boundPorts: tcpBound.count, bindUtilization: Self.ratio(tcpBound.count, usable),
             explicitBoundPorts: explicitTCP.count, listenerPortsInRange: listenerPorts.ports.map(Int.init),
             groupCount: groupReports.count, maxGroupUtilization: groupReports.first?.utilization ?? 0,
-            socketsByState: states, groups: groupReports)
+            socketsByState: states, groups: groupReports,
+            // Accepted children share their listener's port: not bind-before-connect.
+            explicitConnectedPorts: explicitConnected.countExcluding(listenerPorts),
+            autoConnections: autoConnections, autoConnectionPorts: autoPorts,
+            singleConnectionPorts: singleConnectionPorts)
         let udp = PortBudgetReport.UDP(
             boundPorts: udpBound.count, utilization: Self.ratio(udpBound.count, usable), sockets: udpSockets)
         let udplite = udpliteSeen
@@ -197,11 +221,19 @@ public struct PortCensus: Sendable {
             : nil
         return PortBudgetReport(
             portRange: .init(low: Int(sysctls.rangeLow), high: Int(sysctls.rangeHigh), reserved: reserved.count,
-                             usable: usable),
+                             usable: usable, reservedList: Self.listText(sysctls.reserved)),
             timeWaitReuse: .init(tcpTwReuse: sysctls.tcpTwReuse, tcpTimestamps: sysctls.tcpTimestamps,
                                  reuseDelayMs: sysctls.effectiveTwReuseDelayMs,
                                  finTimeoutSeconds: sysctls.tcpFinTimeoutSeconds),
             tcp: tcp, udp: udp, udplite: udplite, thresholds: thresholds)
+    }
+
+    /// Port ranges in `ip_local_reserved_ports` syntax ("40000-40009,40090"),
+    /// all of them, in or out of the range: a command that sets the sysctl
+    /// replaces the list, so it must write them back.
+    static func listText(_ ranges: [ClosedRange<UInt16>]) -> String {
+        ranges.map { $0.lowerBound == $0.upperBound ? "\($0.lowerBound)" : "\($0.lowerBound)-\($0.upperBound)" }
+            .joined(separator: ",")
     }
 
     /// used / capacity; a destination with no capacity at all is fully used.

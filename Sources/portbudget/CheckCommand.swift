@@ -60,13 +60,15 @@ struct CheckCommand: AsyncParsableCommand {
         for failed in collection.outcomes where !failed.success {
             printError("portbudget: \(failed.name) collector failed, counters omitted: \(failed.error ?? "")")
         }
+        // Diagnosed before the --top cut: findings look at every group.
+        let diagnosed = report.diagnosed()
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-            let data = try encoder.encode(report.limitingGroups(to: top))
+            let data = try encoder.encode(diagnosed.limitingGroups(to: top))
             print(String(decoding: data, as: UTF8.self))
         } else {
-            print(CheckReportRenderer.render(report, top: top), terminator: "")
+            print(CheckReportRenderer.render(diagnosed, top: top), terminator: "")
         }
         throw ExitCode(report.status.exitCode)
     }

@@ -195,9 +195,10 @@ final class PortCensusTests: XCTestCase {
         let r = report { c in c.addTCP(tcp(40001), explicitlyBound: false) }
         let object = try JSONSerialization.jsonObject(with: try JSONEncoder().encode(r)) as! [String: Any]
         let portRange = object["port_range"] as! [String: Any]
-        XCTAssertEqual(Set(portRange.keys), ["low", "high", "reserved", "usable"])
+        XCTAssertEqual(Set(portRange.keys), ["low", "high", "reserved", "usable", "reserved_list"])
         let tcpObject = object["tcp"] as! [String: Any]
-        for key in ["bound_ports", "bind_utilization", "listener_ports_in_range", "groups"] {
+        for key in ["bound_ports", "bind_utilization", "listener_ports_in_range", "groups", "explicit_connected_ports",
+                    "auto_connections", "auto_connection_ports", "single_connection_ports"] {
             XCTAssertNotNil(tcpObject[key], key)
         }
         let group = (tcpObject["groups"] as! [[String: Any]])[0]
@@ -222,5 +223,40 @@ final class PortCensusTests: XCTestCase {
         XCTAssertTrue(text.contains("40000-40099"), text)
         XCTAssertTrue(text.contains("90/100"), text)
         XCTAssertTrue(text.contains("EADDRINUSE"), text)
+    }
+}
+
+extension PortCensusTests {
+    /// What the diagnosis reads from the census: connections per port among
+    /// auto-bound sockets, and explicit ports of connected sockets.
+    func testConnectionsPerPortAndExplicitConnectedPorts() {
+        let r = report { c in
+            for p in UInt16(40000)..<40010 { c.addTCP(tcp(p), explicitlyBound: false) }
+            for p in UInt16(40000)..<40005 { c.addTCP(tcp(p, 443), explicitlyBound: false) }  // shared with :80
+            c.addTCP(tcp(40020, 8443), explicitlyBound: true)  // bind(addr, 40020) + connect()
+            c.addTCP(tcp(40030, to: IPAddress("0.0.0.0")!, 0, state: TCPState.listen), explicitlyBound: true)
+            c.addTCP(tcp(40030, 50000), explicitlyBound: true)  // an accepted child shares the listener's port
+        }
+        XCTAssertEqual(r.tcp.autoConnections, 15)
+        XCTAssertEqual(r.tcp.autoConnectionPorts, 10)
+        XCTAssertEqual(r.tcp.singleConnectionPorts, 5)
+        XCTAssertEqual(r.tcp.explicitConnectedPorts, 1)
+    }
+
+    func testAReportFromBeforeTheDiagnosisFieldsStillDecodes() throws {
+        let r = report { c in c.addTCP(tcp(40001), explicitlyBound: false) }
+        var object = try JSONSerialization.jsonObject(with: try JSONEncoder().encode(r)) as! [String: Any]
+        var tcpObject = object["tcp"] as! [String: Any]
+        for key in ["explicit_connected_ports", "auto_connections", "auto_connection_ports", "single_connection_ports"] {
+            tcpObject[key] = nil
+        }
+        object["tcp"] = tcpObject
+        var range = object["port_range"] as! [String: Any]
+        range["reserved_list"] = nil
+        object["port_range"] = range
+        let decoded = try JSONDecoder().decode(PortBudgetReport.self, from: try JSONSerialization.data(withJSONObject: object))
+        XCTAssertEqual(decoded.tcp.singleConnectionPorts, 0)
+        XCTAssertEqual(decoded.portRange.reservedList, "")
+        XCTAssertNil(decoded.findings)
     }
 }

@@ -2,10 +2,15 @@
 public struct AlertSample: Sendable, Equatable {
     public var labels: [String: String]
     public var value: Double
+    /// What `{{ $fix }}` renders to: the one-line fixes of the warning or
+    /// critical findings that explain this limit, or "" when none does. Not
+    /// a label, so an alert keeps its identity while the diagnosis changes.
+    public var fix: String
 
-    public init(labels: [String: String] = [:], value: Double) {
+    public init(labels: [String: String] = [:], value: Double, fix: String = "") {
         self.labels = labels
         self.value = value
+        self.fix = fix
     }
 }
 
@@ -16,12 +21,30 @@ public struct AlertInputs: Sendable {
     /// ICMP destination-unreachable messages sent per second since the last evaluation.
     public var icmpUnreachablePerSecond: Double?
     public var projections: [(series: ExhaustionProjector.Series, seconds: Double)]
+    /// The report's diagnosis, warning or worse only: what alerts explain themselves with.
+    public let findings: [Finding]
 
     public init(report: PortBudgetReport, icmpUnreachablePerSecond: Double?,
                 projections: [(series: ExhaustionProjector.Series, seconds: Double)]) {
         self.report = report
         self.icmpUnreachablePerSecond = icmpUnreachablePerSecond
         self.projections = projections
+        findings = (report.findings ?? Diagnosis.findings(for: report)).filter { $0.severity != .info }
+    }
+
+    /// The findings that explain one limit, as `{{ $fix }}` renders them:
+    /// " Cause: time_wait — sysctl …; hot_destination — pool …." or "".
+    /// A narrow range explains every limit; the others their own scope.
+    func fix(kind: Finding.Scope.Kind, group: (local: String, peer: String, port: Int)? = nil) -> String {
+        let matching = findings.filter { f in
+            if f.id == .narrowRange { return true }
+            guard f.scope.kind == kind else { return false }
+            guard let group else { return true }
+            return f.scope.localIP == group.local && f.scope.peerIP == group.peer && f.scope.peerPort == group.port
+        }
+        guard !matching.isEmpty else { return "" }
+        return " Cause: " + matching.map { "\($0.id.rawValue) — \($0.action)" }.joined(separator: "; ")
+            + ". See docs/runbook.md#\(matching[0].id.rawValue)."
     }
 
     static func groupLabels(_ local: String, _ peer: String, _ port: Int) -> [String: String] {
@@ -32,26 +55,31 @@ public struct AlertInputs: Sendable {
         switch quantity {
         case .tcpGroupUtilization:
             return report.tcp.groups.map {
-                AlertSample(labels: Self.groupLabels($0.localIP, $0.peerIP, $0.peerPort), value: $0.utilization)
+                AlertSample(labels: Self.groupLabels($0.localIP, $0.peerIP, $0.peerPort), value: $0.utilization,
+                            fix: fix(kind: .tcpDestination, group: ($0.localIP, $0.peerIP, $0.peerPort)))
             }
         case .tcpBindUtilization:
-            return [AlertSample(value: report.tcp.bindUtilization)]
+            return [AlertSample(value: report.tcp.bindUtilization, fix: fix(kind: .tcpBind))]
         case .udpUtilization:
-            return [AlertSample(value: report.udp.utilization)]
+            return [AlertSample(value: report.udp.utilization, fix: fix(kind: .udp))]
         case .udpSocketsInUse:
             // Every UDP socket of the namespace (sockstat), not only those on ephemeral ports.
             let v4 = report.counters["sockstat_udp_inuse"], v6 = report.counters["sockstat_udp6_inuse"]
             guard v4 != nil || v6 != nil else { return [] }
-            return [AlertSample(value: Double((v4 ?? 0) + (v6 ?? 0)))]
+            return [AlertSample(value: Double((v4 ?? 0) + (v6 ?? 0)), fix: fix(kind: .udp))]
         case .icmpPortUnreachablePerSecond:
             return icmpUnreachablePerSecond.map { [AlertSample(value: $0)] } ?? []
         case .secondsToExhaustion:
             return projections.map { entry in
                 var labels = ["scope": entry.series.scope]
+                var explained = ""
                 if let g = entry.series.group {
                     labels.merge(Self.groupLabels(g.localIP, g.peerIP, g.peerPort)) { a, _ in a }
+                    explained = fix(kind: .tcpDestination, group: (g.localIP, g.peerIP, g.peerPort))
+                } else {
+                    explained = fix(kind: entry.series.scope == "udp" ? .udp : .tcpBind)
                 }
-                return AlertSample(labels: labels, value: entry.seconds)
+                return AlertSample(labels: labels, value: entry.seconds, fix: explained)
             }
         }
     }

@@ -55,7 +55,9 @@ public struct AlertStateMachine: Sendable {
                 labels["severity"] = rule.severity
                 let key = Self.key(index, labels)
                 holding.insert(key)
-                let annotations = rule.annotations.mapValues { $0.render(labels: labels, value: sample.value) }
+                let annotations = rule.annotations.mapValues {
+                    $0.render(labels: labels, value: sample.value, fix: sample.fix)
+                }
                 if var alert = alerts[key], alert.state != .resolved {
                     alert.value = sample.value
                     alert.annotations = annotations

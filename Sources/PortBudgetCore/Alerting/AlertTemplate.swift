@@ -1,12 +1,15 @@
 /// A tiny subset of Prometheus alert templating, checked when the config is
 /// read: `{{ $labels.NAME }}`, `{{ $value }}`, and `{{ $value | humanize }}`,
-/// `humanizePercentage`, `humanizeDuration`. Anything else is an error at
-/// load time, never a silently empty annotation.
+/// `humanizePercentage`, `humanizeDuration`. One addition of the agent's
+/// own: `{{ $fix }}`, the one-line fixes of the findings that explain the
+/// alerting limit (" Cause: time_wait — sysctl …"), empty when none does.
+/// Anything else is an error at load time, never a silently empty annotation.
 public struct AlertTemplate: Sendable, Equatable {
     enum Part: Sendable, Equatable {
         case text(String)
         case label(String)
         case value(Format)
+        case fix
     }
 
     enum Format: String, Sendable { case plain, humanize, humanizePercentage, humanizeDuration }
@@ -37,6 +40,7 @@ public struct AlertTemplate: Sendable, Equatable {
 
     static func parse(_ expression: String, in source: String) throws -> Part {
         let pieces = expression.split(separator: "|").map { String($0).trimmingSpaces() }
+        if pieces == ["$fix"] { return .fix }
         if pieces.count == 1, pieces[0].hasPrefix("$labels.") {
             let name = String(pieces[0].dropFirst("$labels.".count))
             guard !name.isEmpty, name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" }) else {
@@ -45,7 +49,7 @@ public struct AlertTemplate: Sendable, Equatable {
             return .label(name)
         }
         guard pieces.first == "$value", pieces.count <= 2 else {
-            throw Problem(description: "unsupported template {{ \(expression) }} in \"\(source)\" (use $labels.NAME or $value)")
+            throw Problem(description: "unsupported template {{ \(expression) }} in \"\(source)\" (use $labels.NAME, $value or $fix)")
         }
         guard pieces.count == 2 else { return .value(.plain) }
         guard let format = Format(rawValue: pieces[1]), format != .plain else {
@@ -54,13 +58,15 @@ public struct AlertTemplate: Sendable, Equatable {
         return .value(format)
     }
 
-    public func render(labels: [String: String], value: Double) -> String {
+    /// `fix` is what `{{ $fix }}` renders to (see `AlertSample.fix`).
+    public func render(labels: [String: String], value: Double, fix: String = "") -> String {
         var out = ""
         for part in parts {
             switch part {
             case let .text(text): out += text
             case let .label(name): out += labels[name] ?? ""
             case let .value(format): out += Self.format(value, format)
+            case .fix: out += fix
             }
         }
         return out
