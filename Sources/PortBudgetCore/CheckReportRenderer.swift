@@ -18,9 +18,11 @@ public enum CheckReportRenderer {
         }
         out += row(["Port range", "\(r.low)-\(r.high)", "\(r.usable) usable (\(takes.joined(separator: "; ")))"])
         out += row(["TCP bind", headroom(report.tcp.boundPorts, r.usable, report.tcp.bindUtilization),
-                    "bind(addr, 0) fails with EADDRINUSE when full"])
+                    "bind(addr, 0) fails with EADDRINUSE when full"
+                        + topHolder(report.tcp.holders, report.tcp.processes, of: report.tcp.boundPorts, prefix: "; most held by ")])
         out += row(["UDP", headroom(report.udp.boundPorts, r.usable, report.udp.utilization),
-                    "autobind fails with EAGAIN when full (\(report.udp.sockets) sockets)"])
+                    "autobind fails with EAGAIN when full (\(report.udp.sockets) sockets)"
+                        + topHolder(report.udp.holders, report.udp.processes, of: report.udp.boundPorts, prefix: "; most held by ")])
         if let lite = report.udplite, lite.sockets > 0 {
             out += row(["UDP-Lite", headroom(lite.boundPorts, r.usable, lite.utilization), "own port table"])
         }
@@ -28,6 +30,7 @@ public enum CheckReportRenderer {
         let reuse = tw.tcpTwReuse == 0 ? "off" : tw.tcpTwReuse == 1 ? "on" : "loopback only"
         out += row(["TIME_WAIT", "reuse \(reuse)",
                     "tcp_tw_reuse=\(tw.tcpTwReuse), timestamps \(tw.tcpTimestamps == 0 ? "off" : "on"), delay \(tw.reuseDelayMs) ms"])
+        if let unavailable = report.attribution?.unavailable { out += row(["Holders", "none", unavailable]) }
         out += "\n"
 
         let groups = top > 0 ? Array(report.tcp.groups.prefix(top)) : report.tcp.groups
@@ -37,15 +40,34 @@ public enum CheckReportRenderer {
         }
         let shownCount = groups.count == report.tcp.groupCount ? "all \(groups.count)" : "top \(groups.count) of \(report.tcp.groupCount)"
         out += "TCP destinations (\(shownCount), worst first; a connect() fails with EADDRNOTAVAIL at 0 free)\n"
-        var table: [[String]] = [["LOCAL", "PEER", "USED/CAPACITY", "UTIL", "FREE", "TIME_WAIT", "STATUS"]]
+        let named = groups.contains { $0.holders != nil || $0.processes != nil }
+        var table: [[String]] = [["LOCAL", "PEER", "USED/CAPACITY", "UTIL", "FREE", "TIME_WAIT", "STATUS"]
+            + (named ? ["HOLDER"] : [])]
         for g in groups {
             table.append([g.localIP, PortBudgetReport.Limit.hostPort(g.peerIP, g.peerPort), "\(g.used)/\(g.capacity)",
                           PortBudgetReport.percent(g.utilization), "\(g.free)", "\(g.timeWait)",
-                          report.thresholds.status(g.utilization).rawValue])
+                          report.thresholds.status(g.utilization).rawValue]
+                          + (named ? [topHolder(g.holders, g.processes, of: g.used, prefix: "").nonEmpty ?? "-"] : []))
         }
         out += columns(table)
         return out
     }
+
+    /// The biggest holder and its share of `total` ports, e.g.
+    /// "nginx.service 62%" or, with processes, "nginx.service 62% (nginx 4711)"; empty when none.
+    static func topHolder(_ holders: [Holder]?, _ processes: [ProcessHolder]?, of total: Int, prefix: String) -> String {
+        var parts: [String] = []
+        if let first = holders?.first {
+            parts.append("\(first.shortName) \(PortBudgetReport.percent(share(first.ports, total)))")
+        }
+        if let first = processes?.first {
+            let process = "\(first.comm) \(first.pid)"
+            parts.append(parts.isEmpty ? "\(process) \(PortBudgetReport.percent(share(first.ports, total)))" : "(\(process))")
+        }
+        return parts.isEmpty ? "" : prefix + parts.joined(separator: " ")
+    }
+
+    static func share(_ ports: Int, _ total: Int) -> Double { total <= 0 ? 0 : min(1, Double(ports) / Double(total)) }
 
     /// Heading of the findings section.
     public static let findingsHeading = "Why, and what to do"
@@ -108,4 +130,8 @@ public enum CheckReportRenderer {
     static func pad(_ s: String, _ width: Int) -> String {
         s.count >= width ? s + " " : s + String(repeating: " ", count: width - s.count)
     }
+}
+
+extension String {
+    var nonEmpty: String? { isEmpty ? nil : self }
 }

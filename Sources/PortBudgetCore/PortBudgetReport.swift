@@ -91,6 +91,10 @@ public struct PortBudgetReport: Sendable, Codable, Equatable {
         /// Usable ports minus those explicit binds hold.
         public var capacity: Int
         public var utilization: Double
+        /// Cgroups holding the most of its ports (nil: attribution not available).
+        public var holders: [Holder]? = nil
+        /// Processes holding the most of its ports (`check --processes`).
+        public var processes: [ProcessHolder]? = nil
         public var free: Int { max(0, capacity - used) }
 
         public init(localIP: String, peerIP: String, peerPort: Int, used: Int, timeWait: Int, finWait2: Int,
@@ -107,7 +111,7 @@ public struct PortBudgetReport: Sendable, Codable, Equatable {
 
         enum CodingKeys: String, CodingKey {
             case localIP = "local_ip", peerIP = "peer_ip", peerPort = "peer_port", used
-            case timeWait = "time_wait", finWait2 = "fin_wait2", capacity, utilization, free
+            case timeWait = "time_wait", finWait2 = "fin_wait2", capacity, utilization, free, holders, processes
         }
 
         public init(from decoder: Decoder) throws {
@@ -120,6 +124,8 @@ public struct PortBudgetReport: Sendable, Codable, Equatable {
             finWait2 = try c.decode(Int.self, forKey: .finWait2)
             capacity = try c.decode(Int.self, forKey: .capacity)
             utilization = try c.decode(Double.self, forKey: .utilization)
+            holders = try c.decodeIfPresent([Holder].self, forKey: .holders)
+            processes = try c.decodeIfPresent([ProcessHolder].self, forKey: .processes)
         }
 
         public func encode(to encoder: Encoder) throws {
@@ -133,6 +139,8 @@ public struct PortBudgetReport: Sendable, Codable, Equatable {
             try c.encode(capacity, forKey: .capacity)
             try c.encode(free, forKey: .free)
             try c.encode(utilization, forKey: .utilization)
+            try c.encodeIfPresent(holders, forKey: .holders)
+            try c.encodeIfPresent(processes, forKey: .processes)
         }
     }
 
@@ -160,6 +168,9 @@ public struct PortBudgetReport: Sendable, Codable, Equatable {
         /// connect() shares a port between destinations; bind(addr, 0) before
         /// connect() never does.
         public var singleConnectionPorts: Int = 0
+        /// Cgroups and processes holding the most TCP ports host-wide.
+        public var holders: [Holder]? = nil
+        public var processes: [ProcessHolder]? = nil
 
         public init(boundPorts: Int, bindUtilization: Double, explicitBoundPorts: Int, listenerPortsInRange: [Int],
                     groupCount: Int, maxGroupUtilization: Double, socketsByState: [String: Int], groups: [Group],
@@ -186,6 +197,7 @@ public struct PortBudgetReport: Sendable, Codable, Equatable {
             case socketsByState = "sockets_by_state", groups
             case explicitConnectedPorts = "explicit_connected_ports", autoConnections = "auto_connections"
             case autoConnectionPorts = "auto_connection_ports", singleConnectionPorts = "single_connection_ports"
+            case holders, processes
         }
 
         public init(from decoder: Decoder) throws {
@@ -202,6 +214,8 @@ public struct PortBudgetReport: Sendable, Codable, Equatable {
             autoConnections = try c.decodeIfPresent(Int.self, forKey: .autoConnections) ?? 0
             autoConnectionPorts = try c.decodeIfPresent(Int.self, forKey: .autoConnectionPorts) ?? 0
             singleConnectionPorts = try c.decodeIfPresent(Int.self, forKey: .singleConnectionPorts) ?? 0
+            holders = try c.decodeIfPresent([Holder].self, forKey: .holders)
+            processes = try c.decodeIfPresent([ProcessHolder].self, forKey: .processes)
         }
     }
 
@@ -211,8 +225,17 @@ public struct PortBudgetReport: Sendable, Codable, Equatable {
         public var utilization: Double
         /// Sockets on usable ports.
         public var sockets: Int
+        /// Cgroups and processes holding the most UDP ports.
+        public var holders: [Holder]? = nil
+        public var processes: [ProcessHolder]? = nil
 
-        enum CodingKeys: String, CodingKey { case boundPorts = "bound_ports", utilization, sockets }
+        public init(boundPorts: Int, utilization: Double, sockets: Int) {
+            self.boundPorts = boundPorts
+            self.utilization = utilization
+            self.sockets = sockets
+        }
+
+        enum CodingKeys: String, CodingKey { case boundPorts = "bound_ports", utilization, sockets, holders, processes }
     }
 
     public var portRange: PortRange
@@ -228,6 +251,8 @@ public struct PortBudgetReport: Sendable, Codable, Equatable {
     /// `diagnosed()` from the full report (before any --top cut) and encoded
     /// as the top-level `findings` of `check --json` when set.
     public var findings: [Finding]?
+    /// How holders were named, or why there are none (nil: not asked).
+    public var attribution: AttributionNote?
 
     public init(portRange: PortRange, timeWaitReuse: TimeWaitReuse, tcp: TCP, udp: UDP, udplite: UDP?,
                 thresholds: Thresholds) {
@@ -308,7 +333,7 @@ public struct PortBudgetReport: Sendable, Codable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case portRange = "port_range", timeWaitReuse = "time_wait_reuse", tcp, udp, udplite, thresholds, counters
-        case status, verdict, findings
+        case status, verdict, attribution, findings
     }
 
     public init(from decoder: Decoder) throws {
@@ -321,6 +346,7 @@ public struct PortBudgetReport: Sendable, Codable, Equatable {
         thresholds = try c.decode(Thresholds.self, forKey: .thresholds)
         counters = try c.decodeIfPresent([String: Int64].self, forKey: .counters) ?? [:]
         findings = try c.decodeIfPresent([Finding].self, forKey: .findings)
+        attribution = try c.decodeIfPresent(AttributionNote.self, forKey: .attribution)
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -335,6 +361,7 @@ public struct PortBudgetReport: Sendable, Codable, Equatable {
         try c.encode(status, forKey: .status)
         try c.encode(verdict, forKey: .verdict)
         try c.encodeIfPresent(findings, forKey: .findings)
+        try c.encodeIfPresent(attribution, forKey: .attribution)
     }
 
     /// A copy carrying its findings (see `Diagnosis`).

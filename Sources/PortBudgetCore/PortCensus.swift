@@ -66,7 +66,22 @@ public struct PortCensus: Sendable {
         var ports = GroupPortSet()
         var timeWait = 0
         var finWait2 = 0
+        var holders = GroupHolderTally()
     }
+
+    /// One socket that holds a port, for naming its process later
+    /// (`check --processes` only: this grows with sockets).
+    struct HeldSocket: Sendable {
+        var inode: UInt32
+        var port: UInt16
+        /// The destination group it counts in; nil for host-wide only.
+        var group: GroupKey?
+        var udp: Bool
+    }
+
+    private var tcpHolders: HostWideHolders
+    private var udpHolders: HostWideHolders
+    private var heldSockets: [HeldSocket]?
 
     public init(sysctls: PortSysctls) {
         self.sysctls = sysctls
@@ -78,6 +93,8 @@ public struct PortCensus: Sendable {
         tcpBound = empty
         udpBound = empty
         udpliteBound = empty
+        tcpHolders = HostWideHolders(low: sysctls.rangeLow, high: sysctls.rangeHigh)
+        udpHolders = HostWideHolders(low: sysctls.rangeLow, high: sysctls.rangeHigh)
         explicitConnected = empty
         autoConnectionsPerPort = [UInt16](repeating: 0, count: Int(sysctls.rangeHigh) - Int(sysctls.rangeLow) + 1)
     }
@@ -118,6 +135,7 @@ public struct PortCensus: Sendable {
         guard isUsable(port) else { return }
         tcpStates[Int(r.state & 15)] += 1
         tcpBound.insert(port)
+        if r.cgroupID != 0 { tcpHolders.insert(r.cgroupID, port: port) }
         // Bound-only sockets (dumped since 6.5 in state CLOSE) hold their bind
         // bucket like listeners do, even when bind(addr, 0) picked the port.
         let peerless = r.state == TCPState.listen || r.state == TCPState.close || r.state == TCPState.boundInactive
@@ -126,6 +144,7 @@ public struct PortCensus: Sendable {
             explicitTCP.insert(port)
             if r.state == TCPState.listen { listenerPorts.insert(port) }
             if !peerless { explicitConnected.insert(port) }
+            if r.inode != 0 { heldSockets?.append(HeldSocket(inode: r.inode, port: port, group: nil, udp: false)) }
             return
         }
         let slot = Int(port &- sysctls.rangeLow)
@@ -134,11 +153,14 @@ public struct PortCensus: Sendable {
         let range = (low: sysctls.rangeLow, high: sysctls.rangeHigh)
         let reusable = r.state == TCPState.timeWait && timeWaitIsReusable(r)
         let state = r.state
+        let cgroupID = r.cgroupID
         modifyGroup(key) { group in
             if state == TCPState.timeWait { group.timeWait += 1 }
             if state == TCPState.finWait2 { group.finWait2 += 1 }
             if !reusable { group.ports.insert(port, range: range) }
+            if !reusable && cgroupID != 0 { group.holders.add(cgroupID) }
         }
+        if r.inode != 0 && !reusable { heldSockets?.append(HeldSocket(inode: r.inode, port: port, group: key, udp: false)) }
     }
 
     private mutating func modifyGroup(_ key: GroupKey, _ body: (inout GroupAccumulator) -> Void) {
@@ -156,8 +178,20 @@ public struct PortCensus: Sendable {
         } else {
             udpSockets += 1
             udpBound.insert(port)
+            if r.cgroupID != 0 { udpHolders.insert(r.cgroupID, port: port) }
+            if r.inode != 0 { heldSockets?.append(HeldSocket(inode: r.inode, port: port, group: nil, udp: true)) }
         }
     }
+
+    /// Keeps each port-holding socket's inode, so the report can name the
+    /// processes holding each budget (`check --processes`). Call before folding.
+    public mutating func trackSocketInodes() { heldSockets = heldSockets ?? [] }
+
+    /// Inodes of the sockets kept by `trackSocketInodes`.
+    public var socketInodes: Set<UInt32> { Set((heldSockets ?? []).map(\.inode)) }
+
+    /// Every cgroup id a port-holding socket reported.
+    public var cgroupIDs: Set<UInt64> { Set(tcpHolders.ids).union(udpHolders.ids).subtracting([HostWideHolders.otherID]) }
 
     /// Marks that UDP-Lite was dumped (even if it held no sockets).
     public mutating func noteUDPLiteDumped() { udpliteSeen = true }
@@ -177,7 +211,10 @@ public struct PortCensus: Sendable {
     }
 
     /// The finished accounting. Pure function of what was folded.
-    public func report(thresholds: Thresholds) -> PortBudgetReport {
+    /// With `naming`, every budget lists its top holders (cgroups, and
+    /// processes when inodes were tracked and their owners found).
+    public func report(thresholds: Thresholds, naming: HolderNaming? = nil) -> PortBudgetReport {
+        let processTally = naming?.processes.map { processTallies($0) }
         let rangeSize = Int(sysctls.rangeHigh) - Int(sysctls.rangeLow) + 1
         let usable = rangeSize - reserved.count
         let capacity = usable - explicitTCP.count
@@ -185,10 +222,15 @@ public struct PortCensus: Sendable {
         groupReports.reserveCapacity(groups.count)
         for (key, group) in groups {
             let used = group.ports.distinctCount(excluding: explicitTCP)
-            groupReports.append(.init(
+            var report = PortBudgetReport.Group(
                 localIP: key.local.description, peerIP: key.peer.description, peerPort: Int(key.peerPort),
                 used: used, timeWait: group.timeWait, finWait2: group.finWait2, capacity: capacity,
-                utilization: Self.ratio(used, capacity)))
+                utilization: Self.ratio(used, capacity))
+            if let naming {
+                if naming.cgroupRoot != nil { report.holders = Self.named(group.holders.counts, naming) }
+                report.processes = processTally.map { Self.processes($0.groups[key] ?? [:], top: naming.top) }
+            }
+            groupReports.append(report)
         }
         groupReports.sort { a, b in
             if a.utilization != b.utilization { return a.utilization > b.utilization }
@@ -204,7 +246,7 @@ public struct PortCensus: Sendable {
             autoPorts += 1
             if count == 1 { singleConnectionPorts += 1 }
         }
-        let tcp = PortBudgetReport.TCP(
+        var tcp = PortBudgetReport.TCP(
             boundPorts: tcpBound.count, bindUtilization: Self.ratio(tcpBound.count, usable),
             explicitBoundPorts: explicitTCP.count, listenerPortsInRange: listenerPorts.ports.map(Int.init),
             groupCount: groupReports.count, maxGroupUtilization: groupReports.first?.utilization ?? 0,
@@ -213,19 +255,51 @@ public struct PortCensus: Sendable {
             explicitConnectedPorts: explicitConnected.countExcluding(listenerPorts),
             autoConnections: autoConnections, autoConnectionPorts: autoPorts,
             singleConnectionPorts: singleConnectionPorts)
-        let udp = PortBudgetReport.UDP(
+        var udp = PortBudgetReport.UDP(
             boundPorts: udpBound.count, utilization: Self.ratio(udpBound.count, usable), sockets: udpSockets)
+        var attribution: AttributionNote? = nil
+        if let naming {
+            if naming.cgroupRoot != nil {
+                tcp.holders = Self.named(tcpHolders.counts, naming)
+                udp.holders = Self.named(udpHolders.counts, naming)
+                attribution = AttributionNote(cgroupRoot: naming.cgroupRoot)
+            } else {
+                attribution = AttributionNote(unavailable: HolderNaming.noCgroupV2)
+            }
+            tcp.processes = processTally.map { Self.processes($0.tcp, top: naming.top) }
+            udp.processes = processTally.map { Self.processes($0.udp, top: naming.top) }
+            attribution?.unattributedTimeWait = tcpStates[Int(TCPState.timeWait)]
+        }
         let udplite = udpliteSeen
             ? PortBudgetReport.UDP(boundPorts: udpliteBound.count, utilization: Self.ratio(udpliteBound.count, usable),
                                    sockets: udpliteSockets)
             : nil
-        return PortBudgetReport(
+        var report = PortBudgetReport(
             portRange: .init(low: Int(sysctls.rangeLow), high: Int(sysctls.rangeHigh), reserved: reserved.count,
                              usable: usable, reservedList: Self.listText(sysctls.reserved)),
             timeWaitReuse: .init(tcpTwReuse: sysctls.tcpTwReuse, tcpTimestamps: sysctls.tcpTimestamps,
                                  reuseDelayMs: sysctls.effectiveTwReuseDelayMs,
                                  finTimeoutSeconds: sysctls.tcpFinTimeoutSeconds),
             tcp: tcp, udp: udp, udplite: udplite, thresholds: thresholds)
+        report.attribution = attribution
+        return report
+    }
+
+    /// Distinct ports per process for every budget, from the tracked inodes.
+    private func processTallies(_ owners: [UInt32: ProcessRef])
+        -> (groups: [GroupKey: [ProcessRef: Set<UInt16>]], tcp: [ProcessRef: Set<UInt16>], udp: [ProcessRef: Set<UInt16>]) {
+        var groups: [GroupKey: [ProcessRef: Set<UInt16>]] = [:]
+        var tcp: [ProcessRef: Set<UInt16>] = [:], udp: [ProcessRef: Set<UInt16>] = [:]
+        for socket in heldSockets ?? [] {
+            guard let owner = owners[socket.inode] else { continue }
+            if socket.udp {
+                udp[owner, default: []].insert(socket.port)
+                continue
+            }
+            tcp[owner, default: []].insert(socket.port)
+            if let key = socket.group { groups[key, default: [:]][owner, default: []].insert(socket.port) }
+        }
+        return (groups, tcp, udp)
     }
 
     /// Port ranges in `ip_local_reserved_ports` syntax ("40000-40009,40090"),

@@ -13,14 +13,33 @@ public struct Collector: Sendable {
     /// hold both to the kernel.
     public enum TCPDumps: String, Sendable, CaseIterable { case bothFamilies = "both-families", perFamily = "per-family" }
 
+    /// Who holds the ports: cgroups always (where a v2 hierarchy exists),
+    /// processes on demand.
+    public struct Attribution: Sendable {
+        public var cgroups: CgroupResolver
+        /// Holders listed per budget; 0 lists all.
+        public var top: Int
+        /// Scan /proc/PID/fd for each socket's process: `check --processes`, once per run.
+        public var processes: Bool
+
+        public init(cgroups: CgroupResolver, top: Int, processes: Bool = false) {
+            self.cgroups = cgroups
+            self.top = top
+            self.processes = processes
+        }
+    }
+
     public let procfs: ProcFS
     public let logger: Logger
     public let tcpDumps: TCPDumps
+    public let attribution: Attribution?
 
-    public init(procfs: ProcFS, logger: Logger = Logger(label: "portbudget.collector"), tcpDumps: TCPDumps = .bothFamilies) {
+    public init(procfs: ProcFS, logger: Logger = Logger(label: "portbudget.collector"), tcpDumps: TCPDumps = .bothFamilies,
+                attribution: Attribution? = nil) {
         self.procfs = procfs
         self.logger = logger
         self.tcpDumps = tcpDumps
+        self.attribution = attribution
     }
 
     /// Runs every collector in `CollectionResult.collectorNames` order,
@@ -50,7 +69,7 @@ public struct Collector: Sendable {
         let sysctls = timed("sysctl") { try procfs.portSysctls() }
         var report: PortBudgetReport? = nil
         if let sysctls {
-            report = timed("sockdiag") { try census(sysctls).report(thresholds: thresholds) }
+            report = timed("sockdiag") { try attributedReport(sysctls, thresholds: thresholds) }
         } else {
             record(CollectorOutcome(name: "sockdiag", seconds: 0, error: "skipped: port sysctls unreadable"))
         }
@@ -65,10 +84,30 @@ public struct Collector: Sendable {
         return CollectionResult(report: report, outcomes: outcomes)
     }
 
+    /// The census's report, its budgets naming their holders when asked.
+    func attributedReport(_ sysctls: PortSysctls, thresholds: Thresholds) throws -> PortBudgetReport {
+        guard let attribution else { return try census(sysctls).report(thresholds: thresholds) }
+        let census = try census(sysctls, trackingInodes: attribution.processes)
+        var naming = HolderNaming(cgroupRoot: attribution.cgroups.root, owners: [:], top: attribution.top)
+        for (id, resolution) in attribution.cgroups.resolve(census.cgroupIDs) {
+            if case let .owner(owner) = resolution { naming.owners[id] = owner }
+        }
+        if attribution.processes {
+            let scan = SocketOwners.scan(procfs: procfs, wanted: census.socketInodes)
+            if scan.unreadable > 0 {
+                logger.warning("some processes' descriptors could not be read; their sockets name no process",
+                               metadata: ["processes": "\(scan.unreadable)"])
+            }
+            naming.processes = scan.owners
+        }
+        return census.report(thresholds: thresholds, naming: naming)
+    }
+
     /// Streams the TCP and UDP dumps of both families into a census.
-    public func census(_ sysctls: PortSysctls) throws -> PortCensus {
+    public func census(_ sysctls: PortSysctls, trackingInodes: Bool = false) throws -> PortCensus {
         let dumper = try SockDiagDumper()
         var census = PortCensus(sysctls: sysctls)
+        if trackingInodes { census.trackSocketInodes() }
         if tcpDumps == .bothFamilies, let folded = try tcpBothFamilies(dumper, census) {
             census = folded
         } else {

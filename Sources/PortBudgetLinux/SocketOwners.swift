@@ -6,17 +6,12 @@ import PortBudgetCore
 /// open descriptor on the host, so `check --processes` does it once per run
 /// and `serve` never does it per scrape.
 public enum SocketOwners {
-    public struct Owner: Sendable, Equatable, Hashable {
-        public var pid: Int32
-        public var comm: String
-    }
-
     /// The owner of every socket inode in `wanted`: the lowest pid that holds
     /// it (a socket shared across fork() is held by several). Processes
     /// that vanish or whose descriptors cannot be read (another user's,
     /// without CAP_SYS_PTRACE) are skipped; `unreadable` counts them.
-    public static func scan(procfs: ProcFS, wanted: Set<UInt32>) -> (owners: [UInt32: Owner], unreadable: Int) {
-        var owners: [UInt32: Owner] = [:]
+    public static func scan(procfs: ProcFS, wanted: Set<UInt32>) -> (owners: [UInt32: ProcessRef], unreadable: Int) {
+        var owners: [UInt32: ProcessRef] = [:]
         var unreadable = 0
         guard !wanted.isEmpty, let proc = opendir(procfs.root) else { return ([:], 0) }
         defer { closedir(proc) }
@@ -41,7 +36,7 @@ public enum SocketOwners {
                 guard n > 8 else { continue }
                 guard let inode = socketInode(link[0..<n]), wanted.contains(inode), owners[inode] == nil else { continue }
                 if comm == nil { comm = (try? procfs.read("\(pid)/comm"))?.split(separator: "\n").first.map(String.init) ?? "?" }
-                owners[inode] = Owner(pid: pid, comm: comm!)
+                owners[inode] = ProcessRef(pid: pid, comm: comm!)
             }
         }
         return (owners, unreadable)

@@ -26,6 +26,12 @@ struct CheckCommand: AsyncParsableCommand {
     @Option(parsing: .unconditional, help: "Utilization ratio (0-1] at which the status becomes critical.")
     var critical = 0.95
 
+    @Option(parsing: .unconditional, help: "How many holders (cgroups, and processes with --processes) to name per budget (0 names all).")
+    var holders = 3
+
+    @Flag(help: "Also name the processes holding the ports (scans /proc/PID/fd once, as ss -p does).")
+    var processes = false
+
     @Option(help: "Where procfs is mounted.")
     var procfs = "/proc"
 
@@ -35,12 +41,15 @@ struct CheckCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard top >= 0 else { throw ValidationError("--top must be 0 or more, got \(top)") }
+        guard holders >= 0 else { throw ValidationError("--holders must be 0 or more, got \(holders)") }
         if let problem = Thresholds(warning: warning, critical: critical).problem { throw ValidationError(problem) }
     }
 
     func run() async throws {
         let logger = makeLogger("portbudget.check", level: .critical)
-        let collector = Collector(procfs: ProcFS(root: procfs), logger: logger, tcpDumps: tcpDumps)
+        let procfs = ProcFS(root: procfs)
+        let collector = Collector(procfs: procfs, logger: logger, tcpDumps: tcpDumps, attribution: .init(
+            cgroups: CgroupResolver(procfs: procfs), top: holders, processes: processes))
         let thresholds = Thresholds(warning: warning, critical: critical)
         // A read stuck on a hung mount must not hang the plugin: give up at
         // the deadline; exiting ends the stuck thread with the process.
