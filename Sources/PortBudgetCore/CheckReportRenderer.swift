@@ -24,12 +24,13 @@ public enum CheckReportRenderer {
         let reuse = tw.tcpTwReuse == 0 ? "off" : tw.tcpTwReuse == 1 ? "on" : "loopback only"
         out += row(["TIME_WAIT", "reuse \(reuse)",
                     "tcp_tw_reuse=\(tw.tcpTwReuse), timestamps \(tw.tcpTimestamps == 0 ? "off" : "on"), delay \(tw.reuseDelayMs) ms"])
+        out += conntrackRow(report)
         out += "\n"
 
         let groups = top > 0 ? Array(report.tcp.groups.prefix(top)) : report.tcp.groups
         if groups.isEmpty {
             out += "No outgoing TCP connections on usable ports.\n"
-            return out
+            return out + snatSection(report, top: top)
         }
         let shownCount = groups.count == report.tcp.groupCount ? "all \(groups.count)" : "top \(groups.count) of \(report.tcp.groupCount)"
         out += "TCP destinations (\(shownCount), worst first; a connect() fails with EADDRNOTAVAIL at 0 free)\n"
@@ -40,7 +41,7 @@ public enum CheckReportRenderer {
                           report.thresholds.status(g.utilization).rawValue])
         }
         out += columns(table)
-        return out
+        return out + snatSection(report, top: top)
     }
 
     static func headroom(_ used: Int, _ capacity: Int, _ ratio: Double) -> String {
