@@ -8,7 +8,7 @@
 #include <stdint.h>
 #include <stddef.h>
 #include <errno.h>
-#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <linux/netlink.h>
 #include <linux/netfilter/nfnetlink.h>
 #include <linux/netfilter/nfnetlink_conntrack.h>

@@ -19,6 +19,7 @@ struct Options {
         usage: portbudget-bench [--sizes N,N,...] [--rounds N] [--bin-dir DIR] [--doc FILE] [--netns NAME]
                portbudget-bench --hold --sizes N --netns NAME   (build, then hold until stdin closes)
                portbudget-bench floor
+               portbudget-bench conntrack [--entries N,N,...] [--rounds N]   (the SNAT census, see ConntrackBench.swift)
         Needs root (a private network namespace). Defaults: --sizes 10000,100000,200000,1000000 --rounds 5.
         """
 
@@ -191,6 +192,11 @@ let arguments = Array(CommandLine.arguments.dropFirst())
 do {
     if arguments.first == "floor" {
         try FloorDump.main()
+    } else if arguments.first == "conntrack-floor" {
+        try ConntrackFloor.main()
+    } else if arguments.first == "conntrack" {
+        installSignalHandlers()  // issue 11: the SNAT census against conntrack -L and a bare dump
+        try ConntrackBench(Array(arguments.dropFirst())).run()
     } else {
         installSignalHandlers()
         try runBenchmark(try Options(Array(arguments.drop { $0 == "run" })))

@@ -181,6 +181,15 @@ final class SNATKernelTests: XCTestCase {
         let lines = output.stderr.split(separator: "\n").filter { $0.contains("conntrack") }
         XCTAssertEqual(lines.count, 1, output.stderr)
         XCTAssertTrue(lines.first?.contains("conntrack is not loaded in this network namespace") ?? false, output.stderr)
+        // The exposition says the collector failed and carries no SNAT or conntrack series.
+        let dir = root.appendingPathComponent("textfile")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let written = Command.run([Binaries.portbudget, "textfile", "--once", dir.path, "--procfs", root.path])
+        XCTAssertEqual(written.status, 0, written.stderr)
+        let prom = try String(contentsOf: dir.appendingPathComponent("portbudget.prom"), encoding: .utf8)
+        XCTAssertTrue(prom.contains(#"portbudget_scrape_collector_success{collector="conntrack"} 0"#), prom)
+        XCTAssertTrue(prom.contains("portbudget_ports_usable 89"), prom)
+        XCTAssertFalse(prom.contains("portbudget_snat_") || prom.contains("portbudget_conntrack_"), prom)
 
         // Without CAP_NET_ADMIN the kernel refuses the dump: the same, with the reason named.
         try ExporterProcess.require("/usr/bin/setpriv")
