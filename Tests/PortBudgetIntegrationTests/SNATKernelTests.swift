@@ -10,6 +10,7 @@ final class NATTopology {
     let router: NetworkNamespace
     let server: NetworkNamespace
     static let clientIP = "10.1.0.2", routerInside = "10.1.0.1", routerOutside = "10.2.0.1", serverIP = "10.2.0.2"
+    static let clientIP6 = "fd01::2", routerInside6 = "fd01::1", routerOutside6 = "fd02::1", serverIP6 = "fd02::2"
 
     /// `ports`: the rule's `masquerade to :LOW-HIGH`, or nil for a bare `masquerade`.
     init(ports: ClosedRange<Int>?, file: StaticString = #filePath, line: UInt = #line) throws {
@@ -22,11 +23,22 @@ final class NATTopology {
         try client.must(["ip", "route", "add", "default", "via", Self.routerInside], inside: true)
         try server.must(["ip", "route", "add", "10.1.0.0/24", "via", Self.routerOutside], inside: true)
         try router.sysctl("net.ipv4.ip_forward", "1")
+        // IPv6 too: nodad, so the addresses are usable at once.
+        for (ns, device, address) in [(client, "pbc0", Self.clientIP6), (router, "pbr0", Self.routerInside6),
+                                      (router, "pbr1", Self.routerOutside6), (server, "pbs0", Self.serverIP6)] {
+            try ns.must(["ip", "-n", ns.name, "addr", "add", "\(address)/64", "dev", device, "nodad"])
+        }
+        try client.must(["ip", "-6", "route", "add", "default", "via", Self.routerInside6], inside: true)
+        try server.must(["ip", "-6", "route", "add", "fd01::/64", "via", Self.routerOutside6], inside: true)
+        try router.sysctl("net.ipv6.conf.all.forwarding", "1")
         let mapping = ports.map { " to :\($0.lowerBound)-\($0.upperBound)" } ?? ""
         let rules = """
             add table ip pbnat
             add chain ip pbnat post { type nat hook postrouting priority srcnat; }
             add rule ip pbnat post oifname "pbr1" meta l4proto { tcp, udp } masquerade\(mapping)
+            add table ip6 pbnat6
+            add chain ip6 pbnat6 post { type nat hook postrouting priority srcnat; }
+            add rule ip6 pbnat6 post oifname "pbr1" meta l4proto { tcp, udp } masquerade\(mapping)
 
             """
         let loaded = router.run(["sh", "-c", "printf '%s' \"$0\" | nft -f -", rules])
@@ -127,6 +139,21 @@ final class SNATKernelTests: XCTestCase {
         XCTAssertTrue(text.contains("SNAT groups (all 3, worst first; NAT range 40000-40009, 10 ports"), text)
         XCTAssertTrue(text.contains("10.2.0.2:8080") && text.contains("10/10"), text)
         XCTAssertTrue(text.contains("Conntrack"), text)
+    }
+
+    /// IPv6 masquerade is counted the same way, in groups of its own.
+    func testIPv6MasqueradeIsItsOwnGroup() throws {
+        let nat = try NATTopology(ports: Self.smallRange)
+        try nat.server.hold(["listen", "--at", "[\(NATTopology.serverIP6)]:8080", "--at", "\(NATTopology.serverIP):8080",
+                             "--accept", "hold"])
+        XCTAssertEqual(try nat.client.hold(["connect", "--to", "[\(NATTopology.serverIP6)]:8080", "--count", "6", "--hold"]).made, 6)
+        XCTAssertEqual(try nat.client.hold(["connect", "--to", "\(NATTopology.serverIP):8080", "--count", "2", "--hold"]).made, 2)
+        let report = try nat.check(["--snat-port-range", "40000-40009"])
+        let v6 = try XCTUnwrap(report.snat?.groups.first { $0.peerIP == NATTopology.serverIP6 }, "\(String(describing: report.snat))")
+        XCTAssertEqual([v6.sourceIP, v6.protocol, String(v6.peerPort), String(v6.used), String(v6.capacity)],
+                       [NATTopology.routerOutside6, "tcp", "8080", "6", "10"])
+        XCTAssertEqual(group(report, "tcp", port: 8080)?.used, 2)
+        XCTAssertEqual(report.snat?.groupCount, 2)
     }
 
     /// Without the flag the kernel's default range applies: 64,512 ports.
