@@ -56,6 +56,8 @@ public final class ConntrackDumper {
     public static let receiveBufferSize = 64 * 1024
     /// The socket's receive queue: room for the next batches while one is decoded.
     public static let socketBufferSize: Int32 = 1 << 20
+    /// Room for any request built here: headers plus two u32 attributes take 44 bytes.
+    static let requestBufferSize = 128
 
     public init() throws {
         guard let nl = pb_open_netfilter() else {
@@ -106,7 +108,7 @@ public final class ConntrackDumper {
                          _ body: (ConntrackDecoder.Message) throws -> Void) throws {
         sequence &+= 1
         let seq = sequence
-        var message = [UInt8](repeating: 0, count: 128)
+        var message = [UInt8](repeating: 0, count: Self.requestBufferSize)
         let length = message.withUnsafeMutableBytes { build($0.baseAddress, $0.count, seq) }
         guard length > 0 else { throw ConntrackError(call: "build \(what)", errno: EINVAL) }
         let sent = message.withUnsafeBytes { mnl_socket_sendto(socket, $0.baseAddress, length) }

@@ -10,7 +10,8 @@ struct CheckCommand: ParsableCommand {
         discussion: """
             Exit status: 0 ok, 1 warning, 2 critical, 3 unknown (the agent could not measure, \
             or the command line is wrong). Thresholds apply to every utilization: each \
-            destination group, host-wide TCP bind, and UDP.
+            destination group, host-wide TCP bind, and UDP; where conntrack is readable, also each \
+            SNAT group and the conntrack table's fill.
             """)
 
     @Flag(help: "Print the report as JSON.")
