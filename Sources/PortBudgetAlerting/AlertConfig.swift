@@ -21,6 +21,9 @@ public struct AlertConfig: Sendable {
     /// an ephemeral port; nil means the 8 ports just below the range.
     public var sourcePorts: ClosedRange<UInt16>?
     public var rules: [AlertRule] = AlertRule.defaults
+    /// `snat_port_range`: the NAT range SNAT groups are measured against
+    /// (issue 11); nil keeps the kernel's default. Read at start only.
+    public var snatPortRange: SNATPortRange?
 
     public init() {}
 
@@ -94,12 +97,18 @@ public struct AlertConfig: Sendable {
                     guard name == "source_ports" else { throw reader.unknown(k, name, expected: ["source_ports"]) }
                     config.sourcePorts = try reader.portRange(v, key: "delivery.source_ports")
                 }
+            case "snat_port_range":
+                do {
+                    config.snatPortRange = try SNATPortRange(parsing: try reader.string(value, key: key))
+                } catch let error as SNATPortRangeError {
+                    throw reader.fail(value, "snat_port_range: \(error.description)")
+                }
             case "rules":
                 rulesSeen = true
                 config.rules = try reader.sequence(value, key: key).map { try reader.rule($0) }
             default:
                 throw reader.unknown(keyNode, key, expected: ["evaluation_interval", "resend_interval", "external_labels",
-                                                              "alertmanagers", "delivery", "rules"])
+                                                              "alertmanagers", "delivery", "rules", "snat_port_range"])
             }
         }
         if !rulesSeen { config.rules = AlertRule.defaults }

@@ -31,12 +31,13 @@ public enum CheckReportRenderer {
         out += row(["TIME_WAIT", "reuse \(reuse)",
                     "tcp_tw_reuse=\(tw.tcpTwReuse), timestamps \(tw.tcpTimestamps == 0 ? "off" : "on"), delay \(tw.reuseDelayMs) ms"])
         if let unavailable = report.attribution?.unavailable { out += row(["Holders", "none", unavailable]) }
+        out += conntrackRow(report)
         out += "\n"
 
         let groups = top > 0 ? Array(report.tcp.groups.prefix(top)) : report.tcp.groups
         if groups.isEmpty {
             out += "No outgoing TCP connections on usable ports.\n"
-            return out
+            return out + snatSection(report, top: top)
         }
         let shownCount = groups.count == report.tcp.groupCount ? "all \(groups.count)" : "top \(groups.count) of \(report.tcp.groupCount)"
         out += "TCP destinations (\(shownCount), worst first; a connect() fails with EADDRNOTAVAIL at 0 free)\n"
@@ -50,7 +51,7 @@ public enum CheckReportRenderer {
                           + (named ? [topHolder(g.holders, g.processes, of: g.used, prefix: "").nonEmpty ?? "-"] : []))
         }
         out += columns(table)
-        return out
+        return out + snatSection(report, top: top)
     }
 
     /// The biggest holder and its share of `total` ports, e.g.

@@ -22,7 +22,7 @@ public struct CollectionResult: Sendable {
     /// Collectors without which there is no port budget to report.
     public static let essentialCollectors: Set<String> = ["sysctl", "sockdiag"]
     /// Every collector, in the order they run.
-    public static let collectorNames = ["sysctl", "sockdiag", "sockstat", "snmp", "netstat"]
+    public static let collectorNames = ["sysctl", "sockdiag", "sockstat", "snmp", "netstat", "conntrack"]
 
     public init(report: PortBudgetReport?, outcomes: [CollectorOutcome]) {
         self.report = report

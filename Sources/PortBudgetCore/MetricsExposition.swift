@@ -29,6 +29,7 @@ public enum MetricsExposition {
         writeUDP(report, into: &w)
         writeSysctls(report, into: &w)
         writeCounters(report.counters, into: &w)
+        writeSNAT(report, top: top, into: &w)  // issue 11
         writeFindings(report.findings ?? Diagnosis.findings(for: report), into: &w)
     }
 

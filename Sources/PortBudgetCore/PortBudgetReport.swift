@@ -253,6 +253,11 @@ public struct PortBudgetReport: Sendable, Codable, Equatable {
     public var findings: [Finding]?
     /// How holders were named, or why there are none (nil: not asked).
     public var attribution: AttributionNote?
+    // issue 11: present when the conntrack collector succeeded.
+    /// Source-NAT port budgets from the conntrack table.
+    public var snat: SNAT?
+    /// The conntrack table's fill and the kernel's drop statistics.
+    public var conntrack: Conntrack?
 
     public init(portRange: PortRange, timeWaitReuse: TimeWaitReuse, tcp: TCP, udp: UDP, udplite: UDP?,
                 thresholds: Thresholds) {
@@ -266,7 +271,7 @@ public struct PortBudgetReport: Sendable, Codable, Equatable {
 
     /// The limit closest to exhaustion, with what fails when it is reached.
     public struct Limit: Sendable, Equatable {
-        public enum Kind: Sendable, Equatable { case group(Group), tcpBind, udp }
+        public enum Kind: Sendable, Equatable { case group(Group), tcpBind, udp, snatGroup(SNATGroup), conntrackTable }
         public var kind: Kind
         public var utilization: Double
         public var used: Int
@@ -277,6 +282,8 @@ public struct PortBudgetReport: Sendable, Codable, Equatable {
             case .group: return "connect() fails with EADDRNOTAVAIL"
             case .tcpBind: return "bind(addr, 0) fails with EADDRINUSE, then connect() to new destinations with EADDRNOTAVAIL"
             case .udp: return "UDP connect()/sendto() autobind fails with EAGAIN, bind() with EADDRINUSE"
+            case .snatGroup: return "the NAT drops new connections to it (conntrack insert_failed rises)"
+            case .conntrackTable: return "new connections are dropped (\"nf_conntrack: table full\")"
             }
         }
 
@@ -285,8 +292,13 @@ public struct PortBudgetReport: Sendable, Codable, Equatable {
             case let .group(g): return "TCP \(g.localIP) → \(Self.hostPort(g.peerIP, g.peerPort))"
             case .tcpBind: return "TCP host-wide bind"
             case .udp: return "UDP host-wide"
+            case let .snatGroup(g): return "SNAT \(g.protocol.uppercased()) \(g.sourceIP) → \(Self.hostPort(g.peerIP, g.peerPort))"
+            case .conntrackTable: return "conntrack table"
             }
         }
+
+        /// What `used` and `capacity` count.
+        public var unit: String { kind == .conntrackTable ? "entries" : "ports" }
 
         static func hostPort(_ ip: String, _ port: Int) -> String { ip.contains(":") ? "[\(ip)]:\(port)" : "\(ip):\(port)" }
     }
@@ -301,6 +313,13 @@ public struct PortBudgetReport: Sendable, Codable, Equatable {
         }
         out.append(Limit(kind: .tcpBind, utilization: tcp.bindUtilization, used: tcp.boundPorts, capacity: portRange.usable))
         out.append(Limit(kind: .udp, utilization: udp.utilization, used: udp.boundPorts, capacity: portRange.usable))
+        if let worst = snat?.groups.first {
+            out.append(Limit(kind: .snatGroup(worst), utilization: worst.utilization, used: worst.used, capacity: worst.capacity))
+        }
+        if let table = conntrack, table.limit > 0 {
+            out.append(Limit(kind: .conntrackTable, utilization: table.utilization, used: Int(table.entries),
+                             capacity: Int(table.limit)))
+        }
         func key(_ l: Limit) -> (Int32, Int) { (-thresholds.status(l.utilization).exitCode, l.capacity - l.used) }
         return out.enumerated().sorted { a, b in
             let (ka, kb) = (key(a.element), key(b.element))
@@ -310,7 +329,8 @@ public struct PortBudgetReport: Sendable, Codable, Equatable {
 
     /// The worst status over every group (not only the listed ones), bind and UDP.
     public var status: Status {
-        thresholds.status(max(tcp.maxGroupUtilization, tcp.bindUtilization, udp.utilization))
+        thresholds.status(max(tcp.maxGroupUtilization, tcp.bindUtilization, udp.utilization,
+                              snat?.maxGroupUtilization ?? 0, conntrack?.utilization ?? 0))
     }
 
     /// The one-line verdict of `check`.
@@ -320,9 +340,9 @@ public struct PortBudgetReport: Sendable, Codable, Equatable {
         let percent = Self.percent(worst.utilization)
         switch status {
         case .ok:
-            return "OK: closest limit is \(worst.name) at \(percent) (\(left) of \(worst.capacity) ports left)"
+            return "OK: closest limit is \(worst.name) at \(percent) (\(left) of \(worst.capacity) \(worst.unit) left)"
         case .warning, .critical:
-            return "\(status.rawValue.uppercased()): \(worst.name) at \(percent), \(left) of \(worst.capacity) ports left; at 0, \(worst.failure)"
+            return "\(status.rawValue.uppercased()): \(worst.name) at \(percent), \(left) of \(worst.capacity) \(worst.unit) left; at 0, \(worst.failure)"
         }
     }
 
@@ -334,6 +354,7 @@ public struct PortBudgetReport: Sendable, Codable, Equatable {
     enum CodingKeys: String, CodingKey {
         case portRange = "port_range", timeWaitReuse = "time_wait_reuse", tcp, udp, udplite, thresholds, counters
         case status, verdict, attribution, findings
+        case snat, conntrack
     }
 
     public init(from decoder: Decoder) throws {
@@ -347,6 +368,8 @@ public struct PortBudgetReport: Sendable, Codable, Equatable {
         counters = try c.decodeIfPresent([String: Int64].self, forKey: .counters) ?? [:]
         findings = try c.decodeIfPresent([Finding].self, forKey: .findings)
         attribution = try c.decodeIfPresent(AttributionNote.self, forKey: .attribution)
+        snat = try c.decodeIfPresent(SNAT.self, forKey: .snat)
+        conntrack = try c.decodeIfPresent(Conntrack.self, forKey: .conntrack)
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -360,6 +383,8 @@ public struct PortBudgetReport: Sendable, Codable, Equatable {
         try c.encode(thresholds, forKey: .thresholds)
         try c.encode(status, forKey: .status)
         try c.encode(verdict, forKey: .verdict)
+        try c.encodeIfPresent(snat, forKey: .snat)
+        try c.encodeIfPresent(conntrack, forKey: .conntrack)
         try c.encodeIfPresent(findings, forKey: .findings)
         try c.encodeIfPresent(attribution, forKey: .attribution)
     }
@@ -374,9 +399,10 @@ public struct PortBudgetReport: Sendable, Codable, Equatable {
     /// A copy listing only the `top` most utilized groups (0 keeps all);
     /// aggregates still describe every group.
     public func limitingGroups(to top: Int) -> PortBudgetReport {
-        guard top > 0, tcp.groups.count > top else { return self }
+        guard top > 0 else { return self }
         var copy = self
-        copy.tcp.groups = Array(tcp.groups.prefix(top))
+        if tcp.groups.count > top { copy.tcp.groups = Array(tcp.groups.prefix(top)) }
+        if let groups = snat?.groups, groups.count > top { copy.snat?.groups = Array(groups.prefix(top)) }
         return copy
     }
 }

@@ -33,6 +33,9 @@ public struct Collector: Sendable {
     public let logger: Logger
     public let tcpDumps: TCPDumps
     public let attribution: Attribution?
+    /// The NAT range SNAT groups are measured against (issue 11); the
+    /// kernel's default unless `--snat-port-range` or the config names one.
+    public var snatPortRange: SNATPortRange = .kernelDefault
 
     public init(procfs: ProcFS, logger: Logger = Logger(label: "portbudget.collector"), tcpDumps: TCPDumps = .bothFamilies,
                 attribution: Attribution? = nil) {
@@ -81,6 +84,11 @@ public struct Collector: Sendable {
         tables[.snmp] = timed("snmp") { try procfs.netTable(.snmp) }
         tables[.netstat] = timed("netstat") { try procfs.netTable(.netstat) }
         report?.counters = KernelCounterValues(tables: tables).values
+        // issue 11: the NAT's port budget and the conntrack table; absent, with the collector failed, when unreadable.
+        if report != nil, let conntrack = timed("conntrack", { try conntrackSnapshot() }) {
+            report?.snat = conntrack.snat
+            report?.conntrack = conntrack.table
+        }
         return CollectionResult(report: report, outcomes: outcomes)
     }
 

@@ -5,6 +5,11 @@ public struct SocketFailure: Error, Sendable, CustomStringConvertible {
     public let call: String
     public let errno: Int32
 
+    public init(call: String, errno: Int32) {
+        self.call = call
+        self.errno = errno
+    }
+
     public var errnoName: String { Self.name(errno) }
     public var description: String { "\(call): \(errnoName)" }
 

@@ -1,3 +1,4 @@
+import CMNL  // its headers redeclare the socket constants; importing it keeps lookups of SOCK_STREAM unambiguous when another file of this target imports CMNL
 import Glibc
 
 /// A bare HTTP/1.0 GET to a loopback port: one connect, one request, read to

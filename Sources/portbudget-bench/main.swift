@@ -20,6 +20,7 @@ struct Options {
                portbudget-bench --hold --sizes N --netns NAME   (build, then hold until stdin closes)
                portbudget-bench floor
                portbudget-bench soak [--seconds N] [--period N]   (serve under scrapes and abuse, over time)
+               portbudget-bench conntrack [--entries N,N,...] [--rounds N]   (the SNAT census, see ConntrackBench.swift)
         Needs root (a private network namespace). Defaults: --sizes 10000,100000,200000,1000000 --rounds 5.
         """
 
@@ -195,6 +196,11 @@ do {
     } else if arguments.first == "soak" {
         installSignalHandlers()
         try Soak.main(Array(arguments.dropFirst()))
+    } else if arguments.first == "conntrack-floor" {
+        try ConntrackFloor.main()
+    } else if arguments.first == "conntrack" {
+        installSignalHandlers()  // issue 11: the SNAT census against conntrack -L and a bare dump
+        try ConntrackBench(Array(arguments.dropFirst())).run()
     } else {
         installSignalHandlers()
         try runBenchmark(try Options(Array(arguments.drop { $0 == "run" })))

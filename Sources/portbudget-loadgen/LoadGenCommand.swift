@@ -192,6 +192,9 @@ extension LoadGenCommand {
         @Option(help: "bind() each socket here (port 0 autobinds).")
         var bind: String?
 
+        @Flag(help: "Send one datagram on each connected socket, so a NAT or conntrack on the path sees the flow.")
+        var send = false
+
         @OptionGroup var common: Common
 
         func run() throws {
@@ -202,7 +205,16 @@ extension LoadGenCommand {
                 throw ValidationError("give --to, --bind, or both")
             }
             let (result, sockets) = produce([()], count: common.count) { _ in
-                try SocketFactory.udp(family: family, bindTo: source, connectTo: destination)
+                let fd = try SocketFactory.udp(family: family, bindTo: source, connectTo: destination)
+                if send && destination != nil {
+                    var byte: UInt8 = 0x70
+                    guard Glibc.send(fd, &byte, 1, 0) == 1 else {
+                        let e = errno
+                        close(fd)
+                        throw SocketFailure(call: "send", errno: e)
+                    }
+                }
+                return fd
             }
             try common.finish(result, sockets: sockets)
         }

@@ -11,7 +11,8 @@ struct CheckCommand: AsyncParsableCommand {
         discussion: """
             Exit status: 0 ok, 1 warning, 2 critical, 3 unknown (the agent could not measure, \
             the collection did not finish within \(CollectionResult.deadline.secondsDescription), or the command line is wrong). Thresholds apply to every utilization: each \
-            destination group, host-wide TCP bind, and UDP.
+            destination group, host-wide TCP bind, and UDP; where conntrack is readable, also each \
+            SNAT group and the conntrack table's fill.
             """)
 
     @Flag(help: "Print the report as JSON.")
@@ -35,6 +36,9 @@ struct CheckCommand: AsyncParsableCommand {
     @Option(help: "Where procfs is mounted.")
     var procfs = "/proc"
 
+    @Option(parsing: .unconditional, help: ArgumentHelp("Source ports the NAT (MASQUERADE/SNAT) hands out, for the SNAT budget (default: the kernel's 1024-65535).", valueName: "low-high"))
+    var snatPortRange: String?
+
     /// For tests: the per-family fallback census must agree with the kernel too.
     @Option(help: .hidden)
     var tcpDumps: Collector.TCPDumps = .bothFamilies
@@ -43,13 +47,16 @@ struct CheckCommand: AsyncParsableCommand {
         guard top >= 0 else { throw ValidationError("--top must be 0 or more, got \(top)") }
         guard holders >= 0 else { throw ValidationError("--holders must be 0 or more, got \(holders)") }
         if let problem = Thresholds(warning: warning, critical: critical).problem { throw ValidationError(problem) }
+        _ = try parsedSNATPortRange(snatPortRange)
     }
 
     func run() async throws {
         let logger = makeLogger("portbudget.check", level: .critical)
         let procfs = ProcFS(root: procfs)
-        let collector = Collector(procfs: procfs, logger: logger, tcpDumps: tcpDumps, attribution: .init(
+        var configured = Collector(procfs: procfs, logger: logger, tcpDumps: tcpDumps, attribution: .init(
             cgroups: CgroupResolver(procfs: procfs), top: holders, processes: processes))
+        configured.snatPortRange = try parsedSNATPortRange(snatPortRange) ?? .kernelDefault
+        let collector = configured
         let thresholds = Thresholds(warning: warning, critical: critical)
         // A read stuck on a hung mount must not hang the plugin: give up at
         // the deadline; exiting ends the stuck thread with the process.
@@ -67,6 +74,10 @@ struct CheckCommand: AsyncParsableCommand {
             throw ExitCode(3)
         }
         for failed in collection.outcomes where !failed.success {
+            if failed.name == "conntrack" {
+                printError("portbudget: conntrack collector failed, SNAT and conntrack omitted: \(failed.error ?? "")")
+                continue
+            }
             printError("portbudget: \(failed.name) collector failed, counters omitted: \(failed.error ?? "")")
         }
         // Diagnosed before the --top cut: findings look at every group.
@@ -84,3 +95,13 @@ struct CheckCommand: AsyncParsableCommand {
 }
 
 extension Collector.TCPDumps: ExpressibleByArgument {}
+
+/// `--snat-port-range` checked: nil when not given; a one-line usage error when not a range.
+func parsedSNATPortRange(_ text: String?) throws -> SNATPortRange? {
+    guard let text else { return nil }
+    do {
+        return try SNATPortRange(parsing: text)
+    } catch {
+        throw ValidationError("--snat-port-range \(error.description)")
+    }
+}

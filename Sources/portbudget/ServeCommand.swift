@@ -56,6 +56,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: Logger.Level = .info
 
+    @Option(parsing: .unconditional, help: ArgumentHelp("Source ports the NAT (MASQUERADE/SNAT) hands out, for the SNAT budget (default: the config's snat_port_range, else the kernel's 1024-65535).", valueName: "low-high"))
+    var snatPortRange: String?
+
     func validate() throws {
         do {
             _ = try ListenAddress(parsing: listen)
@@ -64,6 +67,7 @@ struct ServeCommand: AsyncParsableCommand {
         }
         guard top >= 0 else { throw ValidationError("--top must be 0 or more, got \(top)") }
         guard maxConnections >= 1 else { throw ValidationError("--max-connections must be 1 or more, got \(maxConnections)") }
+        _ = try parsedSNATPortRange(snatPortRange)
     }
 
     func run() async throws {
@@ -77,7 +81,9 @@ struct ServeCommand: AsyncParsableCommand {
         }
         let address = try ListenAddress(parsing: listen)
         let procfs = ProcFS(root: procfs)
-        let collector = Collector(procfs: procfs, logger: logger)
+        var configured = Collector(procfs: procfs, logger: logger)
+        configured.snatPortRange = try parsedSNATPortRange(snatPortRange) ?? alerting.snatPortRange ?? .kernelDefault
+        let collector = configured
         let evaluator = makeEvaluator(alerting, procfs: procfs, address: address, logger: logger)
         let coordinator = ScrapeCoordinator(top: top, version: PortBudgetCommand.version, hooks: [evaluator]) {
             // Thresholds only shape `check`'s verdict; the exposition carries raw ratios.

@@ -36,6 +36,9 @@ struct TextfileCommand: AsyncParsableCommand {
     @Option(help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: Logger.Level = .info
 
+    @Option(parsing: .unconditional, help: ArgumentHelp("Source ports the NAT (MASQUERADE/SNAT) hands out, for the SNAT budget (default: the kernel's 1024-65535).", valueName: "low-high"))
+    var snatPortRange: String?
+
     func validate() throws {
         let parsed: PrometheusDuration
         do {
@@ -45,6 +48,7 @@ struct TextfileCommand: AsyncParsableCommand {
         }
         guard parsed.milliseconds > 0 else { throw ValidationError("--interval must be above zero, got \(interval)") }
         guard top >= 0 else { throw ValidationError("--top must be 0 or more, got \(top)") }
+        _ = try parsedSNATPortRange(snatPortRange)
     }
 
     func run() async throws {
@@ -56,7 +60,9 @@ struct TextfileCommand: AsyncParsableCommand {
             printError("portbudget: \(error)")
             throw ExitCode(2)
         }
-        let collector = Collector(procfs: ProcFS(root: procfs), logger: logger)
+        var configured = Collector(procfs: ProcFS(root: procfs), logger: logger)
+        configured.snatPortRange = try parsedSNATPortRange(snatPortRange) ?? .kernelDefault
+        let collector = configured
         let service = TextfileService(
             writer: writer, interval: try PrometheusDuration(parsing: interval).duration, top: top,
             version: PortBudgetCommand.version, logger: logger

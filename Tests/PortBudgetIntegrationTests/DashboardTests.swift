@@ -21,6 +21,8 @@ final class DashboardTests: XCTestCase {
         "portbudget_seconds_to_exhaustion":
             "the agent's own projection is being added to `serve` separately (issue 4); until an agent exports it, "
             + "the panel is legitimately empty. When present, every series must carry scope tcp_group, tcp_bind or udp.",
+        // issue 11: this test's namespace has no NAT; SNATDashboardTests proves these panels on a masquerading router.
+        "portbudget_snat_group_ports": "no NAT in this namespace, so no SNAT group; SNATDashboardTests fills one",
     ]
 
     // MARK: the model
@@ -286,7 +288,7 @@ final class DashboardTests: XCTestCase {
 
 // MARK: - Grafana's model, as far as the tests need it
 
-private struct GrafanaDashboard {
+struct GrafanaDashboard {
     struct Variable {
         let raw: [String: Any]
         var name: String { raw["name"] as? String ?? "" }
@@ -413,7 +415,7 @@ private struct GrafanaDashboard {
 
 // MARK: - Prometheus' HTTP API, through curl inside the namespace
 
-private struct PrometheusAPI {
+struct PrometheusAPI {
     struct Series {
         var labels: [String: String]
         /// The instant value, or the last value of a range.

@@ -69,6 +69,14 @@ public struct AlertInputs: Sendable {
             return [AlertSample(value: Double((v4 ?? 0) + (v6 ?? 0)), fix: fix(kind: .udp))]
         case .icmpPortUnreachablePerSecond:
             return icmpUnreachablePerSecond.map { [AlertSample(value: $0)] } ?? []
+        case .snatGroupUtilization:
+            return report.snat?.groups.map {
+                AlertSample(labels: ["protocol": $0.protocol, "source_ip": $0.sourceIP, "peer_ip": $0.peerIP,
+                                     "peer_port": String($0.peerPort)], value: $0.utilization)
+            } ?? []
+        case .conntrackUtilization:
+            guard let table = report.conntrack, table.limit > 0 else { return [] }
+            return [AlertSample(value: table.utilization)]
         case .secondsToExhaustion:
             return projections.map { entry in
                 var labels = ["scope": entry.series.scope]

@@ -9,6 +9,9 @@ public struct AlertRule: Sendable, Equatable {
         case udpSocketsInUse = "udp_sockets_in_use"
         case icmpPortUnreachablePerSecond = "icmp_port_unreachable_per_second"
         case secondsToExhaustion = "seconds_to_exhaustion"
+        // issue 11: per SNAT group (labels protocol, source_ip, peer_ip, peer_port), and the conntrack table.
+        case snatGroupUtilization = "snat_group_utilization"
+        case conntrackUtilization = "conntrack_utilization"
 
         /// The comparison a rule uses when the config names only a threshold's value.
         public var naturalComparisonIsBelow: Bool { self == .secondsToExhaustion }
@@ -76,6 +79,25 @@ public struct AlertRule: Sendable, Equatable {
                       comparison: .below(3600), forSeconds: 300, severity: "warning", annotations: [
                           "summary": t("Ephemeral ports will run out within the hour at the current trend."),
                           "description": t("{{ $labels.scope }} {{ $labels.peer_ip }} runs out in about {{ $value | humanizeDuration }}.{{ $fix }}"),
+                      ]),
+        ] + snatDefaults
+    }()
+
+    /// issue 11: the NAT's port budget and the conntrack table. 0.9 for NAT
+    /// groups because the kernel's bounded port search fails some
+    /// connections before a group is full (docs/model.md).
+    static let snatDefaults: [AlertRule] = {
+        func t(_ s: String) -> AlertTemplate { try! AlertTemplate(s) }
+        return [
+            AlertRule(name: "PortBudgetSNATPortsNearlyExhausted", quantity: .snatGroupUtilization,
+                      comparison: .above(0.9), forSeconds: 30, severity: "critical", annotations: [
+                          "summary": t("The NAT's source ports towards one destination are nearly exhausted."),
+                          "description": t("{{ $labels.protocol }} NATed to {{ $labels.source_ip }} towards {{ $labels.peer_ip }}:{{ $labels.peer_port }} uses {{ $value | humanizePercentage }} of the NAT's ports; the NAT drops new connections to it at 100% (insert_failed)."),
+                      ]),
+            AlertRule(name: "PortBudgetConntrackTableNearlyFull", quantity: .conntrackUtilization,
+                      comparison: .above(0.9), forSeconds: 60, severity: "critical", annotations: [
+                          "summary": t("The conntrack table is nearly full."),
+                          "description": t("The conntrack table holds {{ $value | humanizePercentage }} of nf_conntrack_max; new connections are dropped when it is full."),
                       ]),
         ]
     }()
