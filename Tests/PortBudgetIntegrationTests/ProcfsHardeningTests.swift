@@ -60,7 +60,8 @@ final class ProcfsHardeningTests: XCTestCase {
             let output = Command.run([Binaries.portbudget, "check", "--procfs", root], timeout: 30)
             let took = Date().timeIntervalSince(started)
             XCTAssertLessThan(took, Self.prompt, "\(relative): check took \(took) s")
-            let lines = output.stderr.split(separator: "\n")
+            // The fixture procfs has no conntrack sysctls: that collector's own line is not this file's.
+            let lines = output.stderr.split(separator: "\n").filter { !$0.hasPrefix("portbudget: conntrack collector failed") }
             XCTAssertEqual(lines.count, 1, "\(relative): one line, got \(output.stderr)")
             let expected = "\(root)/\(relative): \(reason)"
             if collector == "sysctl" {
@@ -71,7 +72,7 @@ final class ProcfsHardeningTests: XCTestCase {
             } else {
                 // The budget stands; the counters this collector feeds are omitted, and it says so.
                 XCTAssertTrue([0, 1, 2].contains(output.status), "\(relative): \(output.status) \(output.stderr)")
-                XCTAssertTrue(output.stderr.hasPrefix("portbudget: \(collector) collector failed, counters omitted: "),
+                XCTAssertTrue(lines.first?.hasPrefix("portbudget: \(collector) collector failed, counters omitted: ") == true,
                               output.stderr)
             }
             XCTAssertTrue(output.stderr.contains(expected), "\(relative): expected \(expected) in \(output.stderr)")
