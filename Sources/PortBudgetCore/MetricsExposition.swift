@@ -27,6 +27,7 @@ public enum MetricsExposition {
         writeRange(report, into: &w)
         writeTCP(report, top: top, into: &w)
         writeUDP(report, into: &w)
+        writeHolders(report, top: top, into: &w)
         writeSysctls(report, into: &w)
         writeCounters(report.counters, into: &w)
         writeSNAT(report, top: top, into: &w)  // issue 11

@@ -81,7 +81,9 @@ struct ServeCommand: AsyncParsableCommand {
         }
         let address = try ListenAddress(parsing: listen)
         let procfs = ProcFS(root: procfs)
-        var configured = Collector(procfs: procfs, logger: logger)
+        // Holders by cgroup on every scrape: the resolver caches id → path across scrapes.
+        var configured = Collector(procfs: procfs, logger: logger, attribution: .init(
+            cgroups: CgroupResolver(procfs: procfs), top: MetricsExposition.holdersHostWide))
         configured.snatPortRange = try parsedSNATPortRange(snatPortRange) ?? alerting.snatPortRange ?? .kernelDefault
         let collector = configured
         let evaluator = makeEvaluator(alerting, procfs: procfs, address: address, logger: logger)

@@ -60,7 +60,9 @@ struct TextfileCommand: AsyncParsableCommand {
             printError("portbudget: \(error)")
             throw ExitCode(2)
         }
-        var configured = Collector(procfs: ProcFS(root: procfs), logger: logger)
+        let procfs = ProcFS(root: procfs)
+        var configured = Collector(procfs: procfs, logger: logger, attribution: .init(
+            cgroups: CgroupResolver(procfs: procfs), top: MetricsExposition.holdersHostWide))
         configured.snatPortRange = try parsedSNATPortRange(snatPortRange) ?? .kernelDefault
         let collector = configured
         let service = TextfileService(

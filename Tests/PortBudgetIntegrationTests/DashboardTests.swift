@@ -166,7 +166,10 @@ final class DashboardTests: XCTestCase {
         let configPath = work.appendingPathComponent("prometheus.yml").path
         try config.write(toFile: configPath, atomically: true, encoding: .utf8)
 
-        servers.append(try ExporterProcess([Binaries.portbudget, "serve", "--listen", agent], in: ns))
+        // nsenter enters only the network namespace: the agent keeps the cgroup mount
+        // (which `ip netns exec` hides) and names who holds the ports.
+        servers.append(try ExporterProcess(["nsenter", "--net=/run/netns/\(ns.name)", Binaries.portbudget, "serve",
+                                            "--listen", agent]))
         servers.append(try ExporterProcess([
             "/usr/bin/prometheus-node-exporter", "--web.listen-address=\(node)",
             "--collector.disable-defaults", "--collector.sockstat", "--collector.netstat"], in: ns))

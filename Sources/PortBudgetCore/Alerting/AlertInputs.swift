@@ -6,11 +6,15 @@ public struct AlertSample: Sendable, Equatable {
     /// critical findings that explain this limit, or "" when none does. Not
     /// a label, so an alert keeps its identity while the diagnosis changes.
     public var fix: String
+    /// What `{{ $holder }}` renders to: " Most held by nginx.service 62%." for
+    /// the limit's biggest holder (cgroup), or "" when none is known.
+    public var holder: String
 
-    public init(labels: [String: String] = [:], value: Double, fix: String = "") {
+    public init(labels: [String: String] = [:], value: Double, fix: String = "", holder: String = "") {
         self.labels = labels
         self.value = value
         self.fix = fix
+        self.holder = holder
     }
 }
 
@@ -30,7 +34,19 @@ public struct AlertInputs: Sendable {
         self.icmpUnreachablePerSecond = icmpUnreachablePerSecond
         self.projections = projections
         findings = (report.findings ?? Diagnosis.findings(for: report)).filter { $0.severity != .info }
+        var holders: [String: String] = [:]
+        for g in report.tcp.groups {
+            guard let top = g.holders, !top.isEmpty else { continue }
+            holders[Self.groupKey(g.localIP, g.peerIP, String(g.peerPort))] =
+                CheckReportRenderer.topHolder(top, nil, of: g.used, prefix: "")
+        }
+        groupHolders = holders
     }
+
+    /// Each group's biggest holder, computed once: rules over every group look it up per sample.
+    private let groupHolders: [String: String]
+
+    static func groupKey(_ local: String, _ peer: String, _ port: String) -> String { local + "|" + peer + "|" + port }
 
     /// The findings that explain one limit, as `{{ $fix }}` renders them:
     /// " Cause: time_wait — sysctl …; hot_destination — pool …." or "".
@@ -51,7 +67,36 @@ public struct AlertInputs: Sendable {
         ["local_ip": local, "peer_ip": peer, "peer_port": String(port)]
     }
 
+    /// The biggest holder of a limit, as `{{ $holder }}` renders it.
+    func holder(labels: [String: String], scope: Finding.Scope.Kind?) -> String {
+        let text: String
+        if let peer = labels["peer_ip"], let local = labels["local_ip"], let port = labels["peer_port"] {
+            text = groupHolders[Self.groupKey(local, peer, port)] ?? ""
+        } else if scope == .tcpBind {
+            text = CheckReportRenderer.topHolder(report.tcp.holders, nil, of: report.tcp.boundPorts, prefix: "")
+        } else if scope == .udp {
+            text = CheckReportRenderer.topHolder(report.udp.holders, nil, of: report.udp.boundPorts, prefix: "")
+        } else {
+            return ""
+        }
+        return text.isEmpty ? "" : " Most held by \(text)."
+    }
+
     public func samples(_ quantity: AlertRule.Quantity) -> [AlertSample] {
+        let scope: Finding.Scope.Kind? = switch quantity {
+        case .tcpBindUtilization: .tcpBind
+        case .udpUtilization, .udpSocketsInUse: .udp
+        default: nil
+        }
+        return unattributedSamples(quantity).map { sample in
+            var sample = sample
+            let projected = sample.labels["scope"].map { $0 == "udp" ? Finding.Scope.Kind.udp : .tcpBind }
+            sample.holder = holder(labels: sample.labels, scope: scope ?? (quantity == .secondsToExhaustion ? projected : nil))
+            return sample
+        }
+    }
+
+    func unattributedSamples(_ quantity: AlertRule.Quantity) -> [AlertSample] {
         switch quantity {
         case .tcpGroupUtilization:
             return report.tcp.groups.map {

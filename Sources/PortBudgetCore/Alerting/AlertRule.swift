@@ -58,27 +58,27 @@ public struct AlertRule: Sendable, Equatable {
             AlertRule(name: "PortBudgetTCPDestinationPortsNearlyExhausted", quantity: .tcpGroupUtilization,
                       comparison: .above(0.95), forSeconds: 30, severity: "critical", annotations: [
                           "summary": t("Ephemeral ports towards one destination are nearly exhausted."),
-                          "description": t("\(group) uses {{ $value | humanizePercentage }} of its ports; new connect() calls to it fail with EADDRNOTAVAIL at 100%.{{ $fix }}"),
+                          "description": t("\(group) uses {{ $value | humanizePercentage }} of its ports; new connect() calls to it fail with EADDRNOTAVAIL at 100%.{{ $holder }}{{ $fix }}"),
                       ]),
             AlertRule(name: "PortBudgetTCPDestinationPortsLow", quantity: .tcpGroupUtilization,
                       comparison: .above(0.8), forSeconds: 120, severity: "warning", annotations: [
                           "summary": t("Ephemeral ports towards one destination are running low."),
-                          "description": t("\(group) uses {{ $value | humanizePercentage }} of its ports.{{ $fix }}"),
+                          "description": t("\(group) uses {{ $value | humanizePercentage }} of its ports.{{ $holder }}{{ $fix }}"),
                       ]),
             AlertRule(name: "PortBudgetTCPBindPortsNearlyExhausted", quantity: .tcpBindUtilization,
                       comparison: .above(0.95), forSeconds: 30, severity: "critical", annotations: [
                           "summary": t("Host-wide TCP bind headroom is nearly exhausted."),
-                          "description": t("TCP sockets hold {{ $value | humanizePercentage }} of the usable ports; bind(addr, 0) fails with EADDRINUSE at 100%.{{ $fix }}"),
+                          "description": t("TCP sockets hold {{ $value | humanizePercentage }} of the usable ports; bind(addr, 0) fails with EADDRINUSE at 100%.{{ $holder }}{{ $fix }}"),
                       ]),
             AlertRule(name: "PortBudgetUDPPortsNearlyExhausted", quantity: .udpUtilization,
                       comparison: .above(0.95), forSeconds: 30, severity: "critical", annotations: [
                           "summary": t("UDP ephemeral ports are nearly exhausted."),
-                          "description": t("UDP sockets hold {{ $value | humanizePercentage }} of the usable ports; autobind fails with EAGAIN at 100%.{{ $fix }}"),
+                          "description": t("UDP sockets hold {{ $value | humanizePercentage }} of the usable ports; autobind fails with EAGAIN at 100%.{{ $holder }}{{ $fix }}"),
                       ]),
             AlertRule(name: "PortBudgetPortsExhaustingSoon", quantity: .secondsToExhaustion,
                       comparison: .below(3600), forSeconds: 300, severity: "warning", annotations: [
                           "summary": t("Ephemeral ports will run out within the hour at the current trend."),
-                          "description": t("{{ $labels.scope }} {{ $labels.peer_ip }} runs out in about {{ $value | humanizeDuration }}.{{ $fix }}"),
+                          "description": t("{{ $labels.scope }} {{ $labels.peer_ip }} runs out in about {{ $value | humanizeDuration }}.{{ $holder }}{{ $fix }}"),
                       ]),
         ] + snatDefaults
     }()

@@ -56,7 +56,7 @@ public struct AlertStateMachine: Sendable {
                 let key = Self.key(index, labels)
                 holding.insert(key)
                 let annotations = rule.annotations.mapValues {
-                    $0.render(labels: labels, value: sample.value, fix: sample.fix)
+                    $0.render(labels: labels, value: sample.value, fix: sample.fix, holder: sample.holder)
                 }
                 if var alert = alerts[key], alert.state != .resolved {
                     alert.value = sample.value

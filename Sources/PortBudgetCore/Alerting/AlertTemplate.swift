@@ -2,7 +2,9 @@
 /// read: `{{ $labels.NAME }}`, `{{ $value }}`, and `{{ $value | humanize }}`,
 /// `humanizePercentage`, `humanizeDuration`. One addition of the agent's
 /// own: `{{ $fix }}`, the one-line fixes of the findings that explain the
-/// alerting limit (" Cause: time_wait — sysctl …"), empty when none does.
+/// alerting limit (" Cause: time_wait — sysctl …"), empty when none does,
+/// and `{{ $holder }}`, the limit's biggest holder (" Most held by
+/// nginx.service 62%."), empty when none is known.
 /// Anything else is an error at load time, never a silently empty annotation.
 public struct AlertTemplate: Sendable, Equatable {
     enum Part: Sendable, Equatable {
@@ -10,6 +12,7 @@ public struct AlertTemplate: Sendable, Equatable {
         case label(String)
         case value(Format)
         case fix
+        case holder
     }
 
     enum Format: String, Sendable { case plain, humanize, humanizePercentage, humanizeDuration }
@@ -41,6 +44,7 @@ public struct AlertTemplate: Sendable, Equatable {
     static func parse(_ expression: String, in source: String) throws -> Part {
         let pieces = expression.split(separator: "|").map { String($0).trimmingSpaces() }
         if pieces == ["$fix"] { return .fix }
+        if pieces == ["$holder"] { return .holder }
         if pieces.count == 1, pieces[0].hasPrefix("$labels.") {
             let name = String(pieces[0].dropFirst("$labels.".count))
             guard !name.isEmpty, name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" }) else {
@@ -49,7 +53,7 @@ public struct AlertTemplate: Sendable, Equatable {
             return .label(name)
         }
         guard pieces.first == "$value", pieces.count <= 2 else {
-            throw Problem(description: "unsupported template {{ \(expression) }} in \"\(source)\" (use $labels.NAME, $value or $fix)")
+            throw Problem(description: "unsupported template {{ \(expression) }} in \"\(source)\" (use $labels.NAME, $value, $fix or $holder)")
         }
         guard pieces.count == 2 else { return .value(.plain) }
         guard let format = Format(rawValue: pieces[1]), format != .plain else {
@@ -59,7 +63,7 @@ public struct AlertTemplate: Sendable, Equatable {
     }
 
     /// `fix` is what `{{ $fix }}` renders to (see `AlertSample.fix`).
-    public func render(labels: [String: String], value: Double, fix: String = "") -> String {
+    public func render(labels: [String: String], value: Double, fix: String = "", holder: String = "") -> String {
         var out = ""
         for part in parts {
             switch part {
@@ -67,6 +71,7 @@ public struct AlertTemplate: Sendable, Equatable {
             case let .label(name): out += labels[name] ?? ""
             case let .value(format): out += Self.format(value, format)
             case .fix: out += fix
+            case .holder: out += holder
             }
         }
         return out
