@@ -16,6 +16,8 @@ struct Sample {
 
 enum Tool: String, CaseIterable {
     case floor, check, ss, nodeExporter = "node_exporter", serve
+    /// Attribution's price: check without naming holders, and check --processes against ss -p.
+    case checkUnattributed = "check_unattributed", checkProcesses = "check_processes", ssProcesses = "ss_processes"
 }
 
 /// A long-running exporter in the namespace, scraped over HTTP.
@@ -119,6 +121,15 @@ struct Probes {
             let usage = try Child.run([portbudget, "check", "--json"])
             // 0, 1, 2: ok, warning, critical — all are answers; 3 is "could not measure".
             guard (0...2).contains(usage.status) else { throw BenchError("portbudget check exited \(usage.status)") }
+            return Sample(wall: usage.wall, cpu: usage.cpu, rssKiB: usage.maxRSSKiB)
+        case .checkUnattributed, .checkProcesses:
+            let extra = tool == .checkProcesses ? ["--processes"] : ["--no-attribution"]
+            let usage = try Child.run([portbudget, "check", "--json"] + extra)
+            guard (0...2).contains(usage.status) else { throw BenchError("portbudget check \(extra[0]) exited \(usage.status)") }
+            return Sample(wall: usage.wall, cpu: usage.cpu, rssKiB: usage.maxRSSKiB)
+        case .ssProcesses:
+            let usage = try Child.run(["ss", "-tanpH"])
+            guard usage.status == 0 else { throw BenchError("ss -p exited \(usage.status)") }
             return Sample(wall: usage.wall, cpu: usage.cpu, rssKiB: usage.maxRSSKiB)
         case .ss:
             let usage = try Child.run(["ss", "-tuanH"])

@@ -98,6 +98,17 @@ struct Report {
             }
             out += parts.joined(separator: ", ") + "\n"
         }
+        out += "\nAttribution: check names the top cgroups of every budget on every run; the same census without it, "
+        out += "and `check --processes` against `ss -tanpH` (both read every /proc/PID/fd).\n\n"
+        out += "| sockets | check without holders ms | check ms | attribution × | check RSS without / with MB | check --processes ms | ss -tanp ms | --processes / ss -p |\n"
+        out += "|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+        for r in results {
+            out += "| \(Format.thousands(r.sockets)) | \(Format.ms(r.wall(.checkUnattributed))) | \(Format.ms(r.wall(.check))) "
+            out += "| \(Format.ratio(r.wall(.check), r.wall(.checkUnattributed))) "
+            out += "| \(Format.mib(r.rssMiB(.checkUnattributed))) / \(Format.mib(r.rssMiB(.check))) "
+            out += "| \(Format.ms(r.wall(.checkProcesses))) | \(Format.ms(r.wall(.ssProcesses))) "
+            out += "| \(Format.ratio(r.wall(.checkProcesses), r.wall(.ssProcesses))) |\n"
+        }
         let verdicts = goals
         out += "\n" + verdicts[0] + "\n\n" + verdicts.dropFirst().map { "- " + $0 }.joined(separator: "\n") + "\n"
         for note in notes { out += "\n" + note + "\n" }
@@ -123,6 +134,8 @@ struct Report {
             lines.append("check RSS from \(Format.thousands(results.first!.sockets)) to \(Format.thousands(largest.sockets)) sockets: \(Format.mib(a)) → \(Format.mib(b)) MB")
         }
         goal("serve scrape / check wall", r.wall(.serve).map { $0 / check }, 1.2)
+        goal("check with holders / without", r.wall(.checkUnattributed).map { check / $0 }, 1.1)
+        goal("check --processes / ss -tanp", r.wall(.checkProcesses).flatMap { p in r.wall(.ssProcesses).map { p / $0 } }, 0.7)
         return lines
     }
 }

@@ -39,6 +39,10 @@ struct CheckCommand: AsyncParsableCommand {
     @Option(parsing: .unconditional, help: ArgumentHelp("Source ports the NAT (MASQUERADE/SNAT) hands out, for the SNAT budget (default: the kernel's 1024-65535).", valueName: "low-high"))
     var snatPortRange: String?
 
+    /// For the benchmark: the census without naming holders, to price attribution.
+    @Flag(help: .hidden)
+    var noAttribution = false
+
     /// For tests: the per-family fallback census must agree with the kernel too.
     @Option(help: .hidden)
     var tcpDumps: Collector.TCPDumps = .bothFamilies
@@ -53,7 +57,7 @@ struct CheckCommand: AsyncParsableCommand {
     func run() async throws {
         let logger = makeLogger("portbudget.check", level: .critical)
         let procfs = ProcFS(root: procfs)
-        var configured = Collector(procfs: procfs, logger: logger, tcpDumps: tcpDumps, attribution: .init(
+        var configured = Collector(procfs: procfs, logger: logger, tcpDumps: tcpDumps, attribution: noAttribution ? nil : .init(
             cgroups: CgroupResolver(procfs: procfs), top: holders, processes: processes))
         configured.snatPortRange = try parsedSNATPortRange(snatPortRange) ?? .kernelDefault
         let collector = configured
