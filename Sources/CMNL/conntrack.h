@@ -65,17 +65,5 @@ static inline size_t pb_build_ct_stats(void *buf, size_t buflen, uint32_t seq) {
                                    AF_UNSPEC, seq)->nlmsg_len;
 }
 
-/// Opens and binds a NETLINK_NETFILTER socket; NULL with errno set on failure.
-static inline struct mnl_socket *pb_open_netfilter(void) {
-    struct mnl_socket *nl = mnl_socket_open(NETLINK_NETFILTER);
-    if (nl == NULL) return NULL;
-    if (mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0) {
-        int saved = errno;
-        mnl_socket_close(nl);
-        errno = saved;
-        return NULL;
-    }
-    return nl;
-}
 
 #endif

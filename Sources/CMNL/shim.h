@@ -60,9 +60,10 @@ static inline size_t pb_build_tcpdiag_dump(void *buf, size_t buflen, uint32_t st
     return nlh->nlmsg_len;
 }
 
-/// Opens and binds a NETLINK_SOCK_DIAG socket; NULL with errno set on failure.
-static inline struct mnl_socket *pb_open_sock_diag(void) {
-    struct mnl_socket *nl = mnl_socket_open(NETLINK_SOCK_DIAG);
+/// Opens and binds a netlink socket of `bus` (NETLINK_SOCK_DIAG,
+/// NETLINK_NETFILTER); NULL with errno set on failure.
+static inline struct mnl_socket *pb_open_netlink(int bus) {
+    struct mnl_socket *nl = mnl_socket_open(bus);
     if (nl == NULL) return NULL;
     if (mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0) {
         int saved = errno;

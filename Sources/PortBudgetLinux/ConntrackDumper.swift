@@ -60,7 +60,7 @@ public final class ConntrackDumper {
     static let requestBufferSize = 128
 
     public init() throws {
-        guard let nl = pb_open_netfilter() else {
+        guard let nl = pb_open_netlink(NETLINK_NETFILTER) else {
             throw ConntrackError(call: "socket(AF_NETLINK, NETLINK_NETFILTER)", errno: pb_errno())
         }
         socket = nl

@@ -28,7 +28,7 @@ public final class SockDiagDumper {
     public static let receiveBufferSize = 64 * 1024
 
     public init() throws {
-        guard let nl = pb_open_sock_diag() else {
+        guard let nl = pb_open_netlink(NETLINK_SOCK_DIAG) else {
             throw SockDiagError(call: "socket(AF_NETLINK, NETLINK_SOCK_DIAG)", errno: pb_errno())
         }
         socket = nl

@@ -274,7 +274,7 @@ struct FlowMaker {
 enum ConntrackFloor {
     static func main() throws {
         let start = monotonicSeconds()
-        guard let nl = pb_open_netfilter() else { throw BenchError("socket(NETLINK_NETFILTER): errno \(pb_errno())") }
+        guard let nl = pb_open_netlink(NETLINK_NETFILTER) else { throw BenchError("socket(NETLINK_NETFILTER): errno \(pb_errno())") }
         defer { mnl_socket_close(nl) }
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: FloorDump.bufferSize, alignment: 8)
         defer { buffer.deallocate() }
@@ -285,21 +285,8 @@ enum ConntrackFloor {
         guard request.withUnsafeBytes({ mnl_socket_sendto(nl, $0.baseAddress, length) }) >= 0 else {
             throw BenchError("sendto(NETLINK_NETFILTER): errno \(pb_errno())")
         }
-        let portid = mnl_socket_get_portid(nl)
-        var messages = 0
-        while true {
-            let n = mnl_socket_recvfrom(nl, buffer, FloorDump.bufferSize)
-            if n < 0 {
-                if pb_errno() == EINTR { continue }
-                throw BenchError("recvmsg(NETLINK_NETFILTER): errno \(pb_errno())")
-            }
-            let rc = mnl_cb_run(buffer, n, seq, portid, { _, data in
-                data!.assumingMemoryBound(to: Int.self).pointee += 1
-                return MNL_CB_OK
-            }, &messages)
-            if rc < 0 { throw BenchError("mnl_cb_run: errno \(pb_errno())") }
-            if rc == MNL_CB_STOP { break }
-        }
+        let messages = try countMessages(nl, buffer: buffer, seq: seq, portid: mnl_socket_get_portid(nl),
+                                         bus: "NETLINK_NETFILTER")
         writeAll(1, "conntrack-floor messages=\(messages) seconds=\(monotonicSeconds() - start)\n")
     }
 }

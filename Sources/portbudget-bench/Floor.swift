@@ -18,7 +18,7 @@ enum FloorDump {
     static let bufferSize = 32 * 1024
 
     static func run() throws -> Counts {
-        guard let nl = pb_open_sock_diag() else { throw BenchError("socket(NETLINK_SOCK_DIAG): errno \(pb_errno())") }
+        guard let nl = pb_open_netlink(NETLINK_SOCK_DIAG) else { throw BenchError("socket(NETLINK_SOCK_DIAG): errno \(pb_errno())") }
         defer { mnl_socket_close(nl) }
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: bufferSize, alignment: 8)
         defer { buffer.deallocate() }
@@ -35,21 +35,7 @@ enum FloorDump {
             guard request.withUnsafeBytes({ mnl_socket_sendto(nl, $0.baseAddress, length) }) >= 0 else {
                 throw BenchError("sendto(NETLINK_SOCK_DIAG): errno \(pb_errno())")
             }
-            var messages = 0
-            while true {
-                let n = mnl_socket_recvfrom(nl, buffer, bufferSize)
-                if n < 0 {
-                    if pb_errno() == EINTR { continue }
-                    throw BenchError("recvmsg(NETLINK_SOCK_DIAG): errno \(pb_errno())")
-                }
-                let rc = mnl_cb_run(buffer, n, seq, portid, { _, data in
-                    data!.assumingMemoryBound(to: Int.self).pointee += 1
-                    return MNL_CB_OK
-                }, &messages)
-                if rc < 0 { throw BenchError("mnl_cb_run: errno \(pb_errno())") }
-                if rc == MNL_CB_STOP { break }
-            }
-            counts.perDump.append(messages)
+            counts.perDump.append(try countMessages(nl, buffer: buffer, seq: seq, portid: portid, bus: "NETLINK_SOCK_DIAG"))
         }
         return counts
     }
@@ -62,5 +48,25 @@ enum FloorDump {
         let line = "floor messages=\(counts.total) tcp4=\(counts.perDump[0]) tcp6=\(counts.perDump[1]) "
             + "udp4=\(counts.perDump[2]) udp6=\(counts.perDump[3]) seconds=\(seconds)\n"
         writeAll(1, line)
+    }
+}
+
+/// Receives one dump's answer and counts its messages, decoding nothing: the
+/// floor both benchmarks measure against.
+func countMessages(_ nl: OpaquePointer, buffer: UnsafeMutableRawPointer, seq: UInt32, portid: UInt32,
+                   bus: String) throws -> Int {
+    var messages = 0
+    while true {
+        let n = mnl_socket_recvfrom(nl, buffer, FloorDump.bufferSize)
+        if n < 0 {
+            if pb_errno() == EINTR { continue }
+            throw BenchError("recvmsg(\(bus)): errno \(pb_errno())")
+        }
+        let rc = mnl_cb_run(buffer, n, seq, portid, { _, data in
+            data!.assumingMemoryBound(to: Int.self).pointee += 1
+            return MNL_CB_OK
+        }, &messages)
+        if rc < 0 { throw BenchError("mnl_cb_run: errno \(pb_errno())") }
+        if rc == MNL_CB_STOP { return messages }
     }
 }
