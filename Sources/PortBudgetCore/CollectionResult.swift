@@ -20,7 +20,8 @@ public struct CollectionResult: Sendable {
     public let outcomes: [CollectorOutcome]
 
     /// Collectors without which there is no port budget to report.
-    public static let essentialCollectors: Set<String> = ["sysctl", "sockdiag"]
+    /// ("netns": entering the namespace `check --netns` names.)
+    public static let essentialCollectors: Set<String> = ["netns", "sysctl", "sockdiag"]
     /// Every collector, in the order they run.
     public static let collectorNames = ["sysctl", "sockdiag", "sockstat", "snmp", "netstat", "conntrack"]
 

@@ -33,12 +33,20 @@ public struct ProcFSError: Error, CustomStringConvertible, Sendable {
 /// tests and per-namespace collection can point it elsewhere. Linux only.
 public struct ProcFS: Sendable {
     public let root: String
+    /// Read `net/…` through `thread-self/net/…`: `/proc/net` follows the
+    /// process's main thread, so a thread that entered another network
+    /// namespace with setns() must name its own view. (`sys/net/…` already
+    /// follows the reading thread.)
+    public let netOfCallingThread: Bool
 
-    public init(root: String = "/proc") {
+    public init(root: String = "/proc", netOfCallingThread: Bool = false) {
         self.root = root.hasSuffix("/") && root.count > 1 ? String(root.dropLast()) : root
+        self.netOfCallingThread = netOfCallingThread
     }
 
-    public func path(_ relative: String) -> String { root + "/" + relative }
+    public func path(_ relative: String) -> String {
+        netOfCallingThread && relative.hasPrefix("net/") ? root + "/thread-self/" + relative : root + "/" + relative
+    }
 
     /// Files above this are refused: /proc/net/netstat, the largest file
     /// read, is a few KiB, so a file that keeps growing is not procfs.

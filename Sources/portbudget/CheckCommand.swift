@@ -39,6 +39,10 @@ struct CheckCommand: AsyncParsableCommand {
     @Option(parsing: .unconditional, help: ArgumentHelp("Source ports the NAT (MASQUERADE/SNAT) hands out, for the SNAT budget (default: the kernel's 1024-65535).", valueName: "low-high"))
     var snatPortRange: String?
 
+    @Option(help: ArgumentHelp("Measure another network namespace: a name from `ip netns add`, a path to a namespace file, or pid:PID.",
+                               valueName: "name|path|pid:PID"))
+    var netns: String?
+
     /// For the benchmark: the census without naming holders, to price attribution.
     @Flag(help: .hidden)
     var noAttribution = false
@@ -52,11 +56,23 @@ struct CheckCommand: AsyncParsableCommand {
         guard holders >= 0 else { throw ValidationError("--holders must be 0 or more, got \(holders)") }
         if let problem = Thresholds(warning: warning, critical: critical).problem { throw ValidationError(problem) }
         _ = try parsedSNATPortRange(snatPortRange)
+        if let netns {
+            do { _ = try NetnsTarget(parsing: netns) } catch { throw ValidationError("\(error)") }
+        }
     }
 
     func run() async throws {
         let logger = makeLogger("portbudget.check", level: .critical)
-        let procfs = ProcFS(root: procfs)
+        // Another namespace: held open now (so it cannot change under us), entered
+        // by the collection's own thread, whose view of /proc/net is thread-self's.
+        let namespace: NetworkNamespaceHandle?
+        do {
+            namespace = try netns.map { try NetworkNamespaceHandle(try NetnsTarget(parsing: $0), procfs: self.procfs) }
+        } catch {
+            printError("portbudget: \(error)")
+            throw ExitCode(3)
+        }
+        let procfs = ProcFS(root: self.procfs, netOfCallingThread: namespace != nil)
         var configured = Collector(procfs: procfs, logger: logger, tcpDumps: tcpDumps, attribution: noAttribution ? nil : .init(
             cgroups: CgroupResolver(procfs: procfs), top: holders, processes: processes))
         configured.snatPortRange = try parsedSNATPortRange(snatPortRange) ?? .kernelDefault
@@ -66,7 +82,12 @@ struct CheckCommand: AsyncParsableCommand {
         // the deadline; exiting ends the stuck thread with the process.
         let collection: CollectionResult
         switch try await CollectionRunner(deadline: CollectionResult.deadline, collect: {
-            collector.collect(thresholds: thresholds)
+            if let namespace {
+                do { try namespace.enterOnThisThread() } catch {
+                    return CollectionResult(report: nil, outcomes: [CollectorOutcome(name: "netns", seconds: 0, error: "\(error)")])
+                }
+            }
+            return collector.collect(thresholds: thresholds)
         }).run() {
         case .finished(let finished): collection = finished
         case .overdue(_, let overdue):
