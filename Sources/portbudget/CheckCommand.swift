@@ -1,4 +1,5 @@
 import ArgumentParser
+import Logging
 import Foundation
 import PortBudgetCore
 import PortBudgetLinux
@@ -43,6 +44,9 @@ struct CheckCommand: AsyncParsableCommand {
                                valueName: "name|path|pid:PID"))
     var netns: String?
 
+    @Flag(help: "Measure every network namespace on the host (containers, pods, `ip netns`): one verdict over all, then each.")
+    var allNamespaces = false
+
     /// For the benchmark: the census without naming holders, to price attribution.
     @Flag(help: .hidden)
     var noAttribution = false
@@ -58,11 +62,16 @@ struct CheckCommand: AsyncParsableCommand {
         _ = try parsedSNATPortRange(snatPortRange)
         if let netns {
             do { _ = try NetnsTarget(parsing: netns) } catch { throw ValidationError("\(error)") }
+            guard !allNamespaces else { throw ValidationError("--netns and --all-namespaces exclude each other") }
         }
     }
 
     func run() async throws {
         let logger = makeLogger("portbudget.check", level: .critical)
+        if allNamespaces {
+            try await runAllNamespaces(logger: logger)
+            return
+        }
         // Another namespace: held open now (so it cannot change under us), entered
         // by the collection's own thread, whose view of /proc/net is thread-self's.
         let namespace: NetworkNamespaceHandle?
@@ -116,6 +125,56 @@ struct CheckCommand: AsyncParsableCommand {
             print(CheckReportRenderer.render(diagnosed, top: top), terminator: "")
         }
         throw ExitCode(report.status.exitCode)
+    }
+}
+
+extension CheckCommand {
+    /// Every namespace, one after another, each on a collection thread of
+    /// its own that enters it; one verdict over all, exit status the worst.
+    func runAllNamespaces(logger: Logger) async throws {
+        let procfs = ProcFS(root: self.procfs, netOfCallingThread: true)
+        let cgroups = CgroupResolver(procfs: procfs)
+        let (found, unreadable) = NamespaceDiscovery.discover(procfs: procfs, cgroups: cgroups)
+        if unreadable > 0 {
+            printError("portbudget: \(unreadable) process\(unreadable == 1 ? "'s" : "es'") network namespace could not be "
+                       + "opened (another user's process needs CAP_SYS_PTRACE; some sandboxes hide pid 1); every other namespace is measured")
+        }
+        var configured = Collector(procfs: procfs, logger: logger, tcpDumps: tcpDumps, attribution: noAttribution ? nil : .init(
+            cgroups: cgroups, top: holders, processes: processes))
+        configured.snatPortRange = try parsedSNATPortRange(snatPortRange) ?? .kernelDefault
+        let collector = configured
+        let thresholds = Thresholds(warning: warning, critical: critical)
+        var reports: [NamespaceReport] = []
+        for namespace in found {
+            let handle = namespace.handle
+            let outcome = try await CollectionRunner(deadline: CollectionResult.deadline, collect: {
+                do { try handle.enterOnThisThread() } catch {
+                    return CollectionResult(report: nil, outcomes: [CollectorOutcome(name: "netns", seconds: 0, error: "\(error)")])
+                }
+                return collector.collect(thresholds: thresholds)
+            }).run()
+            switch outcome {
+            case .finished(let collection):
+                // A namespace that vanished mid-collection is left out, not reported as present.
+                if collection.report == nil, !FileManager.default.fileExists(atPath: handle.path) { continue }
+                reports.append(NamespaceReport(netns: namespace.info, report: collection.report?.diagnosed(),
+                                               error: collection.report == nil ? collection.fatalError ?? "no report" : nil))
+            case .overdue(_, let overdue):
+                reports.append(NamespaceReport(netns: namespace.info, report: nil, error: "\(overdue)"))
+            }
+        }
+        let all = NamespacesReport(namespaces: reports)
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+            print(String(decoding: try encoder.encode(all.limitingGroups(to: top)), as: UTF8.self))
+        } else {
+            print(all.render(top: top), terminator: "")
+        }
+        for failed in all.unmeasured {
+            printError("portbudget: netns \(failed.netns.name) (inode \(failed.netns.inode)) not measured: \(failed.error ?? "")")
+        }
+        throw ExitCode(all.unmeasured.count == all.namespaces.count ? 3 : all.status.exitCode)
     }
 }
 

@@ -1,0 +1,100 @@
+import Foundation
+import PortBudgetCore
+import XCTest
+
+/// `check --all-namespaces`: namespaces made with `ip netns add` and with
+/// `unshare -n` (held only by a process), each with its own tiny range and
+/// known sockets, measured in one run and held to what was built.
+final class AllNamespacesTests: XCTestCase {
+    struct Entry: Decodable {
+        struct Netns: Decodable { var name: String; var inode: UInt64; var pids: [Int32] }
+        var netns: Netns
+        var status: String?
+        var port_range: PortBudgetReport.PortRange?
+        var tcp: PortBudgetReport.TCP?
+    }
+
+    struct All: Decodable {
+        var status: String
+        var verdict: String
+        var namespaces: [Entry]
+    }
+
+    func inode(_ path: String) -> UInt64? {
+        var status = stat()
+        return stat(path, &status) == 0 ? UInt64(status.st_ino) : nil
+    }
+
+    func testEveryNamespaceIsMeasuredNamedAndTheWorstNamed() throws {
+        let quiet = try NetworkNamespace(range: (40000, 40099))
+        let busy = try NetworkNamespace(range: (41000, 41019))
+        try quiet.hold(["listen", "--at", "127.0.0.1:8080"])
+        try quiet.hold(["connect", "--to", "127.0.0.1:8080", "--count", "10", "--hold"])
+        try busy.hold(["listen", "--at", "127.0.0.1:9090"])
+        try busy.hold(["connect", "--to", "127.0.0.1:9090", "--count", "20", "--hold"])  // the whole range: critical
+        let script = """
+            import socket, subprocess, sys
+            subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+            open("/proc/sys/net/ipv4/ip_local_port_range", "w").write("42000 42049")
+            server = socket.socket(); server.bind(("127.0.0.1", 7070)); server.listen(100)
+            clients = [socket.create_connection(("127.0.0.1", 7070)) for _ in range(5)]
+            print("ready", flush=True); sys.stdin.read()
+            """
+        let unshared = try HeldProcess(["unshare", "-n", "python3", "-c", script])
+        defer { unshared.release() }
+        XCTAssertEqual(unshared.firstLine(timeout: 10), "ready", unshared.stderrText())
+
+        let output = Command.run([Binaries.portbudget, "check", "--all-namespaces", "--json"])
+        XCTAssertEqual(output.status, 2, output.stderr)
+        let all = try JSONDecoder().decode(All.self, from: Data(output.stdout.utf8))
+        XCTAssertEqual(all.status, "critical")
+        XCTAssertTrue(all.verdict.hasPrefix("CRITICAL: TCP 127.0.0.1 → 127.0.0.1:9090 at 100%"), all.verdict)
+        XCTAssertTrue(all.verdict.contains("[netns \(busy.name)]"), all.verdict)
+        XCTAssertEqual(all.namespaces.first?.netns.name, busy.name, "worst first")
+        XCTAssertEqual(Set(all.namespaces.map(\.netns.inode)).count, all.namespaces.count, "each namespace once")
+        XCTAssertTrue(all.namespaces.contains { $0.netns.name == "host" })
+
+        for (ns, port, used, low) in [(quiet, 8080, 10, 40000), (busy, 9090, 20, 41000)] {
+            let entry = try XCTUnwrap(all.namespaces.first { $0.netns.name == ns.name }, ns.name)
+            XCTAssertEqual(entry.netns.inode, inode("/run/netns/\(ns.name)"))
+            XCTAssertEqual(entry.port_range?.low, low)
+            XCTAssertEqual(entry.tcp?.groups.first { $0.peerPort == port }?.used, used, ns.name)
+        }
+        let pid = unshared.process.processIdentifier
+        let held = try XCTUnwrap(all.namespaces.first { $0.netns.pids.contains(pid) }, "the unshare -n namespace")
+        XCTAssertEqual(held.netns.inode, inode("/proc/\(pid)/ns/net"))
+        XCTAssertEqual(held.netns.name, "pid:\(pid) (python3)")
+        XCTAssertEqual(held.port_range?.usable, 50)
+        XCTAssertEqual(held.tcp?.groups.first { $0.peerPort == 7070 }?.used, 5)
+
+        let text = Command.run([Binaries.portbudget, "check", "--all-namespaces"]).stdout
+        XCTAssertTrue(text.contains("Network namespaces"), text)
+        XCTAssertTrue(text.contains("TCP destinations across namespaces"), text)
+        XCTAssertTrue(text.split(separator: "\n").contains { $0.hasPrefix(busy.name) && $0.contains("critical") }, text)
+    }
+
+    /// Namespaces appear and vanish while check runs: every run answers.
+    func testChurnNeverBreaksARun() throws {
+        guard geteuid() == 0 else {
+            try NetworkNamespace.skip("needs root for ip netns", file: #filePath, line: #line)
+            return
+        }
+        let stop = DispatchSemaphore(value: 0)
+        let churner = Thread {
+            var i = 0
+            while stop.wait(timeout: .now()) == .timedOut {
+                let name = "pbchurn-\(getpid())-\(i % 4)"
+                _ = Command.run(["ip", "netns", "add", name])
+                _ = Command.run(["ip", "netns", "del", name])
+                i += 1
+            }
+        }
+        churner.start()
+        defer { stop.signal(); usleep(300_000) }
+        for _ in 0..<8 {
+            let output = Command.run([Binaries.portbudget, "check", "--all-namespaces", "--json"], timeout: 30)
+            XCTAssertTrue([0, 1, 2].contains(output.status), output.stderr)
+            XCTAssertNoThrow(try JSONDecoder().decode(All.self, from: Data(output.stdout.utf8)), output.stdout)
+        }
+    }
+}
