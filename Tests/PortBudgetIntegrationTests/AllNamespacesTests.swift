@@ -32,17 +32,8 @@ final class AllNamespacesTests: XCTestCase {
         try quiet.hold(["connect", "--to", "127.0.0.1:8080", "--count", "10", "--hold"])
         try busy.hold(["listen", "--at", "127.0.0.1:9090"])
         try busy.hold(["connect", "--to", "127.0.0.1:9090", "--count", "20", "--hold"])  // the whole range: critical
-        let script = """
-            import socket, subprocess, sys
-            subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
-            open("/proc/sys/net/ipv4/ip_local_port_range", "w").write("42000 42049")
-            server = socket.socket(); server.bind(("127.0.0.1", 7070)); server.listen(100)
-            clients = [socket.create_connection(("127.0.0.1", 7070)) for _ in range(5)]
-            print("ready", flush=True); sys.stdin.read()
-            """
-        let unshared = try HeldProcess(["unshare", "-n", "python3", "-c", script])
+        let unshared = try HeldProcess.unsharedNamespace(range: (42000, 42049), port: 7070, connections: 5)
         defer { unshared.release() }
-        XCTAssertEqual(unshared.firstLine(timeout: 10), "ready", unshared.stderrText())
 
         let output = Command.run([Binaries.portbudget, "check", "--all-namespaces", "--json"])
         XCTAssertEqual(output.status, 2, output.stderr)

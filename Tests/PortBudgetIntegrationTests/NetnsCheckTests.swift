@@ -47,17 +47,8 @@ final class NetnsCheckTests: XCTestCase {
             try NetworkNamespace.skip("needs root for unshare -n", file: #filePath, line: #line)
             return
         }
-        let script = """
-            import socket, subprocess, sys
-            subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
-            open("/proc/sys/net/ipv4/ip_local_port_range", "w").write("41000 41049")
-            server = socket.socket(); server.bind(("127.0.0.1", 9000)); server.listen(100)
-            clients = [socket.create_connection(("127.0.0.1", 9000)) for _ in range(12)]
-            print("ready", flush=True); sys.stdin.read()
-            """
-        let process = try HeldProcess(["unshare", "-n", "python3", "-c", script])
+        let process = try HeldProcess.unsharedNamespace(range: (41000, 41049), port: 9000, connections: 12)
         defer { process.release() }
-        XCTAssertEqual(process.firstLine(timeout: 10), "ready", process.stderrText())
         let report = try check("pid:\(process.process.processIdentifier)")
         XCTAssertEqual(report.portRange.low, 41000)
         XCTAssertEqual(report.portRange.usable, 50)

@@ -183,3 +183,25 @@ enum Binaries {
     static var portbudget: String { directory + "/portbudget" }
     static var loadgen: String { directory + "/portbudget-loadgen" }
 }
+
+extension HeldProcess {
+    /// A network namespace no name points at, held only by this process
+    /// (`unshare -n`): its own `range`, a listener on 127.0.0.1:`port` and
+    /// `connections` connections to it, until the process is released.
+    static func unsharedNamespace(range: (Int, Int), port: Int, connections: Int) throws -> HeldProcess {
+        let script = """
+            import socket, subprocess, sys
+            subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+            open("/proc/sys/net/ipv4/ip_local_port_range", "w").write("\(range.0) \(range.1)")
+            server = socket.socket(); server.bind(("127.0.0.1", \(port))); server.listen(100)
+            clients = [socket.create_connection(("127.0.0.1", \(port))) for _ in range(\(connections))]
+            print("ready", flush=True); sys.stdin.read()
+            """
+        let process = try HeldProcess(["unshare", "-n", "python3", "-c", script])
+        guard process.firstLine(timeout: 10) == "ready" else {
+            process.release()
+            throw Failure("unshare -n namespace did not start: \(process.stderrText())")
+        }
+        return process
+    }
+}
