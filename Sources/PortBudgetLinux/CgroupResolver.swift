@@ -60,15 +60,8 @@ public final class CgroupResolver: Sendable {
             let full = relative == "/" ? root : root + relative
             guard let id = cgroupID(full) else { continue }  // gone while walking
             paths[id] = relative
-            guard let directory = opendir(full) else { continue }
-            defer { closedir(directory) }
-            while let entry = readdir(directory) {
-                guard entry.pointee.d_type == UInt8(DT_DIR) else { continue }
-                let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                    String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
-                }
-                if name == "." || name == ".." { continue }
-                pending.append(relative == "/" ? "/" + name : relative + "/" + name)
+            for entry in DirectoryEntries.list(full) ?? [] where entry.type == UInt8(DT_DIR) {
+                pending.append(relative == "/" ? "/" + entry.name : relative + "/" + entry.name)
             }
         }
         return paths

@@ -77,14 +77,5 @@ public enum NamespaceDiscovery {
         info = named
     }
 
-    static func entries(_ directory: String) -> [String] {
-        guard let dir = opendir(directory) else { return [] }
-        defer { closedir(dir) }
-        var out: [String] = []
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            if name != "." && name != ".." { out.append(name) }
-        }
-        return out
-    }
+    static func entries(_ directory: String) -> [String] { (DirectoryEntries.list(directory) ?? []).map(\.name) }
 }

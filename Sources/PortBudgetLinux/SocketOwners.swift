@@ -13,24 +13,18 @@ public enum SocketOwners {
     public static func scan(procfs: ProcFS, wanted: Set<UInt32>) -> (owners: [UInt32: ProcessRef], unreadable: Int) {
         var owners: [UInt32: ProcessRef] = [:]
         var unreadable = 0
-        guard !wanted.isEmpty, let proc = opendir(procfs.root) else { return ([:], 0) }
-        defer { closedir(proc) }
-        var pids: [Int32] = []
-        while let entry = readdir(proc) {
-            if let pid = Int32(name(entry)) { pids.append(pid) }
-        }
-        pids.sort()
+        guard !wanted.isEmpty, let entries = DirectoryEntries.list(procfs.root) else { return ([:], 0) }
+        let pids = entries.compactMap { Int32($0.name) }.sorted()
         var link = [CChar](repeating: 0, count: 64)
         for pid in pids {
             let fdDirectory = procfs.path("\(pid)/fd")
-            guard let fds = opendir(fdDirectory) else {
+            guard let fds = DirectoryEntries.list(fdDirectory) else {
                 if errno != ENOENT { unreadable += 1 }
                 continue
             }
-            defer { closedir(fds) }
             var comm: String? = nil
-            while let entry = readdir(fds) {
-                let fd = name(entry)
+            for entry in fds {
+                let fd = entry.name
                 guard fd.first?.isNumber == true else { continue }
                 let n = readlink(fdDirectory + "/" + fd, &link, link.count - 1)
                 guard n > 8 else { continue }
@@ -48,9 +42,5 @@ public enum SocketOwners {
         let prefix = Array("socket:[".utf8)
         guard bytes.count > prefix.count + 1, bytes.starts(with: prefix), bytes.last == UInt8(ascii: "]") else { return nil }
         return UInt32(String(decoding: bytes[prefix.count..<(bytes.count - 1)], as: UTF8.self))
-    }
-
-    static func name(_ entry: UnsafeMutablePointer<dirent>) -> String {
-        withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
     }
 }

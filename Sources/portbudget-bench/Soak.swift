@@ -186,8 +186,10 @@ struct Soak {
         guard let dir = opendir("/proc/\(pid)/fd") else { return -1 }
         defer { closedir(dir) }
         var count = 0
+        // Only the name's first byte, read in place: a dirent is d_reclen bytes, not sizeof(dirent).
+        let nameOffset = MemoryLayout<dirent>.offset(of: \dirent.d_name)!
         while let entry = readdir(dir) {
-            if entry.pointee.d_name.0 != UInt8(ascii: ".") { count += 1 }
+            if UnsafeRawPointer(entry).load(fromByteOffset: nameOffset, as: UInt8.self) != UInt8(ascii: ".") { count += 1 }
         }
         return count
     }
