@@ -38,7 +38,7 @@ final class AlertingEndToEndTests: XCTestCase {
     }
 
     func testPageReachesAlertmanagerEvenWithNoPortLeftAndResolves() throws {
-        for program in ["/usr/bin/prometheus-alertmanager", "/usr/bin/prometheus", "/usr/bin/curl"] {
+        for program in ["/usr/bin/prometheus-alertmanager", "/usr/bin/prometheus", "/usr/bin/curl", "/usr/sbin/nft"] {
             try ExporterProcess.require(program)
         }
         let ns = try NetworkNamespace()
@@ -148,6 +148,12 @@ final class AlertingEndToEndTests: XCTestCase {
         XCTAssertEqual(toAlertmanager.error, "EADDRNOTAVAIL")
         // Restarting Alertmanager drops the agent's pooled connection (and
         // every alert it held); the filled sockets keep their ports in CLOSE_WAIT.
+        // The agent's heartbeat could win the race for the port its dropped
+        // connection frees before the probe below takes it: from now on no
+        // connection from an ephemeral port reaches Alertmanager, so a page
+        // can only leave from the pinned ports below the range.
+        try ns.must(["nft", "add table inet pbtest; add chain inet pbtest input { type filter hook input priority 0; };"
+                     + " add rule inet pbtest input tcp dport 9093 tcp sport 40000-40099 drop"], inside: true)
         XCTAssertNotNil(alertmanager.stop(SIGTERM, timeout: 10))
         alertmanager = try startAlertmanager(ns, work: work)
         XCTAssertEqual(alertmanagerAlerts(ns)?.count, 0)
@@ -167,6 +173,7 @@ final class AlertingEndToEndTests: XCTestCase {
 
         // 4. Ports back: the alerts resolve, explicitly (endsAt now), well
         // before a firing alert's endsAt would have lapsed on its own.
+        try ns.must(["nft", "delete table inet pbtest"], inside: true)
         _ = ns.releaseHeld()
         let released = Date()
         _ = try serve.await("the alerts resolved in Alertmanager", timeout: 20) { () -> Bool? in
