@@ -87,7 +87,7 @@ public struct NamespacesReport: Sendable, Encodable {
             return "UNKNOWN: no namespace could be measured"
         }
         let measured = namespaces.count - unmeasured.count
-        return "\(report.verdict) [netns \(worst.netns.name)] (\(measured) namespaces measured"
+        return "\(report.verdict) [netns \(worst.netns.name)] (\(measured) namespace\(measured == 1 ? "" : "s") measured"
             + (unmeasured.isEmpty ? ")" : ", \(unmeasured.count) could not be)")
     }
 

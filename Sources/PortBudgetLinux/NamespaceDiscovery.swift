@@ -10,6 +10,9 @@ public enum NamespaceDiscovery {
     public struct Found: Sendable {
         public let handle: NetworkNamespaceHandle
         public var info: NetnsInfo
+        /// The agent's own namespace: measured without setns(), so it is
+        /// measured even without CAP_SYS_ADMIN.
+        public var isOwn: Bool { info.name == "host" }
     }
 
     /// Directories where tools bind-mount namespaces to keep them by name.

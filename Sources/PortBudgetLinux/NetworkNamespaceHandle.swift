@@ -46,7 +46,8 @@ public final class NetworkNamespaceHandle: Sendable {
     public func enterOnThisThread() throws {
         guard let setns = Self.setns else { throw NetnsTargetError("setns() is not available") }
         guard setns(fd, Self.cloneNewNet) == 0 else {
-            let reason = errno == EINVAL ? "not a network namespace" : String(cString: strerror(errno))
+            let reason = errno == EINVAL ? "not a network namespace"
+                : errno == EPERM ? "not permitted (setns needs CAP_SYS_ADMIN)" : String(cString: strerror(errno))
             throw NetnsTargetError("cannot enter the network namespace at \(path): \(reason)")
         }
     }

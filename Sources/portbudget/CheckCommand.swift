@@ -146,9 +146,9 @@ extension CheckCommand {
         let thresholds = Thresholds(warning: warning, critical: critical)
         var reports: [NamespaceReport] = []
         for namespace in found {
-            let handle = namespace.handle
+            let handle = namespace.handle, isOwn = namespace.isOwn
             let outcome = try await CollectionRunner(deadline: CollectionResult.deadline, collect: {
-                do { try handle.enterOnThisThread() } catch {
+                do { if !isOwn { try handle.enterOnThisThread() } } catch {
                     return CollectionResult(report: nil, outcomes: [CollectorOutcome(name: "netns", seconds: 0, error: "\(error)")])
                 }
                 return collector.collect(thresholds: thresholds)

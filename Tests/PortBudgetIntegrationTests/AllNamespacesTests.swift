@@ -64,6 +64,25 @@ final class AllNamespacesTests: XCTestCase {
         XCTAssertTrue(text.split(separator: "\n").contains { $0.hasPrefix(busy.name) && $0.contains("critical") }, text)
     }
 
+    /// Without privileges the agent's own namespace is still measured (no
+    /// setns needed), and each namespace it cannot enter gets one line saying
+    /// what is missing.
+    func testUnprivilegedMeasuresItsOwnNamespaceAndSaysWhatIsMissing() throws {
+        let other = try NetworkNamespace()
+        let output = Command.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
+                                  "--bounding-set=-all", Binaries.portbudget, "check", "--all-namespaces", "--json"])
+        guard output.status != 126 && output.status != 127 else {
+            try NetworkNamespace.skip("uid 65534 cannot run \(Binaries.portbudget): \(output.stderr)", file: #filePath, line: #line)
+            return
+        }
+        XCTAssertEqual(output.status, 0, output.stderr)
+        let all = try JSONDecoder().decode(All.self, from: Data(output.stdout.utf8))
+        XCTAssertNotNil(all.namespaces.first { $0.netns.name == "host" }?.tcp, "the own namespace is measured")
+        XCTAssertNil(all.namespaces.first { $0.netns.name == other.name }?.tcp)
+        XCTAssertTrue(output.stderr.contains("netns \(other.name) (inode"), output.stderr)
+        XCTAssertTrue(output.stderr.contains("setns needs CAP_SYS_ADMIN"), output.stderr)
+    }
+
     /// Namespaces appear and vanish while check runs: every run answers.
     func testChurnNeverBreaksARun() throws {
         guard geteuid() == 0 else {
