@@ -12,6 +12,9 @@ public struct NetnsInfo: Sendable, Codable, Equatable {
     public var unit: String?
     public var containerID: String?
     public var podUID: String?
+    /// The pod's name: the UTS host name of a process in it, which
+    /// Kubernetes sets to the pod name.
+    public var pod: String?
 
     public init(name: String, inode: UInt64, pids: [Int32] = [], comm: String? = nil, owner: CgroupOwner? = nil) {
         self.name = name
@@ -25,11 +28,12 @@ public struct NetnsInfo: Sendable, Codable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case name, inode, pids, comm, cgroup, unit, containerID = "container_id", podUID = "pod_uid"
+        case name, inode, pids, comm, cgroup, unit, containerID = "container_id", podUID = "pod_uid", pod
     }
 
     /// What the namespaces table shows in its WHO column.
     public var who: String {
+        if let pod { return "pod \(pod)" + (containerID.map { " container \($0.prefix(12))" } ?? "") }
         if let containerID { return podUID.map { "pod \($0.prefix(8))… container \(containerID.prefix(12))" } ?? "container \(containerID.prefix(12))" }
         if let podUID { return "pod \(podUID.prefix(8))…" }
         if let comm, let pid = pids.first { return (unit.map { "\($0) " } ?? "") + "pid \(pid) (\(comm))" }

@@ -1,3 +1,4 @@
+import Foundation
 import Glibc
 import PortBudgetCore
 
@@ -72,12 +73,40 @@ public enum NamespaceDiscovery {
             .first { $0.hasPrefix("0::") }.map { String($0.dropFirst(3)) }
         let owner = path.map(CgroupOwner.init(path:))
         var named = NetnsInfo(name: info.name, inode: info.inode, pids: info.pids, comm: comm, owner: owner)
+        if owner?.podUID != nil { named.pod = utsHostName(pid: pid, procfs: procfs) }
         if named.name.isEmpty {
-            if let id = owner?.containerID { named.name = "container:" + id.prefix(12) }
+            if let pod = named.pod { named.name = "pod:" + pod }
+            else if let id = owner?.containerID { named.name = "container:" + id.prefix(12) }
             else if let uid = owner?.podUID { named.name = "pod:" + uid }
             else { named.name = "pid:\(pid) (\(comm ?? "?"))" }
         }
         info = named
+    }
+
+    /// The host name of `pid`'s UTS namespace (Kubernetes sets it to the pod
+    /// name), read by a short-lived thread that enters only that namespace.
+    static func utsHostName(pid: Int32, procfs: ProcFS) -> String? {
+        let fd = open(procfs.root + "/\(pid)/ns/uts", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        let result = HostNameBox()
+        let thread = Thread {
+            defer { result.done.signal() }
+            guard NetworkNamespaceHandle.enter(fd, kind: cloneNewUTS) else { return }
+            var buffer = [CChar](repeating: 0, count: 256)
+            if gethostname(&buffer, buffer.count) == 0 { result.name = String(cString: buffer) }
+        }
+        thread.start()
+        // gethostname does not block; the wait is only for the thread to run.
+        guard result.done.wait(timeout: .now() + 2) == .success else { return nil }
+        return result.name.flatMap { $0.isEmpty ? nil : $0 }
+    }
+
+    static let cloneNewUTS: Int32 = 0x0400_0000
+
+    private final class HostNameBox: @unchecked Sendable {
+        let done = DispatchSemaphore(value: 0)
+        var name: String?
     }
 
     static func entries(_ directory: String) -> [String] { (DirectoryEntries.list(directory) ?? []).map(\.name) }

@@ -52,6 +52,9 @@ public final class NetworkNamespaceHandle: Sendable {
         }
     }
 
+    /// setns(fd, kind) for the calling thread; false when refused.
+    static func enter(_ fd: Int32, kind: Int32) -> Bool { setns.map { $0(fd, kind) == 0 } ?? false }
+
     static let cloneNewNet: Int32 = 0x4000_0000
     /// Glibc declares setns only under _GNU_SOURCE, which Swift's Glibc
     /// module does not define, so it is looked up at run time.

@@ -1,5 +1,6 @@
 import Foundation
 import PortBudgetCore
+import PortBudgetLinux
 import XCTest
 
 /// `check --all-namespaces`: namespaces made with `ip netns add` and with
@@ -7,7 +8,10 @@ import XCTest
 /// known sockets, measured in one run and held to what was built.
 final class AllNamespacesTests: XCTestCase {
     struct Entry: Decodable {
-        struct Netns: Decodable { var name: String; var inode: UInt64; var pids: [Int32] }
+        struct Netns: Decodable {
+            var name: String; var inode: UInt64; var pids: [Int32]
+            var pod: String?; var pod_uid: String?; var container_id: String?
+        }
         var netns: Netns
         var status: String?
         var port_range: PortBudgetReport.PortRange?
@@ -81,6 +85,42 @@ final class AllNamespacesTests: XCTestCase {
         XCTAssertNil(all.namespaces.first { $0.netns.name == other.name }?.tcp)
         XCTAssertTrue(output.stderr.contains("netns \(other.name) (inode"), output.stderr)
         XCTAssertTrue(output.stderr.contains("setns needs CAP_SYS_ADMIN"), output.stderr)
+    }
+
+    /// A pod's namespace is named after the pod: its UID and container from
+    /// the cgroup path (a kubelet-like tree made here), its name from the UTS
+    /// host name, which Kubernetes sets to the pod name.
+    func testAPodNamespaceIsNamedAfterThePod() throws {
+        guard geteuid() == 0, let root = CgroupResolver(procfs: ProcFS()).root else {
+            try NetworkNamespace.skip("needs root and a cgroup v2 hierarchy", file: #filePath, line: #line)
+            return
+        }
+        let uid = UUID().uuidString.lowercased()
+        let container = String(repeating: "3f4a9c1d", count: 8)
+        let pod = root + "/kubepods-pbtest-\(getpid())/besteffort/pod\(uid)"
+        try FileManager.default.createDirectory(atPath: pod + "/" + container, withIntermediateDirectories: true)
+        defer {
+            for path in [pod + "/" + container, pod, root + "/kubepods-pbtest-\(getpid())/besteffort", root + "/kubepods-pbtest-\(getpid())"] {
+                rmdir(path)
+            }
+        }
+        let script = """
+            import socket, subprocess, sys
+            socket.sethostname("web-7f9c")
+            subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+            server = socket.socket(); server.bind(("127.0.0.1", 6060)); server.listen(10)
+            print("ready", flush=True); sys.stdin.read()
+            """
+        let process = try HeldProcess(["sh", "-c", "echo $$ > \(pod)/\(container)/cgroup.procs && exec unshare -n -u python3 -c '\(script)'"])
+        defer { process.release(); usleep(100_000) }
+        XCTAssertEqual(process.firstLine(timeout: 10), "ready", process.stderrText())
+        let output = Command.run([Binaries.portbudget, "check", "--all-namespaces", "--json"])
+        let all = try JSONDecoder().decode(All.self, from: Data(output.stdout.utf8))
+        let entry = try XCTUnwrap(all.namespaces.first { $0.netns.pids.contains(process.process.processIdentifier) }, output.stdout)
+        XCTAssertEqual(entry.netns.name, "pod:web-7f9c")
+        XCTAssertEqual(entry.netns.pod, "web-7f9c")
+        XCTAssertEqual(entry.netns.pod_uid, uid)
+        XCTAssertEqual(entry.netns.container_id, container)
     }
 
     /// Namespaces appear and vanish while check runs: every run answers.
