@@ -205,3 +205,19 @@ extension HeldProcess {
         return process
     }
 }
+
+extension NetworkNamespace {
+    /// Connects and closes `count` times towards `destination` (a server in
+    /// `--accept close` mode, so this side keeps the TIME_WAIT), and tops up
+    /// what the kernel retired early — seen on loaded machines — up to three
+    /// times. Returns how many TIME_WAIT entries `ss` then shows.
+    func churnTimeWait(to destination: String, count: Int) throws -> Int {
+        var built = 0
+        for _ in 0..<3 {
+            _ = try load(["churn", "--to", destination, "--count", "\(count - built)"])
+            built = try settledSockets(state: "time-wait", expected: count)
+            if built >= count { break }
+        }
+        return built
+    }
+}
