@@ -18,7 +18,7 @@ public struct HangupService: Service {
 
     public func run() async throws {
         let hangups = await UnixSignalsSequence(trapping: .sighup)
-        try? await cancelWhenGracefulShutdown {
+        await cancelWhenGracefulShutdown {
             for await _ in hangups {
                 logger.info("SIGHUP received")
                 await onHangup()
