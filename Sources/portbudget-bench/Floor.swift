@@ -22,8 +22,13 @@ enum FloorDump {
         defer { mnl_socket_close(nl) }
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: bufferSize, alignment: 8)
         defer { buffer.deallocate() }
-        let portid = mnl_socket_get_portid(nl)
         var seq = UInt32(truncatingIfNeeded: time(nil))
+        return try dump(nl, buffer: buffer, seq: &seq)
+    }
+
+    /// The four dumps over one open socket (whichever namespace it was made in).
+    static func dump(_ nl: OpaquePointer, buffer: UnsafeMutableRawPointer, seq: inout UInt32) throws -> Counts {
+        let portid = mnl_socket_get_portid(nl)
         var counts = Counts()
         let dumps: [(UInt8, UInt8)] = [(UInt8(AF_INET), 6), (UInt8(AF_INET6), 6), (UInt8(AF_INET), 17), (UInt8(AF_INET6), 17)]
         for (family, proto) in dumps {

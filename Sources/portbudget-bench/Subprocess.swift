@@ -27,8 +27,9 @@ func log(_ line: String) { writeAll(2, "bench: " + line + "\n") }
 
 /// Every child the orchestrator started and has not reaped, so a signal or
 /// an error can end them all. Touched from the signal handler, hence a plain
-/// fixed array of pids.
-nonisolated(unsafe) var liveChildren = [pid_t](repeating: 0, count: 256)
+/// fixed array of pids (the namespaces benchmark holds two generators in
+/// each of its 100 namespaces, and replaces some of them every round).
+nonisolated(unsafe) var liveChildren = [pid_t](repeating: 0, count: 1024)
 
 func track(_ pid: pid_t) {
     for i in liveChildren.indices where liveChildren[i] == 0 { liveChildren[i] = pid; return }
@@ -152,6 +153,22 @@ final class Child {
     /// Closes our end of its stdin: a `--hold` generator then exits.
     func release() {
         if stdinWrite >= 0 { close(stdinWrite); stdinWrite = -1 }
+    }
+
+    /// Lets a `--hold` child go: closes its stdin, waits up to `timeout`
+    /// seconds for it to leave, then kills it; reaps it and closes our pipes.
+    func finish(timeout: Double = 10) {
+        release()
+        guard !reaped else { return }
+        let deadline = monotonicSeconds() + timeout
+        var status: Int32 = 0
+        while waitpid(pid, &status, WNOHANG) == 0 {
+            if monotonicSeconds() >= deadline { kill(pid, SIGKILL); waitpid(pid, &status, 0); break }
+            usleep(5_000)
+        }
+        reaped = true
+        untrack(pid)
+        if stdoutRead >= 0 { close(stdoutRead); stdoutRead = -1 }
     }
 
     func terminate() {

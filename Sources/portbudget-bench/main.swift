@@ -21,6 +21,8 @@ struct Options {
                portbudget-bench floor
                portbudget-bench soak [--seconds N] [--period N]   (serve under scrapes and abuse, over time)
                portbudget-bench conntrack [--entries N,N,...] [--rounds N]   (the SNAT census, see ConntrackBench.swift)
+               portbudget-bench namespaces [--namespaces N] [--connections N] [--host-sockets N] [--rounds N]
+                                           (every network namespace, see NamespacesBench.swift)
         Needs root (a private network namespace). Defaults: --sizes 10000,100000,200000,1000000 --rounds 5.
         """
 
@@ -182,6 +184,7 @@ func installSignalHandlers() {
     for sig in [SIGINT, SIGTERM, SIGHUP] {
         signal(sig) { _ in
             terminateChildren()
+            NetnsRegistry.deleteAll()
             Namespace.delete()
             _exit(130)
         }
@@ -198,6 +201,11 @@ do {
         try Soak.main(Array(arguments.dropFirst()))
     } else if arguments.first == "conntrack-floor" {
         try ConntrackFloor.main()
+    } else if arguments.first == "namespaces-floor" {
+        try NamespacesFloor.main()
+    } else if arguments.first == "namespaces" {
+        installSignalHandlers()  // issue 9: every namespace, against an ss loop and a bare per-namespace dump
+        try NamespacesBench(Array(arguments.dropFirst())).run()
     } else if arguments.first == "conntrack" {
         installSignalHandlers()  // issue 11: the SNAT census against conntrack -L and a bare dump
         try ConntrackBench(Array(arguments.dropFirst())).run()

@@ -1,0 +1,51 @@
+import Foundation
+import XCTest
+
+/// The short version of `portbudget-bench namespaces` (the full one, 100
+/// namespaces × 1,000 connections beside 100,000 host sockets, is run by
+/// hand: docs/benchmarks.md). Five namespaces of 50 connections and a host
+/// namespace of 2,000 sockets: the run must finish, the agent must list
+/// every namespace of the run and every connection in each (the benchmark
+/// checks that before timing and again after each churn round, and fails
+/// otherwise), the tables must print, and nothing the run made may be left.
+/// Timing goals are the benchmark's to report, not this test's to assert.
+final class NamespacesBenchTests: XCTestCase {
+    func testShortNamespacesBenchmarkCountsWhatItBuilt() throws {
+        guard geteuid() == 0 else {
+            try NetworkNamespace.skip("needs root to create network namespaces", file: #filePath, line: #line)
+            return
+        }
+        let prefix = "pbnsb\(getpid())"
+        let results = FileManager.default.temporaryDirectory.appendingPathComponent("\(prefix).md").path
+        defer { try? FileManager.default.removeItem(atPath: results) }
+        let output = Command.run([Binaries.directory + "/portbudget-bench", "namespaces", "--ci", "--prefix", prefix,
+                                  "--results", results], timeout: 180)
+        XCTAssertEqual(output.status, 0, output.stderr)
+
+        // The agent against the population: 5 members and the host, each member's 50 connections.
+        let agrees = output.stderr.split(separator: "\n").filter { $0.contains(" agrees: 6 namespaces of this run (host + 5), ") }
+        XCTAssertFalse(agrees.isEmpty, output.stderr)
+        for line in agrees where !line.contains("the ss loop") {
+            XCTAssertTrue(line.contains("50 ports used towards 127.0.0.1:8080 and 50 established TCP sockets in each member"), String(line))
+        }
+        XCTAssertTrue(output.stderr.contains("the ss loop agrees: 505 TCP sockets in the 5 member namespaces"), output.stderr)
+        for count in [1, 2, 5] {
+            XCTAssertTrue(output.stderr.contains("floor at \(count) namespaces: "), output.stderr)
+        }
+        XCTAssertTrue(output.stderr.contains("churn round 2: 2 namespaces replaced so far"), output.stderr)
+
+        let table = (try? String(contentsOfFile: results, encoding: .utf8)) ?? ""
+        XCTAssertEqual(output.stdout.trimmingCharacters(in: .whitespacesAndNewlines),
+                       table.trimmingCharacters(in: .whitespacesAndNewlines), "the table printed is the one written")
+        for expected in ["| at 5 namespaces |", "`ip netns exec NS ss -tanH` for each namespace", "floor: one SOCK_DIAG socket",
+                         "`check --all-namespaces --json`", "### Hash walk", "### Churn", "| 2 | 2 |", "Goals (issue 9)"] {
+            XCTAssertTrue(table.contains(expected), "missing \(expected):\n\(table)")
+        }
+
+        // Everything the run made is gone: no namespace, no process left in one.
+        let left = Command.run(["ip", "netns", "list"]).stdout
+        XCTAssertFalse(left.contains(prefix), left)
+        let netnsDirectory = (try? FileManager.default.contentsOfDirectory(atPath: "/run/netns")) ?? []
+        XCTAssertFalse(netnsDirectory.contains { $0.hasPrefix(prefix) }, "\(netnsDirectory)")
+    }
+}
