@@ -19,9 +19,13 @@ struct NamespacesBench {
     var hostSockets = 100_000
     var rounds = 5
     var growth: [Int] = []
-    var churnRounds = 8
+    var churnRounds = 5
     var churnPerRound = 0
-    var scrapesPerRound = 5
+    var scrapesPerRound = 3
+    /// When set, net.ipv4.tcp_child_ehash_entries (and udp_child_hash_entries)
+    /// in the host namespace, so every member gets a hash table of its own
+    /// instead of sharing the machine's (Linux 6.1+/6.2+).
+    var childHash: Int? = nil
     var binDir = Options.ownDirectory()
     var prefix = "pbns\(getpid())"
     var results = "bench-results/namespaces.md"
@@ -40,9 +44,10 @@ struct NamespacesBench {
     static let usage = """
         usage: portbudget-bench namespaces [--namespaces N] [--connections N] [--host-sockets N] [--rounds N]
                                            [--growth N,N,...] [--churn-rounds N] [--churn N] [--scrapes N]
-                                           [--prefix NAME] [--bin-dir DIR] [--results FILE] [--doc FILE] [--ci]
+                                           [--child-ehash N] [--prefix NAME] [--bin-dir DIR] [--results FILE] [--doc FILE] [--ci]
         Defaults: 100 namespaces × 1,000 connections, 100,000 sockets in the host namespace, 5 rounds,
-        floor growth at N/10, N/2 and N namespaces, 8 churn rounds replacing N/10 namespaces each, 5 scrapes per round.
+        floor growth at N/10, N/2 and N namespaces, 5 churn rounds replacing N/10 namespaces each, 3 scrapes per round.
+        --child-ehash N: the members get TCP and UDP hash tables of their own (N buckets) instead of the host-wide ones.
         --ci: 5 namespaces × 50 connections, 2,000 host sockets, 2 rounds, 2 churn rounds (seconds, for the test suite).
         Needs root.
         """
@@ -76,6 +81,7 @@ struct NamespacesBench {
                 growth = list.map { $0! }
             case "--ci":
                 namespaces = 5; connections = 50; hostSockets = 2000; rounds = 2; churnRounds = 2; scrapesPerRound = 2
+            case "--child-ehash": childHash = try number("--child-ehash", min: 128)
             case "--prefix": prefix = try value()
             case "--bin-dir": binDir = try value()
             case "--results": results = try value()
@@ -120,6 +126,13 @@ struct NamespacesBench {
         try Namespace.sysctl("net.core.somaxconn", "65535")
         if (Int(Namespace.readSysctl("net.ipv4.tcp_max_tw_buckets")) ?? 0) < 110_000 {
             try Namespace.sysctl("net.ipv4.tcp_max_tw_buckets", "131072")
+        }
+        if let childHash {
+            // Read by the kernel when `ip netns add` (started from here) makes each member.
+            try Namespace.sysctl("net.ipv4.tcp_child_ehash_entries", "\(childHash)")
+            if access("/proc/sys/net/ipv4/udp_child_hash_entries", F_OK) == 0 {
+                try Namespace.sysctl("net.ipv4.udp_child_hash_entries", "\(max(256, childHash / 16))")
+            }
         }
         let hostFD = open(hostPath, O_RDONLY | O_CLOEXEC)
         guard hostFD >= 0 else { throw BenchError("open \(hostPath): errno \(errno)") }
@@ -192,14 +205,14 @@ struct NamespacesBench {
         }
         let scratch = "/tmp/portbudget-nsbench-\(getpid()).json"
         defer { unlink(scratch) }
-        let checked = try Child.run(checkArgv + ["--top", "0"], stdout: .file(scratch))
+        let checked = try Child.run(checkArgv, stdout: .file(scratch))
         guard (0...2).contains(checked.status) else { throw BenchError("check --all-namespaces exited \(checked.status)") }
         others = try agree(AgentView(checkJSON: readFile(scratch) ?? "", prefix: prefix + "-", host: hostName), ours: ours, fleet: fleet,
                            agent: "check --all-namespaces")
         let loop = "for ns in \(ours.joined(separator: " ")); do ip netns exec \"$ns\" ss -tanH || exit 1; done"
         let membersLoop = "for ns in \(fleet.members.map(\.name).joined(separator: " ")); do ip netns exec \"$ns\" ss -tanH || exit 1; done"
         guard try Child.run(["sh", "-c", membersLoop], stdout: .file(scratch)).status == 0 else { throw BenchError("the ss loop failed") }
-        let ssLines = (readFile(scratch) ?? "").split(separator: "\n").count
+        let ssLines = Self.countLines(scratch)
         guard ssLines == fleet.members.count * (2 * connections + 1) else {
             throw BenchError("the ss loop shows \(ssLines) TCP sockets in the member namespaces, built \(fleet.members.count * (2 * connections + 1))")
         }
@@ -268,7 +281,7 @@ struct NamespacesBench {
                 p.peakRSSKiB = serve.child.peakRSSKiB
                 p.descriptors = Self.descriptorCount(serve.child.pid)
             } else {
-                _ = try Child.run(checkArgv + ["--top", "0"], stdout: .file(scratch), quietStderr: true)
+                _ = try Child.run(checkArgv, stdout: .file(scratch), quietStderr: true)
                 view = try AgentView(checkJSON: readFile(scratch) ?? "", prefix: prefix + "-", host: hostName)
             }
             p.seen = view.total
@@ -282,13 +295,14 @@ struct NamespacesBench {
         let report = NamespacesReport(bench: self, hostName: hostName, hostSockets: Int(median(walk.last!.tcpSockets) ?? 0),
                                       hostConnections: population!.connections, hostUDP: population!.udp,
                                       others: others, samples: samples, walk: walk, phases: phases,
-                                      agentCount: ours.count + others, checkOnly: serve == nil)
+                                      agentCount: ours.count + others, checkOnly: serve == nil,
+                                      memberHashes: fleet.memberHashes)
         let text = report.markdown
         writeAll(1, "\n" + text)
         let dir = String(results[..<(results.lastIndex(of: "/") ?? results.startIndex)])
         if !dir.isEmpty { mkdir(dir, 0o755) }
         try writeFile(results, text)
-        if let doc { try updateDoc(doc, text, marker: Self.marker) }
+        if let doc { try updateDoc(doc, text, marker: Self.marker + (childHash == nil ? "" : "-child-ehash")) }
     }
 
     /// The agent must list every namespace of this run exactly once, and in
@@ -330,6 +344,23 @@ struct NamespacesBench {
         return 0
     }
 
+    /// Lines in a file, read in chunks: the ss loop's answer is some 20 MB at
+    /// full size, and this process's own peak RSS must stay small, because a
+    /// child started with posix_spawn (vfork) starts its wait4 peak RSS from it.
+    static func countLines(_ path: String) -> Int {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return 0 }
+        defer { close(fd) }
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        var lines = 0
+        while true {
+            let n = read(fd, &chunk, chunk.count)
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { return lines }
+            for i in 0..<n where chunk[i] == 10 { lines += 1 }
+        }
+    }
+
     static func serveHasAllNamespaces(_ portbudget: String) -> Bool {
         guard let child = try? Child.spawn([portbudget, "serve", "--help"], stdout: .pipe, quietStderr: true) else { return false }
         let text = child.readAll()
@@ -369,6 +400,8 @@ final class Fleet {
     let hostFD: Int32
     private(set) var members: [Member] = []
     private var made = 0
+    /// The hash table sizes a member sees (negative: the shared host-wide table).
+    private(set) var memberHashes = "?"
 
     init(prefix: String, loadgen: String, connections: Int, hostFD: Int32) {
         self.prefix = prefix
@@ -396,6 +429,8 @@ final class Fleet {
         guard try Child.run(["ip", "link", "set", "lo", "up"]).status == 0 else { throw BenchError("lo up in \(member.name)") }
         try Namespace.sysctl("net.ipv4.ip_local_port_range", "\(NamespacesBench.range.low) \(NamespacesBench.range.high)")
         try Namespace.sysctl("net.core.somaxconn", "65535")
+        memberHashes = "tcp_ehash_entries \(Namespace.readSysctl("net.ipv4.tcp_ehash_entries")), "
+            + "udp_hash_entries \(Namespace.readSysctl("net.ipv4.udp_hash_entries"))"
         let port = NamespacesBench.memberPort
         member.listener = try Child.spawn([loadgen, "listen", "--at", "127.0.0.1:\(port)", "--accept", "none",
                                            "--backlog", "65535"], stdinPipe: true, stdout: .pipe)
@@ -672,6 +707,7 @@ struct NamespacesReport {
     var phases: [ChurnPhase]
     var agentCount: Int
     var checkOnly: Bool
+    var memberHashes: String
 
     func wall(_ t: NamespacesBench.Tool) -> Double? { median(samples[t, default: []].map(\.wall)) }
     func cpu(_ t: NamespacesBench.Tool) -> Double? { median(samples[t, default: []].compactMap(\.cpu)) }
@@ -707,7 +743,9 @@ struct NamespacesReport {
             out += "| \(tool == .ssLoop ? "1.00" : Format.ratio(w, wall(.ssLoop))) | \(tool == .floor ? "1.00" : Format.ratio(w, wall(.floor))) |\n"
         }
         out += "\nCPU of a scrape is the serve process's own (/proc/PID/stat); the floor's wall is its own dump loop; "
-        out += "peak RSS is VmHWM for serve and the floor, wait4's for the processes (the largest process of the ss loop).\n\n"
+        out += "peak RSS is VmHWM for serve and the floor, wait4's for the processes (the largest process of the ss loop); "
+        out += "a child started with posix_spawn (vfork) begins its wait4 peak at the benchmark's own, "
+        out += "\(Format.mib(Child.statusField(getpid(), "VmHWM:").map { Double($0) / 1024 })) MB here.\n\n"
 
         let agent: NamespacesBench.Tool = checkOnly ? .check : .serve
         let agentName = checkOnly ? "check --all-namespaces (serve --all-namespaces not in this build)" : "serve --all-namespaces scrape"
@@ -729,8 +767,10 @@ struct NamespacesReport {
 
         out += "\n### Hash walk: the floor as namespaces are added\n\n"
         out += "Same host population; each member namespace adds \(Format.thousands(2 * bench.connections + 1)) TCP sockets to the host-wide hash "
-        out += "that every dump walks (net.ipv4.tcp_ehash_entries \(Namespace.readSysctl("net.ipv4.tcp_ehash_entries")), "
-        out += "tcp_child_ehash_entries \(Namespace.readSysctl("net.ipv4.tcp_child_ehash_entries"))).\n\n"
+        out += "that every dump walks, unless the members have hash tables of their own. In the host namespace: "
+        out += "tcp_ehash_entries \(Namespace.readSysctl("net.ipv4.tcp_ehash_entries")), "
+        out += "tcp_child_ehash_entries \(Namespace.readSysctl("net.ipv4.tcp_child_ehash_entries")); in a member: \(memberHashes) "
+        out += "(negative: the machine's shared table).\n\n"
         out += "| namespaces | TCP sockets of this run | TCP sockets in the host-wide hash | floor ms per member namespace (4 dumps) | floor ms, host namespace | floor ms, all |\n"
         out += "|---:|---:|---:|---:|---:|---:|\n"
         for r in walk {
