@@ -77,6 +77,11 @@ final class ServeAllNamespacesTests: XCTestCase {
         let full = try XCTUnwrap(home.httpGet("http://127.0.0.1:9958/metrics"), agent.stderrText)
         XCTAssertEqual(value(full, "portbudget_tcp_group_utilization_ratio", group(busy.name, 9090)), 1)
         XCTAssertEqual(value(full, "portbudget_tcp_group_ports_used", group(quiet.name, 8080)), 10, "the others unchanged")
+        // Sysctl and /proc/net files are kept open per namespace and read afresh on every scrape.
+        try quiet.sysctl("net.ipv4.ip_local_port_range", "40000 40049")
+        let narrowed = try XCTUnwrap(home.httpGet("http://127.0.0.1:9958/metrics"))
+        XCTAssertEqual(value(narrowed, "portbudget_ports_usable", #"netns="\#(quiet.name)""#), 50)
+        XCTAssertEqual(value(narrowed, "portbudget_sockstat_tcp_inuse", #"netns="\#(busy.name)""#), 2 * 20 + 1, "20 pairs and the listener")
         // The in-agent evaluator names the namespace.
         XCTAssertTrue(full.split(separator: "\n").contains {
             $0.hasPrefix("portbudget_alerts{") && $0.contains(#"netns="\#(busy.name)""#) && $0.contains(#"peer_port="9090""#)
