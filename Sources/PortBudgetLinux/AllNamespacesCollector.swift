@@ -65,10 +65,12 @@ public final class AllNamespacesCollector: @unchecked Sendable {
             var session = sessions[sighting.inode]
             if session == nil {
                 progress?.collectorStarted("netns opening \(sighting.name ?? sighting.path)")
-                guard let found = NamespaceDiscovery.open(sighting, procfs: procfs, cgroups: cgroups) else {
+                guard var found = NamespaceDiscovery.open(sighting, procfs: procfs, cgroups: cgroups) else {
                     // Gone since the scan, or a pid reused: left out of this collection.
                     continue
                 }
+                let taken = Set(sessions.values.map(\.info.name)).union(failures.values.map(\.info.name))
+                found.info.name = NamespaceDiscovery.unique(found.info, taken: taken)
                 do {
                     session = try NamespaceSession.open(found, procfs: procfs.root, conntrack: conntrackLoaded)
                     sessions[sighting.inode] = session

@@ -106,14 +106,24 @@ public enum NamespaceDiscovery {
         let scan = scan(procfs: procfs)
         var found: [Found] = []
         var unreadable = scan.unreadable
+        var taken: Set<String> = []
         for sighting in scan.sightings {
-            if let opened = open(sighting, procfs: procfs, cgroups: cgroups) {
+            if var opened = open(sighting, procfs: procfs, cgroups: cgroups) {
+                opened.info.name = unique(opened.info, taken: taken)
+                taken.insert(opened.info.name)
                 found.append(opened)
             } else if sighting.name == nil {
                 unreadable += 1
             }
         }
         return (found, unreadable)
+    }
+
+    /// The namespace's name, made unique among `taken` with its inode: two
+    /// pods of the same name in different Kubernetes namespaces would
+    /// otherwise share every series, and the exposition would be invalid.
+    public static func unique(_ info: NetnsInfo, taken: Set<String>) -> String {
+        taken.contains(info.name) ? "\(info.name) [\(info.inode)]" : info.name
     }
 
     /// Who lives in a namespace without a name: from its first process's

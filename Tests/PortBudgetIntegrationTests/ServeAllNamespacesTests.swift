@@ -1,5 +1,6 @@
 import Foundation
 import PortBudgetCore
+import PortBudgetLinux
 import XCTest
 
 /// `serve` and `textfile --all-namespaces`: namespaces made with `ip netns
@@ -149,6 +150,58 @@ final class ServeAllNamespacesTests: XCTestCase {
         _ = try XCTUnwrap(home.httpGet("http://127.0.0.1:9958/metrics"))
         let warnings = agent.stderrText.split(separator: "\n").filter { $0.contains("setns needs CAP_SYS_ADMIN") }
         XCTAssertEqual(warnings.count, 1, agent.stderrText)
+    }
+
+    /// Two pods of the same name (in two Kubernetes namespaces) get two
+    /// distinct netns names, so no two series collide.
+    func testPodsOfTheSameNameStayApart() throws {
+        guard geteuid() == 0, let root = CgroupResolver(procfs: ProcFS()).root else {
+            try NetworkNamespace.skip("needs root and a cgroup v2 hierarchy", file: #filePath, line: #line)
+            return
+        }
+        let base = root + "/kubepods-pbsame-\(getpid())"
+        var pods: [HeldProcess] = []
+        var made: [String] = []
+        defer {
+            for pod in pods { pod.release() }
+            usleep(100_000)
+            for path in made.reversed() { rmdir(path) }
+        }
+        for port in [6100, 6200] {
+            let pod = base + "/pod\(UUID().uuidString.lowercased())"
+            for path in [base, pod] where !made.contains(path) {
+                try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+                made.append(path)
+            }
+            let script = """
+                import socket, subprocess, sys
+                socket.sethostname("web-0")
+                subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+                server = socket.socket(); server.bind(("127.0.0.1", \(port))); server.listen(10)
+                client = socket.create_connection(("127.0.0.1", \(port)))
+                print("ready", flush=True); sys.stdin.read()
+                """
+            let process = try HeldProcess(["sh", "-c", "echo $$ > \(pod)/cgroup.procs && exec unshare -n -u python3 -c '\(script)'"])
+            pods.append(process)
+            XCTAssertEqual(process.firstLine(timeout: 10), "ready", process.stderrText())
+        }
+        let (agent, home) = try startAgent()
+        let text = try XCTUnwrap(home.httpGet("http://127.0.0.1:9958/metrics"), agent.stderrText)
+        let names = values(text, "portbudget_netns_info").keys.filter { $0.contains(#"pod="web-0""#) }
+        XCTAssertEqual(names.count, 2, text)
+        // Each pod's own connection, under its own name: "pod:web-0" and "pod:web-0 [INODE]".
+        var owners: [String] = []
+        for port in [6100, 6200] {
+            let series = values(text, "portbudget_tcp_group_ports_used").filter { $0.key.contains(#"peer_port="\#(port)""#) }
+            XCTAssertEqual(series.count, 1, "\(port): \(series)")
+            XCTAssertEqual(series.first?.value, 1)
+            owners += series.keys.compactMap { $0.split(separator: "\"").dropFirst().first.map(String.init) }
+        }
+        XCTAssertEqual(Set(owners).count, 2, "\(owners)")
+        XCTAssertTrue(owners.contains("pod:web-0"), "\(owners)")
+        XCTAssertTrue(owners.contains { $0.hasPrefix("pod:web-0 [") }, "\(owners)")
+        XCTAssertEqual(Set(text.split(separator: "\n").filter { !$0.hasPrefix("#") }).count,
+                       text.split(separator: "\n").filter { !$0.hasPrefix("#") }.count, "no series twice")
     }
 
     func testTextfileWritesEveryNamespace() throws {
