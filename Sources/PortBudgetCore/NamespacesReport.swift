@@ -5,6 +5,8 @@ public struct NetnsInfo: Sendable, Codable, Equatable {
     /// process; else `pid:PID (comm)`.
     public var name: String
     public var inode: UInt64
+    /// The name of the namespace the agent itself runs in.
+    public static let ownName = "host"
     /// A few pids in it (the first ones found), none for a namespace only a bind mount holds.
     public var pids: [Int32]
     public var comm: String?

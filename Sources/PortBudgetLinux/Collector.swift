@@ -29,13 +29,16 @@ public struct Collector: Sendable {
         }
     }
 
-    public let procfs: ProcFS
+    public var procfs: ProcFS
     public let logger: Logger
     public let tcpDumps: TCPDumps
     public let attribution: Attribution?
     /// The NAT range SNAT groups are measured against (issue 11); the
     /// kernel's default unless `--snat-port-range` or the config names one.
     public var snatPortRange: SNATPortRange = .kernelDefault
+    /// Netlink sockets kept for one namespace across collections
+    /// (`--all-namespaces`); nil opens fresh ones in the calling thread's namespace.
+    public var sockets: NamespaceSockets?
 
     public init(procfs: ProcFS, logger: Logger = Logger(label: "portbudget.collector"), tcpDumps: TCPDumps = .bothFamilies,
                 attribution: Attribution? = nil) {
@@ -113,7 +116,7 @@ public struct Collector: Sendable {
 
     /// Streams the TCP and UDP dumps of both families into a census.
     public func census(_ sysctls: PortSysctls, trackingInodes: Bool = false) throws -> PortCensus {
-        let dumper = try SockDiagDumper()
+        let dumper = try sockets?.sockDiag ?? SockDiagDumper()
         var census = PortCensus(sysctls: sysctls)
         if trackingInodes { census.trackSocketInodes() }
         if tcpDumps == .bothFamilies, let folded = try tcpBothFamilies(dumper, census) {
