@@ -137,6 +137,57 @@ final class AllNamespacesPrivilegesTests: XCTestCase {
         }
     }
 
+    /// `serve --all-namespaces` as the DaemonSet and the systemd unit run it,
+    /// scraped once: the process holds exactly the two capabilities, and
+    /// every namespace built here is exported under its netns label.
+    func testServeAllNamespacesWithExactlyTheTwoCapabilities() throws {
+        try ExporterProcess.require("/usr/bin/curl")
+        let setup = try build()
+        defer { setup.held.release() }
+        let both = ["sys_admin", "sys_ptrace"]
+        let serve = try ExporterProcess(["nsenter", "--net=/run/netns/\(setup.own.name)"] + Self.asDeployed(with: both)
+                                        + [Binaries.portbudget, "serve", "--all-namespaces", "--listen", "127.0.0.1:9958"])
+        _ = try serve.await("an answer on /healthz") { setup.own.httpGet("http://127.0.0.1:9958/healthz") }
+        // nsenter and setpriv exec, so this pid is the server itself.
+        let status = try String(contentsOfFile: "/proc/\(serve.process.processIdentifier)/status", encoding: .utf8)
+        func field(_ name: String) -> String? {
+            status.split(separator: "\n").first { $0.hasPrefix(name + ":") }
+                .map { $0.dropFirst(name.count + 1).split(whereSeparator: \.isWhitespace).joined(separator: " ") }
+        }
+        XCTAssertTrue(status.contains("Name:\tportbudget"), status)
+        XCTAssertEqual(field("Uid"), "65534 65534 65534 65534")
+        for capabilities in ["CapPrm", "CapEff", "CapBnd", "CapAmb"] {
+            XCTAssertEqual(field(capabilities), Self.mask(both), capabilities)
+        }
+        XCTAssertEqual(field("NoNewPrivs"), "1")
+
+        let metrics = try XCTUnwrap(setup.own.httpGet("http://127.0.0.1:9958/metrics"), "no answer on /metrics")
+        let lines = Set(metrics.split(separator: "\n").map(String.init))
+        let held = "pid:\(setup.heldPID) (python3)"
+        let group = #"local_ip="127.0.0.1",peer_ip="127.0.0.1""#
+        for expected in [
+            #"portbudget_tcp_group_ports_used{netns="host",\#(group),peer_port="8080"} 10"#,
+            #"portbudget_ports_usable{netns="host"} 100"#,
+            #"portbudget_tcp_group_ports_used{netns="\#(setup.bound.name)",\#(group),peer_port="9090"} 20"#,
+            #"portbudget_ports_usable{netns="\#(setup.bound.name)"} 50"#,
+            #"portbudget_tcp_group_ports_used{netns="\#(held)",\#(group),peer_port="7070"} 5"#,
+            #"portbudget_ports_usable{netns="\#(held)"} 50"#,
+            #"portbudget_scrape_collector_success{netns="\#(held)",collector="sockdiag"} 1"#,
+            #"portbudget_scrape_collector_success{netns="\#(setup.bound.name)",collector="sockdiag"} 1"#,
+        ] {
+            XCTAssertTrue(lines.contains(expected), "missing \(expected)")
+        }
+        let info = lines.first { $0.hasPrefix(#"portbudget_netns_info{netns="\#(held)","#) }
+        let inode = try XCTUnwrap(try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(setup.heldPID)/ns/net"))
+        XCTAssertEqual(info, #"portbudget_netns_info{netns="\#(held)",inode="\#(inode.dropFirst(5).dropLast())",pid="\#(setup.heldPID)","#
+                       + #"comm="python3",unit="",container_id="",pod_uid="",pod=""} 1"#)
+        let count = lines.first { $0.hasPrefix("portbudget_namespaces ") }.flatMap { Int($0.split(separator: " ")[1]) }
+        XCTAssertGreaterThanOrEqual(count ?? 0, 3, "host, the bound namespace and the held one")
+        XCTAssertTrue(lines.contains { $0.hasPrefix("portbudget_build_info{version=") }, "build_info carries no netns")
+        let stopped = try XCTUnwrap(serve.stop(SIGTERM), "serve still running 5 s after SIGTERM")
+        XCTAssertEqual(stopped.status, 0, serve.stderrText)
+    }
+
     /// Without CAP_SYS_PTRACE another user's /proc/PID/ns/net cannot be
     /// opened: one line counts those processes and names the capability;
     /// the bound namespace (a root-owned, world-readable file) and the own
