@@ -46,6 +46,8 @@ public final class AllNamespacesCollector: @unchecked Sendable {
 
     private func collectLocked(thresholds: Thresholds) -> CollectionResult {
         let procfs = collector.procfs
+        let progress = CollectionProgressReporting.current
+        progress?.collectorStarted("netns discovery")
         let scan = NamespaceDiscovery.scan(procfs: procfs)
         let now = Self.monotonicSeconds()
         let seen = Set(scan.sightings.map(\.inode))
@@ -62,6 +64,7 @@ public final class AllNamespacesCollector: @unchecked Sendable {
             }
             var session = sessions[sighting.inode]
             if session == nil {
+                progress?.collectorStarted("netns opening \(sighting.name ?? sighting.path)")
                 guard let found = NamespaceDiscovery.open(sighting, procfs: procfs, cgroups: cgroups) else {
                     // Gone since the scan, or a pid reused: left out of this collection.
                     continue
@@ -82,7 +85,10 @@ public final class AllNamespacesCollector: @unchecked Sendable {
             var namespaced = collector
             namespaced.procfs = ProcFS(root: procfs.root, netOfCallingThread: true, pinned: session.files)
             namespaced.sockets = session.sockets
-            let collection = namespaced.collect(thresholds: thresholds)
+            // A deadline missed here names the namespace as well as the collector.
+            let collection = CollectionProgressReporting.$current.withValue(progress.map { NamedProgress(outer: $0, netns: session.info.name) }) {
+                namespaced.collect(thresholds: thresholds)
+            }
             // A socket left mid-dump may hold stale replies: start afresh next time.
             let broken = collection.outcomes.contains { !$0.success && ["sockdiag", "conntrack"].contains($0.name) }
             if broken || (conntrackLoaded && session.sockets.conntrack == nil) { sessions[sighting.inode] = nil }
@@ -113,6 +119,17 @@ public final class AllNamespacesCollector: @unchecked Sendable {
     }
 
     static func monotonicSeconds() -> Double { Collector.monotonicSeconds() }
+}
+
+/// Tells whoever waits with a deadline which collector of which namespace
+/// is at work. Finished outcomes are not passed on: they repeat for every
+/// namespace, and a collection given up on reports none of them.
+struct NamedProgress: CollectionProgress {
+    let outer: any CollectionProgress
+    let netns: String
+
+    func collectorStarted(_ name: String) { outer.collectorStarted("\(name) in netns \(netns)") }
+    func collectorFinished(_ outcome: CollectorOutcome) {}
 }
 
 /// The open-files limit, raised for `--all-namespaces`, which keeps

@@ -60,9 +60,16 @@ public enum NamespaceDiscovery {
         var scan = Scan()
         var status = stat()
         let own = procfs.root + "/thread-self/ns/net"
-        if stat(own, &status) == 0 { scan.see(UInt64(status.st_ino), name: NetnsInfo.ownName, path: own, pid: nil) }
+        // Namespace files all live on the nsfs device: a file left in /run/netns
+        // by a failed `ip netns add` (no bind mount over it) is not one.
+        var nsfs: UInt64?
+        if stat(own, &status) == 0 {
+            nsfs = UInt64(status.st_dev)
+            scan.see(UInt64(status.st_ino), name: NetnsInfo.ownName, path: own, pid: nil)
+        }
         for directory in boundDirectories {
             for entry in entries(directory) where stat(directory + "/" + entry, &status) == 0 {
+                guard nsfs == nil || UInt64(status.st_dev) == nsfs else { continue }
                 scan.see(UInt64(status.st_ino), name: entry, path: directory + "/" + entry, pid: nil)
             }
         }
