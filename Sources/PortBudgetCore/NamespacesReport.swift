@@ -124,7 +124,8 @@ public struct NamespacesReport: Sendable, Encodable {
         var table: [[String]] = [["NETNS", "INODE", "WHO", "USABLE", "WORST LIMIT", "UTIL", "STATUS"]]
         for ns in namespaces {
             guard let r = ns.report, let worst = r.limits.first else {
-                table.append([ns.netns.name, "\(ns.netns.inode)", ns.netns.who, "-", ns.error ?? "not measured", "-", "unknown"])
+                // The error itself goes to stderr, one line per namespace: it is too long for a cell.
+                table.append([ns.netns.name, "\(ns.netns.inode)", ns.netns.who, "-", "not measured", "-", "unknown"])
                 continue
             }
             table.append([ns.netns.name, "\(ns.netns.inode)", ns.netns.who, "\(r.portRange.usable)", worst.name,
