@@ -15,8 +15,34 @@ import PortBudgetCore
 /// after `retryInterval`; a session whose dump fails is reopened at the next
 /// collection. Collections must not overlap (`CollectionRunner` ensures it).
 public final class AllNamespacesCollector: @unchecked Sendable {
+    /// How long a collection over every namespace may take before a scrape
+    /// is answered without it (instead of `CollectionResult.deadline`): each
+    /// namespace's dump walks the kernel's host-wide socket hash, so the
+    /// whole takes namespaces × host sockets (docs/benchmarks.md) — seconds
+    /// on a node with a hundred pods and a few hundred thousand sockets.
+    /// Prometheus' `scrape_timeout` for such a target should match it.
+    public static let deadline: Duration = .seconds(30)
     /// How long a namespace that could not be opened waits before the next try.
     public static let retryInterval: Double = 30
+    /// Namespaces collected at once: at most this many, and no more than
+    /// the machine has cores. Each is one thread walking the kernel's hash.
+    public static let parallelism = min(4, max(1, ProcessInfo.processInfo.activeProcessorCount))
+
+    enum Slot {
+        case session(NamespaceSession)
+        case unmeasured(NamespaceCollection)
+    }
+
+    /// The collections filled in by the workers, each at its own index.
+    final class CollectedSlots: @unchecked Sendable {
+        private let lock = NSLock()
+        private var entries: [NamespaceCollection?]
+        init(count: Int) { entries = Array(repeating: nil, count: count) }
+        subscript(index: Int) -> NamespaceCollection? {
+            get { lock.withLock { entries[index] } }
+            set { lock.withLock { entries[index] = newValue } }
+        }
+    }
 
     private let collector: Collector
     private let cgroups: CgroupResolver?
@@ -56,45 +82,68 @@ public final class AllNamespacesCollector: @unchecked Sendable {
         failures = failures.filter { seen.contains($0.key) }
         let conntrackLoaded = collector.conntrackLoaded
         let unreadable = scan.unreadable
-        var results: [NamespaceCollection] = []
+        // First, in order: each namespace's session, or why it has none.
+        var slots: [Slot] = []
         for sighting in scan.sightings {
             if let failed = failures[sighting.inode], now - failed.at < Self.retryInterval {
-                results.append(Self.unmeasured(failed.info, failed.error))
+                slots.append(.unmeasured(Self.unmeasured(failed.info, failed.error)))
                 continue
             }
-            var session = sessions[sighting.inode]
-            if session == nil {
-                progress?.collectorStarted("netns opening \(sighting.name ?? sighting.path)")
-                guard var found = NamespaceDiscovery.open(sighting, procfs: procfs, cgroups: cgroups) else {
-                    // Gone since the scan, or a pid reused: left out of this collection.
-                    continue
-                }
-                let taken = Set(sessions.values.map(\.info.name)).union(failures.values.map(\.info.name))
-                found.info.name = NamespaceDiscovery.unique(found.info, taken: taken)
-                do {
-                    session = try NamespaceSession.open(found, procfs: procfs.root, conntrack: conntrackLoaded)
-                    sessions[sighting.inode] = session
-                    failures[sighting.inode] = nil
-                } catch {
-                    let reason = "\(error)"
-                    failures[sighting.inode] = (found.info, reason, now)
-                    logOnce(reason, netns: found.info.name)
-                    results.append(Self.unmeasured(found.info, reason))
-                    continue
+            if let session = sessions[sighting.inode] {
+                slots.append(.session(session))
+                continue
+            }
+            progress?.collectorStarted("netns opening \(sighting.name ?? sighting.path)")
+            guard var found = NamespaceDiscovery.open(sighting, procfs: procfs, cgroups: cgroups) else {
+                // Gone since the scan, or a pid reused: left out of this collection.
+                continue
+            }
+            let taken = Set(sessions.values.map(\.info.name)).union(failures.values.map(\.info.name))
+            found.info.name = NamespaceDiscovery.unique(found.info, taken: taken)
+            do {
+                let session = try NamespaceSession.open(found, procfs: procfs.root, conntrack: conntrackLoaded)
+                sessions[sighting.inode] = session
+                failures[sighting.inode] = nil
+                slots.append(.session(session))
+            } catch {
+                let reason = "\(error)"
+                failures[sighting.inode] = (found.info, reason, now)
+                logOnce(reason, netns: found.info.name)
+                slots.append(.unmeasured(Self.unmeasured(found.info, reason)))
+            }
+        }
+        // Then the namespaces' collections, several at once: each walks the
+        // kernel's host-wide socket hash, so wall time grows with namespaces
+        // times sockets, and spreading the walks over cores divides it.
+        let collected = CollectedSlots(count: slots.count)
+        let sessionSlots: [(index: Int, session: NamespaceSession)] = slots.enumerated().compactMap {
+            if case let .session(session) = $0.element { ($0.offset, session) } else { nil }
+        }
+        let width = max(1, min(Self.parallelism, sessionSlots.count))
+        DispatchQueue.concurrentPerform(iterations: width) { worker in
+            for position in stride(from: worker, to: sessionSlots.count, by: width) {
+                let (index, session) = sessionSlots[position]
+                var namespaced = collector
+                namespaced.procfs = ProcFS(root: procfs.root, netOfCallingThread: true, pinned: session.files)
+                namespaced.sockets = session.sockets
+                // A deadline missed here names the namespace as well as the collector.
+                let named = progress.map { NamedProgress(outer: $0, netns: session.info.name) }
+                collected[index] = CollectionProgressReporting.$current.withValue(named) {
+                    NamespaceCollection(netns: session.info, collection: namespaced.collect(thresholds: thresholds))
                 }
             }
-            guard let session else { continue }
-            var namespaced = collector
-            namespaced.procfs = ProcFS(root: procfs.root, netOfCallingThread: true, pinned: session.files)
-            namespaced.sockets = session.sockets
-            // A deadline missed here names the namespace as well as the collector.
-            let collection = CollectionProgressReporting.$current.withValue(progress.map { NamedProgress(outer: $0, netns: session.info.name) }) {
-                namespaced.collect(thresholds: thresholds)
+        }
+        var results: [NamespaceCollection] = []
+        for (index, slot) in slots.enumerated() {
+            switch slot {
+            case let .unmeasured(entry): results.append(entry)
+            case let .session(session):
+                guard let entry = collected[index] else { continue }
+                // A socket left mid-dump may hold stale replies: start afresh next time.
+                let broken = entry.collection.outcomes.contains { !$0.success && ["sockdiag", "conntrack"].contains($0.name) }
+                if broken || (conntrackLoaded && session.sockets.conntrack == nil) { sessions[session.handle.inode] = nil }
+                results.append(entry)
             }
-            // A socket left mid-dump may hold stale replies: start afresh next time.
-            let broken = collection.outcomes.contains { !$0.success && ["sockdiag", "conntrack"].contains($0.name) }
-            if broken || (conntrackLoaded && session.sockets.conntrack == nil) { sessions[sighting.inode] = nil }
-            results.append(NamespaceCollection(netns: session.info, collection: collection))
         }
         if unreadable > 0, !loggedUnreadable {
             loggedUnreadable = true

@@ -9,6 +9,9 @@ struct CollectionSetup {
     var snatPortRange: SNATPortRange
     var allNamespaces: Bool
 
+    /// How long one collection may take (see `AllNamespacesCollector.deadline`).
+    var deadline: Duration { allNamespaces ? AllNamespacesCollector.deadline : CollectionResult.deadline }
+
     /// The collection each scrape or write runs. Holders by cgroup every
     /// time: the resolver caches id → path across collections.
     func makeCollect(logger: Logger) -> @Sendable () -> CollectionResult {

@@ -89,12 +89,12 @@ struct ServeCommand: AsyncParsableCommand {
             throw ExitCode(2)
         }
         let address = try ListenAddress(parsing: listen)
-        let collect = CollectionSetup(
+        let setup = CollectionSetup(
             procfs: procfs, snatPortRange: try parsedSNATPortRange(snatPortRange) ?? alerting.snatPortRange ?? .kernelDefault,
-            allNamespaces: allNamespaces
-        ).makeCollect(logger: logger)
+            allNamespaces: allNamespaces)
         let evaluator = makeEvaluator(alerting, procfs: ProcFS(root: procfs), address: address, logger: logger)
-        let coordinator = ScrapeCoordinator(top: top, version: PortBudgetCommand.version, hooks: [evaluator], collect: collect)
+        let coordinator = ScrapeCoordinator(top: top, version: PortBudgetCommand.version, hooks: [evaluator],
+                                            deadline: setup.deadline, collect: setup.makeCollect(logger: logger))
         await evaluator.attach(coordinator)
         let server = try await MetricsServer.bind(.init(listen: address, maxConnections: maxConnections),
                                                   coordinator: coordinator, logger: logger)

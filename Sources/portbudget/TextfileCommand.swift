@@ -63,11 +63,11 @@ struct TextfileCommand: AsyncParsableCommand {
             printError("portbudget: \(error)")
             throw ExitCode(2)
         }
-        let collect = CollectionSetup(procfs: procfs, snatPortRange: try parsedSNATPortRange(snatPortRange) ?? .kernelDefault,
-                                      allNamespaces: allNamespaces).makeCollect(logger: logger)
+        let setup = CollectionSetup(procfs: procfs, snatPortRange: try parsedSNATPortRange(snatPortRange) ?? .kernelDefault,
+                                    allNamespaces: allNamespaces)
         let service = TextfileService(
             writer: writer, interval: try PrometheusDuration(parsing: interval).duration, top: top,
-            version: PortBudgetCommand.version, logger: logger, collect: collect)
+            version: PortBudgetCommand.version, deadline: setup.deadline, logger: logger, collect: setup.makeCollect(logger: logger))
         if once {
             try await service.writeOnce()
             return

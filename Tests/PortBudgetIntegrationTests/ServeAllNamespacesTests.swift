@@ -18,6 +18,11 @@ final class ServeAllNamespacesTests: XCTestCase {
         return (agent, home)
     }
 
+    /// A scrape covers every namespace on the machine, so it is given the
+    /// all-namespaces collection deadline (30 s) and more, not the usual 5 s: a developer machine
+    /// may hold many more namespaces than the test builds.
+    func scrape(_ home: NetworkNamespace) -> String? { home.httpGet("http://127.0.0.1:9958/metrics", maxTime: 40) }
+
     /// Sample values by their full label text, for one family.
     func values(_ text: String, _ family: String) -> [String: Double] {
         var out: [String: Double] = [:]
@@ -50,7 +55,7 @@ final class ServeAllNamespacesTests: XCTestCase {
         defer { unshared.release() }
         let (agent, home) = try startAgent()
 
-        let text = try XCTUnwrap(home.httpGet("http://127.0.0.1:9958/metrics"))
+        let text = try XCTUnwrap(scrape(home))
         XCTAssertEqual(value(text, "portbudget_ports_usable", #"netns="\#(quiet.name)""#), 100)
         XCTAssertEqual(value(text, "portbudget_ports_usable", #"netns="\#(busy.name)""#), 20)
         XCTAssertEqual(value(text, "portbudget_ports_usable", #"netns="host""#), 1000, "the agent's own namespace")
@@ -75,12 +80,12 @@ final class ServeAllNamespacesTests: XCTestCase {
         let probe = try busy.probeConnects(to: "127.0.0.1:9090")
         XCTAssertEqual(probe.made, Int(capacity) - 15)
         XCTAssertEqual(probe.error, "EADDRNOTAVAIL")
-        let full = try XCTUnwrap(home.httpGet("http://127.0.0.1:9958/metrics"), agent.stderrText)
+        let full = try XCTUnwrap(scrape(home), agent.stderrText)
         XCTAssertEqual(value(full, "portbudget_tcp_group_utilization_ratio", group(busy.name, 9090)), 1)
         XCTAssertEqual(value(full, "portbudget_tcp_group_ports_used", group(quiet.name, 8080)), 10, "the others unchanged")
         // Sysctl and /proc/net files are kept open per namespace and read afresh on every scrape.
         try quiet.sysctl("net.ipv4.ip_local_port_range", "40000 40049")
-        let narrowed = try XCTUnwrap(home.httpGet("http://127.0.0.1:9958/metrics"))
+        let narrowed = try XCTUnwrap(scrape(home))
         XCTAssertEqual(value(narrowed, "portbudget_ports_usable", #"netns="\#(quiet.name)""#), 50)
         XCTAssertEqual(value(narrowed, "portbudget_sockstat_tcp_inuse", #"netns="\#(busy.name)""#), 2 * 20 + 1, "20 pairs and the listener")
         // The in-agent evaluator names the namespace.
@@ -90,7 +95,7 @@ final class ServeAllNamespacesTests: XCTestCase {
         // --top bounds group series across namespaces, never the per-namespace aggregates.
         XCTAssertEqual(agent.stop()?.status, 0)
         let (topAgent, topHome) = try startAgent(["--top", "1"])
-        let top = try XCTUnwrap(topHome.httpGet("http://127.0.0.1:9958/metrics"), topAgent.stderrText)
+        let top = try XCTUnwrap(scrape(topHome), topAgent.stderrText)
         XCTAssertEqual(Array(values(top, "portbudget_tcp_group_ports_used").keys), ["{" + group(busy.name, 9090) + "}"])
         XCTAssertEqual(value(top, "portbudget_tcp_groups", #"netns="\#(quiet.name)""#), 1)
     }
@@ -102,7 +107,7 @@ final class ServeAllNamespacesTests: XCTestCase {
         let (agent, home) = try startAgent()
         let pid = agent.process.processIdentifier
         func descriptors() -> Int { (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").count) ?? -1 }
-        _ = try XCTUnwrap(home.httpGet("http://127.0.0.1:9958/metrics"))
+        _ = try XCTUnwrap(scrape(home))
         let before = descriptors()
 
         let prefix = "pbchurn-\(getpid())-"
@@ -119,7 +124,7 @@ final class ServeAllNamespacesTests: XCTestCase {
         }
         churner.start()
         for round in 0..<20 {
-            let text = home.httpGet("http://127.0.0.1:9958/metrics")
+            let text = scrape(home)
             XCTAssertNotNil(text, "scrape \(round) failed: \(agent.stderrText.suffix(1000))")
             XCTAssertTrue(text?.contains(#"portbudget_ports_usable{netns="host"} 1000"#) ?? false)
             if round % 5 == 0 {
@@ -130,7 +135,7 @@ final class ServeAllNamespacesTests: XCTestCase {
         stop.signal()
         while churner.isExecuting { usleep(20_000) }
         for i in 0..<4 { _ = Command.run(["ip", "netns", "del", prefix + "\(i)"]) }
-        let after = try XCTUnwrap(home.httpGet("http://127.0.0.1:9958/metrics"))
+        let after = try XCTUnwrap(scrape(home))
         XCTAssertFalse(after.contains(prefix), "a deleted namespace is still reported")
         XCTAssertEqual(descriptors(), before, "sessions of gone namespaces are closed")
         XCTAssertTrue(agent.process.isRunning)
@@ -143,11 +148,11 @@ final class ServeAllNamespacesTests: XCTestCase {
         let other = try NetworkNamespace(range: (43000, 43009))
         let (agent, home) = try startAgent(prefix: ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
                                                     "--inh-caps=-all", "--bounding-set=-all"])
-        let text = try XCTUnwrap(home.httpGet("http://127.0.0.1:9958/metrics"))
+        let text = try XCTUnwrap(scrape(home))
         XCTAssertEqual(value(text, "portbudget_ports_usable", #"netns="host""#), 1000)
         XCTAssertEqual(value(text, "portbudget_scrape_collector_success", #"netns="\#(other.name)",collector="netns""#), 0)
         XCTAssertNil(value(text, "portbudget_ports_usable", #"netns="\#(other.name)""#))
-        _ = try XCTUnwrap(home.httpGet("http://127.0.0.1:9958/metrics"))
+        _ = try XCTUnwrap(scrape(home))
         let warnings = agent.stderrText.split(separator: "\n").filter { $0.contains("setns needs CAP_SYS_ADMIN") }
         XCTAssertEqual(warnings.count, 1, agent.stderrText)
     }
@@ -186,7 +191,7 @@ final class ServeAllNamespacesTests: XCTestCase {
             XCTAssertEqual(process.firstLine(timeout: 10), "ready", process.stderrText())
         }
         let (agent, home) = try startAgent()
-        let text = try XCTUnwrap(home.httpGet("http://127.0.0.1:9958/metrics"), agent.stderrText)
+        let text = try XCTUnwrap(scrape(home), agent.stderrText)
         let names = values(text, "portbudget_netns_info").keys.filter { $0.contains(#"pod="web-0""#) }
         XCTAssertEqual(names.count, 2, text)
         // Each pod's own connection, under its own name: "pod:web-0" and "pod:web-0 [INODE]".
