@@ -35,8 +35,9 @@ public actor AlertEvaluator: CollectionHook, Service {
     private let logger: Logger
     private let generatorURL: String?
     private var machine: AlertStateMachine
-    private var projector: ExhaustionProjector
-    private var icmpRate = CounterRate()
+    /// Trends and rates per network namespace, by name ("" when the agent
+    /// watches only its own); a namespace that is gone loses its own.
+    private var namespaces: [String: NamespaceTrend] = [:]
     private var coordinator: ScrapeCoordinator?
     private var evaluations = 0
     private var lastEvaluationFailed = false
@@ -59,7 +60,6 @@ public actor AlertEvaluator: CollectionHook, Service {
         self.generatorURL = generatorURL
         machine = AlertStateMachine(rules: config.rules, externalLabels: Self.labels(externalLabels, config),
                                     evaluationInterval: config.evaluationInterval, resendInterval: config.resendInterval)
-        projector = ExhaustionProjector(sampleSpacing: Self.sampleSpacingFactor * config.evaluationInterval)
         (wakeups, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
     }
 
@@ -81,7 +81,32 @@ public actor AlertEvaluator: CollectionHook, Service {
         write(into: &writer)
     }
 
+    /// What one namespace's alerts look back on between evaluations.
+    struct NamespaceTrend {
+        var projector: ExhaustionProjector
+        var icmpRate = CounterRate()
+    }
+
+    func trend(_ netns: String) -> NamespaceTrend {
+        namespaces[netns] ?? NamespaceTrend(projector: ExhaustionProjector(
+            sampleSpacing: Self.sampleSpacingFactor * config.evaluationInterval))
+    }
+
+    /// Observes one namespace's report and returns the inputs to evaluate it with.
+    func inputs(_ report: PortBudgetReport, netns: String?, at now: Double) -> AlertInputs {
+        var trend = trend(netns ?? "")
+        trend.projector.observe(report, at: now)
+        let rate = trend.icmpRate.update(report.counters["icmp_out_dest_unreachs_total"], at: now)
+        namespaces[netns ?? ""] = trend
+        return AlertInputs(report: report, icmpUnreachablePerSecond: rate, projections: trend.projector.projections,
+                           labels: netns.map { ["netns": $0] } ?? [:])
+    }
+
     func evaluate(_ collection: CollectionResult, at now: Double) {
+        if let all = collection.namespaces {
+            evaluate(namespaces: all, at: now)
+            return
+        }
         guard let report = collection.report else {
             // No census, no verdict: keep every state as it is rather than resolve on missing data.
             if !lastEvaluationFailed {
@@ -92,11 +117,28 @@ public actor AlertEvaluator: CollectionHook, Service {
         }
         lastEvaluationFailed = false
         evaluations += 1
-        projector.observe(report, at: now)
-        let rate = icmpRate.update(report.counters["icmp_out_dest_unreachs_total"], at: now)
         let before = Dictionary(uniqueKeysWithValues: machine.alerts.map { ($0.key, $0.value.state) })
-        machine.evaluate(AlertInputs(report: report, icmpUnreachablePerSecond: rate, projections: projector.projections),
-                         at: now)
+        machine.evaluate(inputs(report, netns: nil, at: now), at: now)
+        logTransitions(from: before)
+    }
+
+    /// Every namespace at once: a namespace whose census failed keeps its
+    /// alerts as they are; one that is gone resolves them and loses its trends.
+    func evaluate(namespaces all: [NamespaceCollection], at now: Double) {
+        evaluations += 1
+        var evaluated: [AlertInputs] = []
+        var unmeasured: Set<String> = []
+        for namespace in all {
+            if let report = namespace.collection.report {
+                evaluated.append(inputs(report, netns: namespace.netns.name, at: now))
+            } else {
+                unmeasured.insert(namespace.netns.name)
+            }
+        }
+        let present = Set(all.map(\.netns.name))
+        namespaces = namespaces.filter { present.contains($0.key) }
+        let before = Dictionary(uniqueKeysWithValues: machine.alerts.map { ($0.key, $0.value.state) })
+        machine.evaluate(evaluated, unmeasured: unmeasured, at: now)
         logTransitions(from: before)
     }
 
@@ -125,13 +167,20 @@ public actor AlertEvaluator: CollectionHook, Service {
                           for (name, value) in alert.labels.sorted(by: { $0.key < $1.key }) { labels.append((name, value)) }
                           return ExpositionWriter.Sample(labels, 1)
                       })
-        let projections = projector.projections
-        let hostWide = projections.filter { $0.series.group == nil }
-        let groups = projections.filter { $0.series.group != nil }.sorted { $0.seconds < $1.seconds }.prefix(20)
+        // Host-wide per namespace, and the 20 soonest groups over all namespaces.
+        var hostWide: [(netns: String, entry: (series: ExhaustionProjector.Series, seconds: Double))] = []
+        var groups: [(netns: String, entry: (series: ExhaustionProjector.Series, seconds: Double))] = []
+        for (netns, trend) in namespaces.sorted(by: { $0.key < $1.key }) {
+            for entry in trend.projector.projections {
+                if entry.series.group == nil { hostWide.append((netns, entry)) } else { groups.append((netns, entry)) }
+            }
+        }
+        groups.sort { $0.entry.seconds < $1.entry.seconds }
         writer.family("portbudget_seconds_to_exhaustion", .gauge,
                       help: "Seconds until the ports run out at the recent trend (least-squares over 10 minutes; +Inf when not rising), host-wide and for the 20 soonest groups.",
-                      (hostWide + groups).map { entry in
-                          var labels: [(name: String, value: String)] = [("scope", entry.series.scope)]
+                      (hostWide + groups.prefix(20)).map { netns, entry in
+                          var labels: [(name: String, value: String)] = netns.isEmpty ? [] : [("netns", netns)]
+                          labels.append(("scope", entry.series.scope))
                           if let g = entry.series.group {
                               labels += [("local_ip", g.localIP), ("peer_ip", g.peerIP), ("peer_port", String(g.peerPort))]
                           }
@@ -176,7 +225,9 @@ public actor AlertEvaluator: CollectionHook, Service {
     func reload(_ new: AlertConfig) {
         machine = machine.reloaded(rules: new.rules, externalLabels: Self.labels(baseExternalLabels, new),
                                    evaluationInterval: new.evaluationInterval, resendInterval: new.resendInterval)
-        projector.sampleSpacing = Self.sampleSpacingFactor * new.evaluationInterval
+        for netns in namespaces.keys {
+            namespaces[netns]?.projector.sampleSpacing = Self.sampleSpacingFactor * new.evaluationInterval
+        }
         if new.alertmanagers != config.alertmanagers || new.sourcePorts != config.sourcePorts {
             if let old = delivery { retired.append(old) }
             delivery = makeDelivery(new)

@@ -13,11 +13,18 @@ public struct CollectorOutcome: Sendable, Equatable {
     }
 }
 
-/// One collection of one network namespace.
+/// One collection of one network namespace, or (`--all-namespaces`) of
+/// every namespace on the host.
 public struct CollectionResult: Sendable {
     /// Nil when the census itself failed: then nothing may be reported as measured.
+    /// With `namespaces`, the agent's own namespace's.
     public let report: PortBudgetReport?
     public let outcomes: [CollectorOutcome]
+    /// Every namespace's own collection, the agent's own first (`--all-namespaces`);
+    /// nil when the agent watches one namespace.
+    public let namespaces: [NamespaceCollection]?
+    /// Processes whose network namespace could not be opened (`--all-namespaces`).
+    public let unreadableProcesses: Int
 
     /// Collectors without which there is no port budget to report.
     /// ("netns": entering the namespace `check --netns` names.)
@@ -28,6 +35,19 @@ public struct CollectionResult: Sendable {
     public init(report: PortBudgetReport?, outcomes: [CollectorOutcome]) {
         self.report = report
         self.outcomes = outcomes
+        namespaces = nil
+        unreadableProcesses = 0
+    }
+
+    /// Every namespace's collection; the top-level report and outcomes are
+    /// the agent's own namespace's (`host`), so whatever reads one namespace
+    /// still reads the one it runs in.
+    public init(namespaces: [NamespaceCollection], unreadableProcesses: Int) {
+        let own = namespaces.first { $0.netns.name == NetnsInfo.ownName }
+        report = own?.collection.report
+        outcomes = own?.collection.outcomes ?? []
+        self.namespaces = namespaces
+        self.unreadableProcesses = unreadableProcesses
     }
 
     /// The first failure among the collectors the port budget depends on.
@@ -36,3 +56,14 @@ public struct CollectionResult: Sendable {
     }
 }
 
+
+/// One network namespace's collection, and who it is.
+public struct NamespaceCollection: Sendable {
+    public var netns: NetnsInfo
+    public var collection: CollectionResult
+
+    public init(netns: NetnsInfo, collection: CollectionResult) {
+        self.netns = netns
+        self.collection = collection
+    }
+}

@@ -29,37 +29,58 @@ public struct ExpositionWriter: Sendable {
 
     public static let contentType = "text/plain; version=0.0.4; charset=utf-8"
 
-    public private(set) var text = ""
-    private var written: Set<String> = []
+    /// Families in the order first written: header, then the sample lines.
+    private var families: [(name: String, type: MetricType, lines: String)] = []
+    private var index: [String: Int] = [:]
+
+    /// Labels put first on every sample written while set: `netns` when one
+    /// exposition covers several network namespaces. While set, writing a
+    /// family again adds its samples to the family already written (the
+    /// format wants each family's samples together); while empty, writing a
+    /// family twice is a programming error, as it always was.
+    public var commonLabels: [(name: String, value: String)] = []
 
     public init() {}
 
+    /// The exposition, ending with a newline (empty when nothing was written).
+    public var text: String {
+        var out = ""
+        for family in families { out += family.lines }
+        return out
+    }
+
     /// Names of the families written so far, so an extension can avoid
     /// writing one twice (which would make the output invalid).
-    public var familyNames: Set<String> { written }
+    public var familyNames: Set<String> { Set(index.keys) }
 
     /// Writes one family. A family without samples is left out entirely: a
     /// value the kernel did not show is absent, never zero.
     public mutating func family(_ name: String, _ type: MetricType, help: String, _ samples: [Sample]) {
         precondition(Self.isValidName(name), "invalid metric name \(name)")
-        precondition(!written.contains(name), "metric family \(name) written twice")
         guard !samples.isEmpty else { return }
-        written.insert(name)
-        text += "# HELP \(name) \(Self.escapeHelp(help))\n"
-        text += "# TYPE \(name) \(type.rawValue)\n"
+        var lines = ""
         for sample in samples {
-            text += name
-            if !sample.labels.isEmpty {
-                text += "{"
-                for (index, label) in sample.labels.enumerated() {
+            lines += name
+            let labels = commonLabels.isEmpty ? sample.labels : commonLabels + sample.labels
+            if !labels.isEmpty {
+                lines += "{"
+                for (position, label) in labels.enumerated() {
                     precondition(Self.isValidLabelName(label.name), "invalid label name \(label.name)")
-                    if index > 0 { text += "," }
-                    text += label.name + "=\"" + Self.escapeLabelValue(label.value) + "\""
+                    if position > 0 { lines += "," }
+                    lines += label.name + "=\"" + Self.escapeLabelValue(label.value) + "\""
                 }
-                text += "}"
+                lines += "}"
             }
-            text += " " + Self.format(sample.value) + "\n"
+            lines += " " + Self.format(sample.value) + "\n"
         }
+        if let existing = index[name] {
+            precondition(!commonLabels.isEmpty, "metric family \(name) written twice")
+            precondition(families[existing].type == type, "metric family \(name) written with two types")
+            families[existing].lines += lines
+            return
+        }
+        index[name] = families.count
+        families.append((name, type, "# HELP \(name) \(Self.escapeHelp(help))\n# TYPE \(name) \(type.rawValue)\n" + lines))
     }
 
     /// A family with one unlabeled sample.

@@ -22,15 +22,25 @@ public enum MetricsExposition {
         w.single("portbudget_build_info", .gauge,
                  help: "Always 1; the version label says which portbudget produced these metrics.",
                  1.0, labels: [("version", version)])
+        if let namespaces = collection.namespaces {
+            writeNamespaces(namespaces, unreadableProcesses: collection.unreadableProcesses, top: top, into: &w)
+            return
+        }
         writeCollectors(collection.outcomes, into: &w)
         guard let report = collection.report else { return }
-        writeRange(report, into: &w)
-        writeTCP(report, top: top, into: &w)
-        writeUDP(report, into: &w)
-        writeHolders(report, top: top, into: &w)
-        writeSysctls(report, into: &w)
-        writeCounters(report.counters, into: &w)
-        writeSNAT(report, top: top, into: &w)  // issue 11
+        writeReport(report, exported: report.limitingGroups(to: top), into: &w)
+    }
+
+    /// One namespace's port budget. `exported` is `report` listing only the
+    /// groups to export as series; aggregates and findings describe every group.
+    static func writeReport(_ report: PortBudgetReport, exported: PortBudgetReport, into w: inout ExpositionWriter) {
+        writeRange(exported, into: &w)
+        writeTCP(exported, top: 0, into: &w)
+        writeUDP(exported, into: &w)
+        writeHolders(exported, top: 0, into: &w)
+        writeSysctls(exported, into: &w)
+        writeCounters(exported.counters, into: &w)
+        writeSNAT(exported, top: 0, into: &w)  // issue 11
         writeFindings(report.findings ?? Diagnosis.findings(for: report), into: &w)
     }
 

@@ -5,6 +5,8 @@ public struct NetnsInfo: Sendable, Codable, Equatable {
     /// process; else `pid:PID (comm)`.
     public var name: String
     public var inode: UInt64
+    /// The name of the namespace the agent itself runs in.
+    public static let ownName = "host"
     /// A few pids in it (the first ones found), none for a namespace only a bind mount holds.
     public var pids: [Int32]
     public var comm: String?
@@ -122,7 +124,8 @@ public struct NamespacesReport: Sendable, Encodable {
         var table: [[String]] = [["NETNS", "INODE", "WHO", "USABLE", "WORST LIMIT", "UTIL", "STATUS"]]
         for ns in namespaces {
             guard let r = ns.report, let worst = r.limits.first else {
-                table.append([ns.netns.name, "\(ns.netns.inode)", ns.netns.who, "-", ns.error ?? "not measured", "-", "unknown"])
+                // The error itself goes to stderr, one line per namespace: it is too long for a cell.
+                table.append([ns.netns.name, "\(ns.netns.inode)", ns.netns.who, "-", "not measured", "-", "unknown"])
                 continue
             }
             table.append([ns.netns.name, "\(ns.netns.inode)", ns.netns.who, "\(r.portRange.usable)", worst.name,

@@ -405,4 +405,13 @@ public struct PortBudgetReport: Sendable, Codable, Equatable {
         if let groups = snat?.groups, groups.count > top { copy.snat?.groups = Array(groups.prefix(top)) }
         return copy
     }
+
+    /// A copy listing exactly the first `tcp` TCP and `snat` SNAT groups
+    /// (0 lists none): one namespace's share of a top N taken across namespaces.
+    public func keepingGroups(tcp: Int, snat: Int) -> PortBudgetReport {
+        var copy = self
+        copy.tcp.groups = Array(self.tcp.groups.prefix(tcp))
+        if let groups = self.snat?.groups { copy.snat?.groups = Array(groups.prefix(snat)) }
+        return copy
+    }
 }

@@ -8,11 +8,22 @@ extension Collector {
     /// ctnetlink request for a missing subsystem triggers a module load).
     public static let conntrackPresenceFile = "sys/net/netfilter/nf_conntrack_max"
 
-    /// The SNAT census and the conntrack table of the calling thread's namespace.
+    /// Whether conntrack is loaded: the module is global, so its sysctl
+    /// shows in every namespace's view at once.
+    public var conntrackLoaded: Bool { access(procfs.path(Self.conntrackPresenceFile), F_OK) == 0 }
+
+    /// The SNAT census and the conntrack table of the calling thread's
+    /// namespace, or of the namespace `sockets` were opened in.
     public func conntrackSnapshot() throws -> ConntrackSnapshot {
         let presence = procfs.path(Self.conntrackPresenceFile)
-        guard access(presence, F_OK) == 0 else {
+        guard conntrackLoaded else {
             throw ConntrackError(unavailable: "conntrack is not loaded in this network namespace (no \(presence))")
+        }
+        if let sockets {
+            guard let kept = sockets.conntrack else {
+                throw ConntrackError(unavailable: "conntrack was loaded after this namespace was first seen; measured from the next collection")
+            }
+            return try kept.snapshot(range: snatPortRange)
         }
         return try ConntrackDumper().snapshot(range: snatPortRange)
     }

@@ -1,3 +1,4 @@
+import Foundation
 import Glibc
 import Logging
 import PortBudgetCore
@@ -29,13 +30,20 @@ public struct Collector: Sendable {
         }
     }
 
-    public let procfs: ProcFS
+    public var procfs: ProcFS
     public let logger: Logger
     public let tcpDumps: TCPDumps
     public let attribution: Attribution?
     /// The NAT range SNAT groups are measured against (issue 11); the
     /// kernel's default unless `--snat-port-range` or the config names one.
     public var snatPortRange: SNATPortRange = .kernelDefault
+    /// Netlink sockets kept for one namespace across collections
+    /// (`--all-namespaces`); nil opens fresh ones in the calling thread's namespace.
+    public var sockets: NamespaceSockets?
+    /// Shared by every copy (one per namespace with `--all-namespaces`), so
+    /// a lasting failure — conntrack without CAP_NET_ADMIN — is logged once,
+    /// not on every scrape of every namespace.
+    let failureLog = FailureLog()
 
     public init(procfs: ProcFS, logger: Logger = Logger(label: "portbudget.collector"), tcpDumps: TCPDumps = .bothFamilies,
                 attribution: Attribution? = nil) {
@@ -63,7 +71,10 @@ public struct Collector: Sendable {
                 record(CollectorOutcome(name: name, seconds: Self.monotonicSeconds() - start, error: nil))
                 return value
             } catch {
-                logger.warning("collector failed", metadata: ["collector": "\(name)", "error": "\(error)"])
+                if failureLog.shouldLog(collector: name, error: "\(error)") {
+                    logger.warning("collector failed; the same failure is logged again at most hourly",
+                                   metadata: ["collector": "\(name)", "error": "\(error)"])
+                }
                 record(CollectorOutcome(name: name, seconds: Self.monotonicSeconds() - start, error: "\(error)"))
                 return nil
             }
@@ -113,7 +124,7 @@ public struct Collector: Sendable {
 
     /// Streams the TCP and UDP dumps of both families into a census.
     public func census(_ sysctls: PortSysctls, trackingInodes: Bool = false) throws -> PortCensus {
-        let dumper = try SockDiagDumper()
+        let dumper = try sockets?.sockDiag ?? SockDiagDumper()
         var census = PortCensus(sysctls: sysctls)
         if trackingInodes { census.trackSocketInodes() }
         if tcpDumps == .bothFamilies, let folded = try tcpBothFamilies(dumper, census) {
@@ -173,5 +184,27 @@ public struct Collector: Sendable {
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)
         return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    }
+}
+
+/// Remembers which collector failures were logged, so each distinct one is
+/// logged at most once per `interval`; the exposition reports every one.
+final class FailureLog: @unchecked Sendable {
+    /// How often the same failure is logged again.
+    static let interval: Double = 3600
+    /// Distinct failures remembered; beyond it the memory starts over.
+    static let capacity = 256
+
+    private let lock = NSLock()
+    private var logged: [String: Double] = [:]
+
+    func shouldLog(collector: String, error: String) -> Bool {
+        let key = collector + "\u{0}" + error, now = Collector.monotonicSeconds()
+        return lock.withLock {
+            if let last = logged[key], now - last < Self.interval { return false }
+            if logged.count >= Self.capacity { logged = [:] }
+            logged[key] = now
+            return true
+        }
     }
 }

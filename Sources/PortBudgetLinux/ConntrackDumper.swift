@@ -44,11 +44,10 @@ public struct ConntrackSnapshot: Sendable {
 /// Reads the conntrack table of the caller's network namespace over
 /// ctnetlink (NETLINK_NETFILTER) with libmnl: the entries with source NAT
 /// applied, streamed into a `SNATCensus` and forgotten, the per-CPU
-/// statistics, and the table's size. One instance owns one socket and one
-/// receive buffer.
+/// statistics, and the table's size. One instance owns one socket; each
+/// request reads through one receive buffer.
 public final class ConntrackDumper {
     private let socket: OpaquePointer
-    private let buffer: UnsafeMutableRawBufferPointer
     private var sequence: UInt32
 
     /// The receive buffer: the kernel fills up to 32 KiB per dump batch
@@ -64,7 +63,6 @@ public final class ConntrackDumper {
             throw ConntrackError(call: "socket(AF_NETLINK, NETLINK_NETFILTER)", errno: pb_errno())
         }
         socket = nl
-        buffer = .allocate(byteCount: Self.receiveBufferSize, alignment: 8)
         var size = Self.socketBufferSize
         _ = setsockopt(mnl_socket_get_fd(nl), SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
         sequence = UInt32(truncatingIfNeeded: time(nil))
@@ -72,7 +70,6 @@ public final class ConntrackDumper {
 
     deinit {
         mnl_socket_close(socket)
-        buffer.deallocate()
     }
 
     /// The SNAT census over `range`, then the table's size and statistics.
@@ -113,6 +110,10 @@ public final class ConntrackDumper {
         guard length > 0 else { throw ConntrackError(call: "build \(what)", errno: EINVAL) }
         let sent = message.withUnsafeBytes { mnl_socket_sendto(socket, $0.baseAddress, length) }
         guard sent >= 0 else { throw ConntrackError(call: "sendto(NETLINK_NETFILTER) for \(what)", errno: pb_errno()) }
+        // Allocated per dump, not per dumper: `--all-namespaces` keeps a
+        // dumper per namespace, and only one dump runs at a time.
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.receiveBufferSize, alignment: 8)
+        defer { buffer.deallocate() }
         while true {
             let received = mnl_socket_recvfrom(socket, buffer.baseAddress, buffer.count)
             if received < 0 {

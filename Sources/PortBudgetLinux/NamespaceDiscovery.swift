@@ -13,7 +13,7 @@ public enum NamespaceDiscovery {
         public var info: NetnsInfo
         /// The agent's own namespace: measured without setns(), so it is
         /// measured even without CAP_SYS_ADMIN.
-        public var isOwn: Bool { info.name == "host" }
+        public var isOwn: Bool { info.name == NetnsInfo.ownName }
     }
 
     /// Directories where tools bind-mount namespaces to keep them by name.
@@ -21,47 +21,109 @@ public enum NamespaceDiscovery {
     /// Pids listed per namespace.
     public static let pidsListed = 5
 
-    /// Every namespace, the agent's own first, and how many processes'
-    /// namespaces could not be read (another user's without
-    /// CAP_SYS_PTRACE; pid 1 on some sandboxes even for root).
-    public static func discover(procfs: ProcFS, cgroups: CgroupResolver?) -> (found: [Found], unreadable: Int) {
-        var found: [Found] = []
+    /// Where one namespace was seen: its bind mount's name, or its first processes.
+    public struct Sighting: Sendable {
+        public var inode: UInt64
+        /// `host`, or the bind mount's name (`ip netns add`, Docker); nil when only processes hold it.
+        public var name: String?
+        /// The file to open it by: the bind mount, or the first process's ns/net.
+        public var path: String
+        public var pids: [Int32] = []
+    }
+
+    /// What one pass over the bind directories and /proc saw, without opening
+    /// anything: each namespace by inode, the agent's own first, then bound
+    /// ones, then the rest in pid order; and how many processes' namespaces
+    /// could not be read (another user's without CAP_SYS_PTRACE; pid 1 on
+    /// some sandboxes even for root). Cheap enough for every scrape: one
+    /// stat per bind mount and one readlink per process.
+    public struct Scan: Sendable {
+        public var sightings: [Sighting] = []
+        public var unreadable = 0
         var byInode: [UInt64: Int] = [:]
-        func add(_ target: NetnsTarget, name: String?, pid: Int32?) -> Int? {
-            guard let handle = try? NetworkNamespaceHandle(target, procfs: procfs.root) else { return nil }
-            if let index = byInode[handle.inode] { return index }
-            byInode[handle.inode] = found.count
-            found.append(Found(handle: handle, info: NetnsInfo(name: name ?? "", inode: handle.inode)))
-            return found.count - 1
+
+        mutating func see(_ inode: UInt64, name: String?, path: String, pid: Int32?) {
+            let index: Int
+            if let known = byInode[inode] {
+                index = known
+                if sightings[index].name == nil, let name { sightings[index].name = name }
+            } else {
+                index = sightings.count
+                byInode[inode] = index
+                sightings.append(Sighting(inode: inode, name: name, path: path))
+            }
+            if let pid, sightings[index].pids.count < pidsListed { sightings[index].pids.append(pid) }
         }
-        _ = add(.path(procfs.root + "/thread-self/ns/net"), name: "host", pid: nil)
+    }
+
+    public static func scan(procfs: ProcFS) -> Scan {
+        var scan = Scan()
+        var status = stat()
+        let own = procfs.root + "/thread-self/ns/net"
+        // Namespace files all live on the nsfs device: a file left in /run/netns
+        // by a failed `ip netns add` (no bind mount over it) is not one.
+        var nsfs: UInt64?
+        if stat(own, &status) == 0 {
+            nsfs = UInt64(status.st_dev)
+            scan.see(UInt64(status.st_ino), name: NetnsInfo.ownName, path: own, pid: nil)
+        }
         for directory in boundDirectories {
-            for entry in entries(directory) {
-                if let index = add(.path(directory + "/" + entry), name: entry, pid: nil), found[index].info.name.isEmpty {
-                    found[index].info.name = entry
-                }
+            for entry in entries(directory) where stat(directory + "/" + entry, &status) == 0 {
+                guard nsfs == nil || UInt64(status.st_dev) == nsfs else { continue }
+                scan.see(UInt64(status.st_ino), name: entry, path: directory + "/" + entry, pid: nil)
             }
         }
-        var unreadable = 0
         var link = [CChar](repeating: 0, count: 64)
         for entry in entries(procfs.root) {
             guard let pid = Int32(entry) else { continue }
-            // The link names the inode ("net:[4026531840]"): open only namespaces not seen yet.
+            // The link names the inode: "net:[4026531840]".
             let n = readlink(procfs.root + "/\(pid)/ns/net", &link, link.count - 1)
             guard n > 0 else {
-                if errno != ENOENT { unreadable += 1 }
+                if errno != ENOENT { scan.unreadable += 1 }
                 continue
             }
             let text = String(decoding: link[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-            var index = UInt64(text.dropFirst(5).dropLast()).flatMap { byInode[$0] }
-            if index == nil { index = add(.pid(pid), name: nil, pid: pid) }
-            guard let index else { unreadable += 1; continue }
-            if found[index].info.pids.count < pidsListed { found[index].info.pids.append(pid) }
+            guard let inode = UInt64(text.dropFirst(5).dropLast()) else { scan.unreadable += 1; continue }
+            scan.see(inode, name: nil, path: procfs.root + "/\(pid)/ns/net", pid: pid)
         }
-        for index in found.indices {
-            name(&found[index].info, procfs: procfs, cgroups: cgroups)
+        return scan
+    }
+
+    /// Opens a sighting's namespace and names it. Nil when it is gone, or
+    /// when the file now holds another namespace (a pid reused since the
+    /// scan): the inode is checked on the open descriptor.
+    public static func open(_ sighting: Sighting, procfs: ProcFS, cgroups: CgroupResolver?) -> Found? {
+        guard let handle = try? NetworkNamespaceHandle(.path(sighting.path), procfs: procfs.root),
+              handle.inode == sighting.inode else { return nil }
+        var info = NetnsInfo(name: sighting.name ?? "", inode: sighting.inode, pids: sighting.pids)
+        name(&info, procfs: procfs, cgroups: cgroups)
+        return Found(handle: handle, info: info)
+    }
+
+    /// Every namespace, the agent's own first, opened and named, and how
+    /// many processes' namespaces could not be read.
+    public static func discover(procfs: ProcFS, cgroups: CgroupResolver?) -> (found: [Found], unreadable: Int) {
+        let scan = scan(procfs: procfs)
+        var found: [Found] = []
+        var unreadable = scan.unreadable
+        var taken: Set<String> = []
+        for sighting in scan.sightings {
+            if var opened = open(sighting, procfs: procfs, cgroups: cgroups) {
+                opened.info.name = unique(opened.info, taken: taken)
+                taken.insert(opened.info.name)
+                found.append(opened)
+            } else if sighting.name == nil {
+                unreadable += 1
+            }
         }
         return (found, unreadable)
+    }
+
+    /// The namespace's name, made unique among `taken` with its inode: two
+    /// pods of the same name in different Kubernetes namespaces would
+    /// otherwise share every series, and the exposition would be invalid.
+    public static func unique(_ info: NetnsInfo, taken: Set<String>) -> String {
+        taken.contains(info.name) ? "\(info.name) [\(info.inode)]" : info.name
     }
 
     /// Who lives in a namespace without a name: from its first process's
@@ -86,7 +148,7 @@ public enum NamespaceDiscovery {
     /// The host name of `pid`'s UTS namespace (Kubernetes sets it to the pod
     /// name), read by a short-lived thread that enters only that namespace.
     static func utsHostName(pid: Int32, procfs: ProcFS) -> String? {
-        let fd = open(procfs.root + "/\(pid)/ns/uts", O_RDONLY | O_CLOEXEC)
+        let fd = Glibc.open(procfs.root + "/\(pid)/ns/uts", O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
         let result = HostNameBox()

@@ -38,11 +38,21 @@ public struct ProcFS: Sendable {
     /// namespace with setns() must name its own view. (`sys/net/…` already
     /// follows the reading thread.)
     public let netOfCallingThread: Bool
+    /// One namespace's files, opened from inside it once (`--all-namespaces`):
+    /// reads go to these descriptors, whichever namespace the reader is in.
+    public let pinned: PinnedFiles?
 
-    public init(root: String = "/proc", netOfCallingThread: Bool = false) {
+    public init(root: String = "/proc", netOfCallingThread: Bool = false, pinned: PinnedFiles? = nil) {
         self.root = root.hasSuffix("/") && root.count > 1 ? String(root.dropLast()) : root
         self.netOfCallingThread = netOfCallingThread
+        self.pinned = pinned
     }
+
+    /// Every file a collection reads that belongs to the reader's network
+    /// namespace: what `PinnedFiles` opens per namespace.
+    public static let namespaceFiles: [String] =
+        ["ip_local_port_range", "ip_local_reserved_ports", "tcp_tw_reuse", "tcp_timestamps", "tcp_fin_timeout",
+         "tcp_tw_reuse_delay"].map { "sys/net/ipv4/" + $0 } + KernelCounter.Source.allCases.map { "net/" + $0.rawValue }
 
     public func path(_ relative: String) -> String {
         netOfCallingThread && relative.hasPrefix("net/") ? root + "/thread-self/" + relative : root + "/" + relative
@@ -60,7 +70,15 @@ public struct ProcFS: Sendable {
     /// and directories. Every procfs and sysfs file is a regular file, so
     /// nothing real is lost. O_NOCTTY keeps a terminal from becoming ours.
     public func read(_ relative: String) throws -> String {
+        if let pinned { return try pinned.read(relative) }
         let full = path(relative)
+        let fd = try Self.openRegular(full)
+        defer { try? fd.close() }
+        return try Self.readAll(fd, path: full, fromStart: false)
+    }
+
+    /// Opens `full` for reading if it is a regular file.
+    static func openRegular(_ full: String) throws -> FileDescriptor {
         let fd: FileDescriptor
         do {
             fd = try FileDescriptor.open(FilePath(full), .readOnly,
@@ -68,22 +86,32 @@ public struct ProcFS: Sendable {
         } catch let errno as Errno {
             throw ProcFSError(path: full, errno: errno)
         }
-        defer { try? fd.close() }
         let type: FileType
         do {
             type = try fd.stat().type
         } catch {
+            try? fd.close()
             throw ProcFSError(path: full, errno: error)
         }
         guard type == .regular else {
+            try? fd.close()
             throw ProcFSError(path: full, reason: "is \(Self.describe(type)), not a regular file")
         }
+        return fd
+    }
+
+    /// Reads to EOF; `fromStart` reads a kept descriptor again from offset 0
+    /// (procfs and sysctl files regenerate their text on each read from 0).
+    static func readAll(_ fd: FileDescriptor, path full: String, fromStart: Bool) throws -> String {
         var bytes: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 16384)
         while true {
             let n: Int
             do {
-                n = try chunk.withUnsafeMutableBytes { try fd.read(into: $0, retryOnInterrupt: true) }
+                n = try chunk.withUnsafeMutableBytes { buffer in
+                    fromStart ? try fd.read(fromAbsoluteOffset: Int64(bytes.count), into: buffer, retryOnInterrupt: true)
+                        : try fd.read(into: buffer, retryOnInterrupt: true)
+                }
             } catch let errno as Errno {
                 throw ProcFSError(path: full, errno: errno)
             }
@@ -140,5 +168,47 @@ public struct ProcFS: Sendable {
     public func netTable(_ source: KernelCounter.Source) throws -> ProcNetParser.Table {
         let relative = "net/" + source.rawValue
         return try ProcNetParser.table(source, try read(relative), file: path(relative))
+    }
+}
+
+/// One network namespace's procfs and sysctl files, opened by a thread
+/// inside it and kept: such a file stays bound to the namespace it was
+/// opened in, so later reads from any thread see that namespace without
+/// entering it again (`--all-namespaces` keeps one set per namespace).
+public final class PinnedFiles: Sendable {
+    private let descriptors: [String: (fd: FileDescriptor, path: String)]
+    /// Files that could not be opened, with why (a sysctl an older kernel lacks: ENOENT).
+    private let failures: [String: ProcFSError]
+
+    /// Opens `relatives` (default `ProcFS.namespaceFiles`) through `procfs`
+    /// as seen by the calling thread, which must be in the namespace.
+    public init(procfs: ProcFS, relatives: [String] = ProcFS.namespaceFiles) {
+        var descriptors: [String: (fd: FileDescriptor, path: String)] = [:]
+        var failures: [String: ProcFSError] = [:]
+        for relative in relatives {
+            do {
+                descriptors[relative] = (try ProcFS.openRegular(procfs.path(relative)), procfs.path(relative))
+            } catch let error as ProcFSError {
+                failures[relative] = error
+            } catch {
+                failures[relative] = ProcFSError(path: procfs.path(relative), reason: "\(error)")
+            }
+        }
+        self.descriptors = descriptors
+        self.failures = failures
+    }
+
+    deinit {
+        for kept in descriptors.values { try? kept.fd.close() }
+    }
+
+    /// Descriptors held: what one namespace costs besides its netlink sockets.
+    public var count: Int { descriptors.count }
+
+    func read(_ relative: String) throws -> String {
+        guard let kept = descriptors[relative] else {
+            throw failures[relative] ?? ProcFSError(path: relative, reason: "not among the files kept for this namespace")
+        }
+        return try ProcFS.readAll(kept.fd, path: kept.path, fromStart: true)
     }
 }

@@ -11,16 +11,15 @@ public struct SockDiagError: Error, CustomStringConvertible, Sendable {
 }
 
 /// Dumps sockets of the caller's network namespace through NETLINK_SOCK_DIAG
-/// with libmnl. One instance owns one netlink socket and one receive buffer
-/// and reuses both for every dump; records are handed to the caller as they
-/// are decoded and never stored.
+/// with libmnl. One instance owns one netlink socket and reuses it for every
+/// dump; each dump reads through one receive buffer, and records are handed
+/// to the caller as they are decoded and never stored.
 public final class SockDiagDumper {
     public enum Proto: UInt8, Sendable {
         case tcp = 6, udp = 17, udplite = 136
     }
 
     private let socket: OpaquePointer
-    private let buffer: UnsafeMutableRawBufferPointer
     private var sequence: UInt32 = 0
 
     /// The receive buffer: the kernel fills up to 32 KiB per message batch;
@@ -32,7 +31,6 @@ public final class SockDiagDumper {
             throw SockDiagError(call: "socket(AF_NETLINK, NETLINK_SOCK_DIAG)", errno: pb_errno())
         }
         socket = nl
-        buffer = .allocate(byteCount: Self.receiveBufferSize, alignment: 8)
         // A larger socket buffer lets the kernel queue the next batch while we decode.
         var size: Int32 = 1 << 20
         _ = setsockopt(mnl_socket_get_fd(nl), SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
@@ -41,7 +39,6 @@ public final class SockDiagDumper {
 
     deinit {
         mnl_socket_close(socket)
-        buffer.deallocate()
     }
 
     /// Dumps every socket of `family` × `proto` in `states` that passes
@@ -87,6 +84,10 @@ public final class SockDiagDumper {
     /// Receives and decodes one dump's replies until NLMSG_DONE.
     private func receive(sequence seq: UInt32, what: @autoclosure () -> String,
                          _ body: (InetDiagRecord) throws -> Void) throws {
+        // Allocated per dump, not per dumper: `--all-namespaces` keeps a
+        // dumper per namespace, and only one dump runs at a time.
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.receiveBufferSize, alignment: 8)
+        defer { buffer.deallocate() }
         while true {
             let received = mnl_socket_recvfrom(socket, buffer.baseAddress, buffer.count)
             if received < 0 {

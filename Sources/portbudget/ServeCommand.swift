@@ -28,6 +28,12 @@ struct ServeCommand: AsyncParsableCommand {
             With --config FILE, the built-in alert evaluator runs the file's rules over every \
             group every evaluation_interval and posts to its Alertmanagers (see the README).
 
+            With --all-namespaces every network namespace on the host is measured on each \
+            scrape, through netlink sockets and files opened once inside it: each namespace's \
+            series carry a netns label, portbudget_netns_info says who lives in it, --top bounds \
+            the group series across all namespaces, and alerts carry the netns label. A namespace \
+            the agent cannot enter is listed with portbudget_scrape_collector_success{collector="netns"} 0.
+
             SIGHUP reloads --config as Prometheus does: the file is validated first, and on an \
             error the running rules stay and the error is logged \
             (portbudget_config_last_reload_successful 0). SIGTERM or SIGINT stops the server \
@@ -59,6 +65,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(parsing: .unconditional, help: ArgumentHelp("Source ports the NAT (MASQUERADE/SNAT) hands out, for the SNAT budget (default: the config's snat_port_range, else the kernel's 1024-65535).", valueName: "low-high"))
     var snatPortRange: String?
 
+    @Flag(help: "Watch every network namespace on the host (containers, pods, `ip netns`): every per-namespace series gains a netns label. Needs CAP_SYS_ADMIN and CAP_SYS_PTRACE (see the README).")
+    var allNamespaces = false
+
     func validate() throws {
         do {
             _ = try ListenAddress(parsing: listen)
@@ -80,17 +89,12 @@ struct ServeCommand: AsyncParsableCommand {
             throw ExitCode(2)
         }
         let address = try ListenAddress(parsing: listen)
-        let procfs = ProcFS(root: procfs)
-        // Holders by cgroup on every scrape: the resolver caches id → path across scrapes.
-        var configured = Collector(procfs: procfs, logger: logger, attribution: .init(
-            cgroups: CgroupResolver(procfs: procfs), top: MetricsExposition.holdersHostWide))
-        configured.snatPortRange = try parsedSNATPortRange(snatPortRange) ?? alerting.snatPortRange ?? .kernelDefault
-        let collector = configured
-        let evaluator = makeEvaluator(alerting, procfs: procfs, address: address, logger: logger)
-        let coordinator = ScrapeCoordinator(top: top, version: PortBudgetCommand.version, hooks: [evaluator]) {
-            // Thresholds only shape `check`'s verdict; the exposition carries raw ratios.
-            collector.collect(thresholds: Thresholds())
-        }
+        let setup = CollectionSetup(
+            procfs: procfs, snatPortRange: try parsedSNATPortRange(snatPortRange) ?? alerting.snatPortRange ?? .kernelDefault,
+            allNamespaces: allNamespaces)
+        let evaluator = makeEvaluator(alerting, procfs: ProcFS(root: procfs), address: address, logger: logger)
+        let coordinator = ScrapeCoordinator(top: top, version: PortBudgetCommand.version, hooks: [evaluator],
+                                            deadline: setup.deadline, collect: setup.makeCollect(logger: logger))
         await evaluator.attach(coordinator)
         let server = try await MetricsServer.bind(.init(listen: address, maxConnections: maxConnections),
                                                   coordinator: coordinator, logger: logger)

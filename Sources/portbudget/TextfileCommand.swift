@@ -39,6 +39,9 @@ struct TextfileCommand: AsyncParsableCommand {
     @Option(parsing: .unconditional, help: ArgumentHelp("Source ports the NAT (MASQUERADE/SNAT) hands out, for the SNAT budget (default: the kernel's 1024-65535).", valueName: "low-high"))
     var snatPortRange: String?
 
+    @Flag(help: "Watch every network namespace on the host (containers, pods, `ip netns`): every per-namespace series gains a netns label. Needs CAP_SYS_ADMIN and CAP_SYS_PTRACE (see the README).")
+    var allNamespaces = false
+
     func validate() throws {
         let parsed: PrometheusDuration
         do {
@@ -60,17 +63,11 @@ struct TextfileCommand: AsyncParsableCommand {
             printError("portbudget: \(error)")
             throw ExitCode(2)
         }
-        let procfs = ProcFS(root: procfs)
-        var configured = Collector(procfs: procfs, logger: logger, attribution: .init(
-            cgroups: CgroupResolver(procfs: procfs), top: MetricsExposition.holdersHostWide))
-        configured.snatPortRange = try parsedSNATPortRange(snatPortRange) ?? .kernelDefault
-        let collector = configured
+        let setup = CollectionSetup(procfs: procfs, snatPortRange: try parsedSNATPortRange(snatPortRange) ?? .kernelDefault,
+                                    allNamespaces: allNamespaces)
         let service = TextfileService(
             writer: writer, interval: try PrometheusDuration(parsing: interval).duration, top: top,
-            version: PortBudgetCommand.version, logger: logger
-        ) {
-            collector.collect(thresholds: Thresholds())
-        }
+            version: PortBudgetCommand.version, deadline: setup.deadline, logger: logger, collect: setup.makeCollect(logger: logger))
         if once {
             try await service.writeOnce()
             return

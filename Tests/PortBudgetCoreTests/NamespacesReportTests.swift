@@ -34,7 +34,7 @@ final class NamespacesReportTests: XCTestCase {
         XCTAssertEqual(Set(entries[2].keys), ["netns", "error"])
 
         let text = all.render(top: 5)
-        XCTAssertTrue(text.contains("pod:abc") && text.contains("pid 42 (envoy)") && text.contains("cannot enter"), text)
+        XCTAssertTrue(text.contains("pod:abc") && text.contains("pid 42 (envoy)") && text.contains("not measured"), text)
         XCTAssertTrue(text.contains("TCP destinations across namespaces (top 2 of 2, worst first)"), text)
     }
 

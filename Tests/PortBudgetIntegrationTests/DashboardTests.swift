@@ -47,6 +47,11 @@ final class DashboardTests: XCTestCase {
         let instance = try XCTUnwrap(dashboard.variable("instance"))
         XCTAssertEqual(instance.type, "query")
         XCTAssertEqual(instance.query, #"label_values(portbudget_ports_usable{job=~"$job"}, instance)"#)
+        // --all-namespaces agents label every per-namespace series with netns;
+        // All must be .* so that agents without the label still match.
+        let netns = try XCTUnwrap(dashboard.variable("netns"))
+        XCTAssertEqual(netns.query, #"label_values(portbudget_netns_info{job=~"$job", instance=~"$instance"}, netns)"#)
+        XCTAssertEqual(netns.allValue, ".*")
         for variable in dashboard.variables where variable.type == "query" {
             XCTAssertEqual(variable.datasourceUID, "${datasource}", "variable \(variable.name)")
             XCTAssertTrue(variable.multi && variable.includeAll, "variable \(variable.name) is multi/all")
@@ -219,6 +224,12 @@ final class DashboardTests: XCTestCase {
             let interpolated = GrafanaDashboard.interpolate(query, values: resolved.mapValues { .selected($0) },
                                                             rateInterval: "30s")
             let values = try api.labelValues(interpolated, regex: variable.regex)
+            // An agent without --all-namespaces exports no portbudget_netns_info:
+            // the netns variable is empty and Grafana selects All, its allValue.
+            if variable.name == "netns" {
+                XCTAssertEqual(values, [], "this agent watches one namespace: no netns label")
+                continue
+            }
             XCTAssertFalse(values.isEmpty, "variable \(variable.name): \(interpolated) found nothing")
             resolved[variable.name] = values
         }
@@ -228,8 +239,9 @@ final class DashboardTests: XCTestCase {
 
         // Two ways a user looks at it: the values picked one by one, and "All"
         // (the variable's allValue, or every value when it has none).
+        let netnsAll = try XCTUnwrap(dashboard.variable("netns")?.allValue)
         let scenarios: [(String, [String: GrafanaDashboard.Selection])] = [
-            ("selected", resolved.mapValues { .selected($0) }),
+            ("selected", resolved.mapValues { GrafanaDashboard.Selection.selected($0) }.merging(["netns": .all(netnsAll)]) { a, _ in a }),
             ("All", Dictionary(uniqueKeysWithValues: dashboard.variables.filter { $0.type == "query" }.map { v in
                 (v.name, v.allValue.map(GrafanaDashboard.Selection.all) ?? .selected(resolved[v.name] ?? []))
             })),

@@ -62,7 +62,9 @@ final class SNATDashboardTests: XCTestCase {
             return r.count == 2 && r.allSatisfy { $0.isSuccess && !$0.result.isEmpty } ? true : nil
         }
 
-        let values: [String: GrafanaDashboard.Selection] = ["job": .selected(["portbudget"]), "instance": .selected([agent])]
+        // A single-namespace agent: no netns label, so the netns variable is All (.*).
+        let values: [String: GrafanaDashboard.Selection] = ["job": .selected(["portbudget"]), "instance": .selected([agent]),
+                                                            "netns": .all(".*")]
         let targets = panels.flatMap { panel in panel.targets.map { (panel, $0) } }
         let exprs = targets.map { GrafanaDashboard.interpolate($0.1.expr, values: values, rateInterval: "30s") }
         let now = Date().timeIntervalSince1970

@@ -27,10 +27,13 @@ public struct AlertInputs: Sendable {
     public var projections: [(series: ExhaustionProjector.Series, seconds: Double)]
     /// The report's diagnosis, warning or worse only: what alerts explain themselves with.
     public let findings: [Finding]
+    /// Labels on every sample: `netns` when the agent watches every namespace.
+    public var labels: [String: String]
 
     public init(report: PortBudgetReport, icmpUnreachablePerSecond: Double?,
-                projections: [(series: ExhaustionProjector.Series, seconds: Double)]) {
+                projections: [(series: ExhaustionProjector.Series, seconds: Double)], labels: [String: String] = [:]) {
         self.report = report
+        self.labels = labels
         self.icmpUnreachablePerSecond = icmpUnreachablePerSecond
         self.projections = projections
         findings = (report.findings ?? Diagnosis.findings(for: report)).filter { $0.severity != .info }
@@ -92,6 +95,7 @@ public struct AlertInputs: Sendable {
             var sample = sample
             let projected = sample.labels["scope"].map { $0 == "udp" ? Finding.Scope.Kind.udp : .tcpBind }
             sample.holder = holder(labels: sample.labels, scope: scope ?? (quantity == .secondsToExhaustion ? projected : nil))
+            if !labels.isEmpty { sample.labels.merge(labels) { own, _ in own } }
             return sample
         }
     }

@@ -57,27 +57,27 @@ public struct AlertRule: Sendable, Equatable {
         return [
             AlertRule(name: "PortBudgetTCPDestinationPortsNearlyExhausted", quantity: .tcpGroupUtilization,
                       comparison: .above(0.95), forSeconds: 30, severity: "critical", annotations: [
-                          "summary": t("Ephemeral ports towards one destination are nearly exhausted."),
+                          "summary": t("Ephemeral ports towards one destination are nearly exhausted{{ $netns }}."),
                           "description": t("\(group) uses {{ $value | humanizePercentage }} of its ports; new connect() calls to it fail with EADDRNOTAVAIL at 100%.{{ $holder }}{{ $fix }}"),
                       ]),
             AlertRule(name: "PortBudgetTCPDestinationPortsLow", quantity: .tcpGroupUtilization,
                       comparison: .above(0.8), forSeconds: 120, severity: "warning", annotations: [
-                          "summary": t("Ephemeral ports towards one destination are running low."),
+                          "summary": t("Ephemeral ports towards one destination are running low{{ $netns }}."),
                           "description": t("\(group) uses {{ $value | humanizePercentage }} of its ports.{{ $holder }}{{ $fix }}"),
                       ]),
             AlertRule(name: "PortBudgetTCPBindPortsNearlyExhausted", quantity: .tcpBindUtilization,
                       comparison: .above(0.95), forSeconds: 30, severity: "critical", annotations: [
-                          "summary": t("Host-wide TCP bind headroom is nearly exhausted."),
+                          "summary": t("Host-wide TCP bind headroom is nearly exhausted{{ $netns }}."),
                           "description": t("TCP sockets hold {{ $value | humanizePercentage }} of the usable ports; bind(addr, 0) fails with EADDRINUSE at 100%.{{ $holder }}{{ $fix }}"),
                       ]),
             AlertRule(name: "PortBudgetUDPPortsNearlyExhausted", quantity: .udpUtilization,
                       comparison: .above(0.95), forSeconds: 30, severity: "critical", annotations: [
-                          "summary": t("UDP ephemeral ports are nearly exhausted."),
+                          "summary": t("UDP ephemeral ports are nearly exhausted{{ $netns }}."),
                           "description": t("UDP sockets hold {{ $value | humanizePercentage }} of the usable ports; autobind fails with EAGAIN at 100%.{{ $holder }}{{ $fix }}"),
                       ]),
             AlertRule(name: "PortBudgetPortsExhaustingSoon", quantity: .secondsToExhaustion,
                       comparison: .below(3600), forSeconds: 300, severity: "warning", annotations: [
-                          "summary": t("Ephemeral ports will run out within the hour at the current trend."),
+                          "summary": t("Ephemeral ports will run out within the hour at the current trend{{ $netns }}."),
                           "description": t("{{ $labels.scope }} {{ $labels.peer_ip }} runs out in about {{ $value | humanizeDuration }}.{{ $holder }}{{ $fix }}"),
                       ]),
         ] + snatDefaults
@@ -91,12 +91,12 @@ public struct AlertRule: Sendable, Equatable {
         return [
             AlertRule(name: "PortBudgetSNATPortsNearlyExhausted", quantity: .snatGroupUtilization,
                       comparison: .above(0.9), forSeconds: 30, severity: "critical", annotations: [
-                          "summary": t("The NAT's source ports towards one destination are nearly exhausted."),
+                          "summary": t("The NAT's source ports towards one destination are nearly exhausted{{ $netns }}."),
                           "description": t("{{ $labels.protocol }} NATed to {{ $labels.source_ip }} towards {{ $labels.peer_ip }}:{{ $labels.peer_port }} uses {{ $value | humanizePercentage }} of the NAT's ports; the NAT drops new connections to it at 100% (insert_failed)."),
                       ]),
             AlertRule(name: "PortBudgetConntrackTableNearlyFull", quantity: .conntrackUtilization,
                       comparison: .above(0.9), forSeconds: 60, severity: "critical", annotations: [
-                          "summary": t("The conntrack table is nearly full."),
+                          "summary": t("The conntrack table is nearly full{{ $netns }}."),
                           "description": t("The conntrack table holds {{ $value | humanizePercentage }} of nf_conntrack_max; new connections are dropped when it is full."),
                       ]),
         ]

@@ -45,35 +45,46 @@ public struct AlertStateMachine: Sendable {
     public var firingValidity: Double { 4 * max(resendInterval, evaluationInterval) }
 
     public mutating func evaluate(_ inputs: AlertInputs, at now: Double) {
+        evaluate([inputs], at: now)
+    }
+
+    /// One evaluation over several namespaces' inputs at once, so an alert
+    /// of one namespace is not resolved by evaluating another. Alerts of the
+    /// namespaces in `unmeasured` (their census failed this time) keep their
+    /// state, as every alert does when the only namespace's census fails.
+    public mutating func evaluate(_ namespaces: [AlertInputs], unmeasured: Set<String> = [], at now: Double) {
         for (index, rule) in rules.enumerated() {
             var holding: Set<String> = []
-            for sample in inputs.samples(rule.quantity) where rule.comparison.holds(sample.value) {
-                var labels = externalLabels
-                labels.merge(sample.labels) { _, new in new }
-                labels.merge(rule.labels) { _, new in new }
-                labels["alertname"] = rule.name
-                labels["severity"] = rule.severity
-                let key = Self.key(index, labels)
-                holding.insert(key)
-                let annotations = rule.annotations.mapValues {
-                    $0.render(labels: labels, value: sample.value, fix: sample.fix, holder: sample.holder)
-                }
-                if var alert = alerts[key], alert.state != .resolved {
-                    alert.value = sample.value
-                    alert.annotations = annotations
-                    if alert.state == .pending && now - alert.activeAt >= rule.forSeconds {
-                        alert.state = .firing
-                        alert.lastSentAt = nil
+            for inputs in namespaces {
+                for sample in inputs.samples(rule.quantity) where rule.comparison.holds(sample.value) {
+                    var labels = externalLabels
+                    labels.merge(sample.labels) { _, new in new }
+                    labels.merge(rule.labels) { _, new in new }
+                    labels["alertname"] = rule.name
+                    labels["severity"] = rule.severity
+                    let key = Self.key(index, labels)
+                    holding.insert(key)
+                    let annotations = rule.annotations.mapValues {
+                        $0.render(labels: labels, value: sample.value, fix: sample.fix, holder: sample.holder)
                     }
-                    alerts[key] = alert
-                } else {
-                    alerts[key] = Alert(rule: rule.name, ruleIndex: index, labels: labels, annotations: annotations,
-                                        state: rule.forSeconds <= 0 ? .firing : .pending, value: sample.value,
-                                        activeAt: now, resolvedAt: nil, lastSentAt: nil)
+                    if var alert = alerts[key], alert.state != .resolved {
+                        alert.value = sample.value
+                        alert.annotations = annotations
+                        if alert.state == .pending && now - alert.activeAt >= rule.forSeconds {
+                            alert.state = .firing
+                            alert.lastSentAt = nil
+                        }
+                        alerts[key] = alert
+                    } else {
+                        alerts[key] = Alert(rule: rule.name, ruleIndex: index, labels: labels, annotations: annotations,
+                                            state: rule.forSeconds <= 0 ? .firing : .pending, value: sample.value,
+                                            activeAt: now, resolvedAt: nil, lastSentAt: nil)
+                    }
                 }
             }
             let prefix = "\(index)|"
             for (key, var alert) in alerts where key.hasPrefix(prefix) && !holding.contains(key) {
+                if let netns = alert.labels["netns"], unmeasured.contains(netns) { continue }
                 switch alert.state {
                 case .pending:
                     alerts[key] = nil

@@ -4,7 +4,9 @@
 /// own: `{{ $fix }}`, the one-line fixes of the findings that explain the
 /// alerting limit (" Cause: time_wait — sysctl …"), empty when none does,
 /// and `{{ $holder }}`, the limit's biggest holder (" Most held by
-/// nginx.service 62%."), empty when none is known.
+/// nginx.service 62%."), empty when none is known, and `{{ $netns }}`,
+/// " in netns NAME" when the alert is one namespace's (`--all-namespaces`),
+/// empty otherwise.
 /// Anything else is an error at load time, never a silently empty annotation.
 public struct AlertTemplate: Sendable, Equatable {
     enum Part: Sendable, Equatable {
@@ -13,6 +15,7 @@ public struct AlertTemplate: Sendable, Equatable {
         case value(Format)
         case fix
         case holder
+        case netns
     }
 
     enum Format: String, Sendable { case plain, humanize, humanizePercentage, humanizeDuration }
@@ -45,6 +48,7 @@ public struct AlertTemplate: Sendable, Equatable {
         let pieces = expression.split(separator: "|").map { String($0).trimmingSpaces() }
         if pieces == ["$fix"] { return .fix }
         if pieces == ["$holder"] { return .holder }
+        if pieces == ["$netns"] { return .netns }
         if pieces.count == 1, pieces[0].hasPrefix("$labels.") {
             let name = String(pieces[0].dropFirst("$labels.".count))
             guard !name.isEmpty, name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" }) else {
@@ -53,7 +57,7 @@ public struct AlertTemplate: Sendable, Equatable {
             return .label(name)
         }
         guard pieces.first == "$value", pieces.count <= 2 else {
-            throw Problem(description: "unsupported template {{ \(expression) }} in \"\(source)\" (use $labels.NAME, $value, $fix or $holder)")
+            throw Problem(description: "unsupported template {{ \(expression) }} in \"\(source)\" (use $labels.NAME, $value, $fix, $holder or $netns)")
         }
         guard pieces.count == 2 else { return .value(.plain) }
         guard let format = Format(rawValue: pieces[1]), format != .plain else {
@@ -72,6 +76,7 @@ public struct AlertTemplate: Sendable, Equatable {
             case let .value(format): out += Self.format(value, format)
             case .fix: out += fix
             case .holder: out += holder
+            case .netns: out += labels["netns"].map { " in netns \($0)" } ?? ""
             }
         }
         return out
