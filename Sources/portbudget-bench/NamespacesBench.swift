@@ -228,7 +228,7 @@ struct NamespacesBench {
                 switch tool {
                 case .floor:
                     let dump = try floor!.dump()
-                    samples[tool, default: []].append(Measure(wall: dump.seconds, cpu: nil, rssKiB: floor!.child.peakRSSKiB))
+                    samples[tool, default: []].append(Measure(wall: dump.seconds, cpu: dump.cpu, rssKiB: floor!.child.peakRSSKiB))
                 case .serve:
                     let s = try serve!.scrape(gauge: nil)
                     samples[tool, default: []].append(Measure(wall: s.wall, cpu: s.cpu, rssKiB: s.rssKiB))
@@ -316,15 +316,14 @@ struct NamespacesBench {
         }
         for member in fleet.members {
             let got = view.ours[member.name]!
-            guard got.used == connections, got.established == connections else {
-                throw BenchError("\(agent) in \(member.name): \(got.used.map(String.init) ?? "no") ports used towards "
-                    + "127.0.0.1:\(Self.memberPort), \(got.established.map(String.init) ?? "?") established; built \(connections)")
+            guard got.bound == connections, got.established == connections else {
+                throw BenchError("\(agent) in \(member.name): \(got.bound.map(String.init) ?? "no") TCP ports bound, "
+                    + "\(got.established.map(String.init) ?? "no") established sockets; built \(connections) connections")
             }
         }
         if !quiet {
             log("\(agent) agrees: \(ours.count) namespaces of this run (host + \(fleet.members.count)), "
-                + "\(connections) ports used towards 127.0.0.1:\(Self.memberPort) and \(connections) established TCP sockets "
-                + "in each member; "
+                + "\(connections) TCP ports bound and \(connections) established TCP sockets in each member; "
                 + "\(view.total - ours.count) other namespaces on the machine")
         }
         return view.total - ours.count
@@ -515,6 +514,7 @@ final class FloorProcess {
         struct Entry { var name: String; var tcp: Int; var messages: Int; var seconds: Double }
         var perNamespace: [Entry] = []
         var seconds: Double = 0
+        var cpu: Double = 0
         var messages: Int = 0
     }
 
@@ -556,6 +556,7 @@ final class FloorProcess {
                                                seconds: Double(field("seconds") ?? "") ?? 0))
             } else if line.hasPrefix("dump ") {
                 dump.seconds = Double(field("seconds") ?? "") ?? 0
+                dump.cpu = Double(field("cpu") ?? "") ?? 0
                 dump.messages = Int(field("messages") ?? "") ?? 0
                 return dump
             } else {
@@ -582,10 +583,11 @@ final class FloorProcess {
 // MARK: what the agent says
 
 /// Per namespace of this run (the names starting with the run's prefix):
-/// ports used towards the member's destination and established TCP sockets,
+/// the TCP ports bound in its range and its established TCP sockets — both
+/// kept for every namespace, whatever `--top` cuts from the group series —
 /// from `serve`'s metrics or from `check --all-namespaces --json`.
 struct AgentView {
-    struct Entry { var used: Int?; var established: Int? }
+    struct Entry { var bound: Int?; var established: Int? }
     var total = 0
     var ours: [String: Entry] = [:]
 
@@ -594,7 +596,7 @@ struct AgentView {
     static func ownName(_ name: String, host: String) -> String { name == "host" ? host : name }
 
     /// From /metrics: `portbudget_netns_info{netns=…}` names each namespace,
-    /// `portbudget_tcp_group_ports_used{netns=…,peer_port="8080",…}` the ports used.
+    /// `portbudget_tcp_bound_ports{netns=…}` and `portbudget_tcp_sockets{netns=…,state="ESTABLISHED"}` count.
     init(metrics: String, prefix: String, host: String) throws {
         var names = Set<String>()
         func label(_ line: Substring, _ key: String) -> String? {
@@ -605,10 +607,9 @@ struct AgentView {
                 guard let name = label(line, "netns") else { continue }
                 names.insert(name)
                 if name.hasPrefix(prefix) { ours[name, default: Entry()] = ours[name] ?? Entry() }
-            } else if line.hasPrefix("portbudget_tcp_group_ports_used{"), let name = label(line, "netns"),
-                      name.hasPrefix(prefix), Self.label(line, "peer_port") == String(NamespacesBench.memberPort),
+            } else if line.hasPrefix("portbudget_tcp_bound_ports{"), let name = label(line, "netns"), name.hasPrefix(prefix),
                       let value = line.split(separator: " ").last.flatMap({ Double($0) }) {
-                ours[name, default: Entry()].used = Int(value)
+                ours[name, default: Entry()].bound = Int(value)
             } else if line.hasPrefix("portbudget_tcp_sockets{"), let name = label(line, "netns"), name.hasPrefix(prefix),
                       Self.label(line, "state") == "ESTABLISHED" || Self.label(line, "state") == "established",
                       let value = line.split(separator: " ").last.flatMap({ Double($0) }) {
@@ -632,9 +633,9 @@ struct AgentView {
             var entry = Entry()
             if let t = chunk.firstRange(of: "\"tcp\" : {") {
                 let tcp = chunk[t.upperBound..<(chunk[t.upperBound...].firstRange(of: "\"udp\" : {")?.lowerBound ?? chunk.endIndex)]
-                if let p = tcp.firstRange(of: "\"peer_port\" : \(NamespacesBench.memberPort),"),
-                   let u = tcp[p.upperBound...].firstRange(of: "\"used\" : ") {
-                    entry.used = Int(tcp[u.upperBound...].prefix { $0.isNumber })
+                // Sorted keys: the object's own bound_ports comes before its groups and holders.
+                if let b = tcp.firstRange(of: "\"bound_ports\" : ") {
+                    entry.bound = Int(tcp[b.upperBound...].prefix { $0.isNumber })
                 }
                 if let e = tcp.firstRange(of: "\"ESTABLISHED\" : ") {
                     entry.established = Int(tcp[e.upperBound...].prefix { $0.isNumber })
@@ -742,7 +743,8 @@ struct NamespacesReport {
             out += "| \(Format.ms(cpu(tool))) | \(Format.mib(rss(tool))) "
             out += "| \(tool == .ssLoop ? "1.00" : Format.ratio(w, wall(.ssLoop))) | \(tool == .floor ? "1.00" : Format.ratio(w, wall(.floor))) |\n"
         }
-        out += "\nCPU of a scrape is the serve process's own (/proc/PID/stat); the floor's wall is its own dump loop; "
+        out += "\nThe floor dumps one namespace after another; the agent may collect several at once, so on 2 CPUs compare CPU as well as wall. "
+        out += "CPU of a scrape is the serve process's own (/proc/PID/stat); the floor's wall and CPU are its own dump loop's; "
         out += "peak RSS is VmHWM for serve and the floor, wait4's for the processes (the largest process of the ss loop); "
         out += "a child started with posix_spawn (vfork) begins its wait4 peak at the benchmark's own, "
         out += "\(Format.mib(Child.statusField(getpid(), "VmHWM:").map { Double($0) / 1024 })) MB here.\n\n"

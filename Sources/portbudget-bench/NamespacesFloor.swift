@@ -47,7 +47,7 @@ enum NamespacesFloor {
             case "dump":
                 var out = ""
                 var total = 0
-                let start = monotonicSeconds()
+                let start = monotonicSeconds(), cpu0 = cpuSeconds()
                 for member in members {
                     let t0 = monotonicSeconds()
                     let counts = try FloorDump.dump(member.nl, buffer: buffer, seq: &seq)
@@ -55,13 +55,21 @@ enum NamespacesFloor {
                     total += counts.total
                     out += "ns \(member.name) tcp=\(counts.perDump[0] + counts.perDump[1]) messages=\(counts.total) seconds=\(seconds)\n"
                 }
-                out += "dump namespaces=\(members.count) messages=\(total) seconds=\(monotonicSeconds() - start)\n"
+                out += "dump namespaces=\(members.count) messages=\(total) seconds=\(monotonicSeconds() - start) cpu=\(cpuSeconds() - cpu0)\n"
                 writeAll(1, out)
             default:
                 writeAll(1, "error unknown command: \(line)\n")
             }
         }
         for member in members { mnl_socket_close(member.nl) }
+    }
+
+    /// User + system CPU of this process so far: most of a dump's is the
+    /// kernel's, walking its tables.
+    static func cpuSeconds() -> Double {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
     }
 
     /// Opens the namespace file, then on a short-lived thread enters it and

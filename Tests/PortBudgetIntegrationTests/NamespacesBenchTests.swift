@@ -26,19 +26,22 @@ final class NamespacesBenchTests: XCTestCase {
         let agrees = output.stderr.split(separator: "\n").filter { $0.contains(" agrees: 6 namespaces of this run (host + 5), ") }
         XCTAssertFalse(agrees.isEmpty, output.stderr)
         for line in agrees where !line.contains("the ss loop") {
-            XCTAssertTrue(line.contains("50 ports used towards 127.0.0.1:8080 and 50 established TCP sockets in each member"), String(line))
+            XCTAssertTrue(line.contains("50 TCP ports bound and 50 established TCP sockets in each member"), String(line))
         }
         XCTAssertTrue(output.stderr.contains("the ss loop agrees: 505 TCP sockets in the 5 member namespaces"), output.stderr)
         for count in [1, 2, 5] {
             XCTAssertTrue(output.stderr.contains("floor at \(count) namespaces: "), output.stderr)
         }
         XCTAssertTrue(output.stderr.contains("churn round 2: 2 namespaces replaced so far"), output.stderr)
+        // serve --all-namespaces and check --all-namespaces are both held to the population.
+        XCTAssertTrue(agrees.contains { $0.contains("serve --all-namespaces agrees") }, output.stderr)
+        XCTAssertTrue(agrees.contains { $0.contains("check --all-namespaces agrees") }, output.stderr)
 
         let table = (try? String(contentsOfFile: results, encoding: .utf8)) ?? ""
         XCTAssertEqual(output.stdout.trimmingCharacters(in: .whitespacesAndNewlines),
                        table.trimmingCharacters(in: .whitespacesAndNewlines), "the table printed is the one written")
         for expected in ["| at 5 namespaces |", "`ip netns exec NS ss -tanH` for each namespace", "floor: one SOCK_DIAG socket",
-                         "`check --all-namespaces --json`", "### Hash walk", "### Churn", "| 2 | 2 |", "Goals (issue 9)"] {
+                         "`check --all-namespaces --json`", "`serve --all-namespaces`: one /metrics scrape", "### Hash walk", "### Churn", "| 2 | 2 |", "Goals (issue 9)"] {
             XCTAssertTrue(table.contains(expected), "missing \(expected):\n\(table)")
         }
 
