@@ -127,7 +127,7 @@ public enum NamespaceDiscovery {
     }
 
     /// Who lives in a namespace without a name: from its first process's
-    /// cgroup, the container or pod, else the unit, else the process.
+    /// cgroup, the pod or container, else its systemd service, else the process.
     static func name(_ info: inout NetnsInfo, procfs: ProcFS, cgroups: CgroupResolver?) {
         guard let pid = info.pids.first else { return }
         let comm = (try? procfs.read("\(pid)/comm"))?.split(separator: "\n").first.map(String.init)
@@ -140,6 +140,9 @@ public enum NamespaceDiscovery {
             if let pod = named.pod { named.name = "pod:" + pod }
             else if let id = owner?.containerID { named.name = "container:" + id.prefix(12) }
             else if let uid = owner?.podUID { named.name = "pod:" + uid }
+            // A service with PrivateNetwork= has a namespace of its own; a
+            // session or other scope says less about it than its process does.
+            else if let unit = owner?.unit, unit.hasSuffix(".service") { named.name = "unit:" + unit }
             else { named.name = "pid:\(pid) (\(comm ?? "?"))" }
         }
         info = named

@@ -128,7 +128,7 @@ final class AllNamespacesPrivilegesTests: XCTestCase {
         XCTAssertEqual(bound.tcp?.groups.first { $0.peerPort == 9090 }?.used, 20)
         let held = try XCTUnwrap(all.namespaces.first { $0.netns.pids.contains(setup.heldPID) },
                                  "the namespace of uid \(Self.otherUID)'s process: \(output.stderr)")
-        XCTAssertEqual(held.netns.name, "pid:\(setup.heldPID) (python3)")
+        XCTAssertEqual(held.netns.name, setup.held.namespaceName)
         XCTAssertEqual(held.port_range?.usable, 50)
         XCTAssertEqual(held.tcp?.groups.first { $0.peerPort == 7070 }?.used, 5)
         // Nothing of ours is left unmeasured.
@@ -163,7 +163,7 @@ final class AllNamespacesPrivilegesTests: XCTestCase {
 
         let metrics = try XCTUnwrap(setup.own.httpGet("http://127.0.0.1:9958/metrics"), "no answer on /metrics")
         let lines = Set(metrics.split(separator: "\n").map(String.init))
-        let held = "pid:\(setup.heldPID) (python3)"
+        let held = setup.held.namespaceName
         let group = #"local_ip="127.0.0.1",peer_ip="127.0.0.1""#
         for expected in [
             #"portbudget_tcp_group_ports_used{netns="host",\#(group),peer_port="8080"} 10"#,
@@ -218,7 +218,7 @@ final class AllNamespacesPrivilegesTests: XCTestCase {
         XCTAssertTrue([0, 1, 2].contains(output.status), "exit \(output.status): \(output.stderr)")
         let all = try decode(output)
         assertOwnNamespaceMeasured(all)
-        let heldName = "pid:\(setup.heldPID) (python3)"
+        let heldName = setup.held.namespaceName
         for name in [setup.bound.name, heldName] {
             let entry = all.namespaces.first { $0.netns.name == name }
             XCTAssertNotNil(entry, "\(name) is listed")

@@ -58,7 +58,7 @@ final class AllNamespacesTests: XCTestCase {
         let pid = unshared.process.processIdentifier
         let held = try XCTUnwrap(all.namespaces.first { $0.netns.pids.contains(pid) }, "the unshare -n namespace")
         XCTAssertEqual(held.netns.inode, inode("/proc/\(pid)/ns/net"))
-        XCTAssertEqual(held.netns.name, "pid:\(pid) (python3)")
+        XCTAssertEqual(held.netns.name, unshared.namespaceName)
         XCTAssertEqual(held.port_range?.usable, 50)
         XCTAssertEqual(held.tcp?.groups.first { $0.peerPort == 7070 }?.used, 5)
 
@@ -121,6 +121,27 @@ final class AllNamespacesTests: XCTestCase {
         XCTAssertEqual(entry.netns.pod, "web-7f9c")
         XCTAssertEqual(entry.netns.pod_uid, uid)
         XCTAssertEqual(entry.netns.container_id, container)
+    }
+
+    /// A systemd service with a namespace of its own (PrivateNetwork=) is
+    /// named after the service: here a cgroup named like one, holding a
+    /// process that made a namespace.
+    func testAServiceNamespaceIsNamedAfterTheService() throws {
+        guard geteuid() == 0, let root = CgroupResolver(procfs: ProcFS()).root else {
+            try NetworkNamespace.skip("needs root and a cgroup v2 hierarchy", file: #filePath, line: #line)
+            return
+        }
+        let unit = "pbtest-\(getpid()).service"
+        try FileManager.default.createDirectory(atPath: root + "/" + unit, withIntermediateDirectories: true)
+        let script = "import sys; print(\"ready\", flush=True); sys.stdin.read()"
+        let process = try HeldProcess(["sh", "-c", "echo $$ > \(root)/\(unit)/cgroup.procs && exec unshare -n python3 -c '\(script)'"])
+        defer { process.release(); usleep(100_000); rmdir(root + "/" + unit) }
+        XCTAssertEqual(process.firstLine(timeout: 10), "ready", process.stderrText())
+        let output = Command.run([Binaries.portbudget, "check", "--all-namespaces", "--json"])
+        let all = try JSONDecoder().decode(All.self, from: Data(output.stdout.utf8))
+        let entry = try XCTUnwrap(all.namespaces.first { $0.netns.pids.contains(process.process.processIdentifier) }, output.stdout)
+        XCTAssertEqual(entry.netns.name, "unit:" + unit)
+        XCTAssertEqual(process.namespaceName, "unit:" + unit, "the tests' own expectation agrees")
     }
 
     /// Namespaces appear and vanish while check runs: every run answers.

@@ -37,7 +37,7 @@ final class NamespacesDashboardTests: XCTestCase {
         XCTAssertEqual(try udp.hold(["udp", "--to", "127.0.0.1:5353", "--count", "50", "--hold"]).made, 50)
         let held = try HeldProcess.unsharedNamespace(range: (43000, 43049), port: 7070, connections: 5)
         defer { held.release() }
-        let heldName = "pid:\(held.process.processIdentifier) (python3)"
+        let heldName = held.namespaceName
         let ours = ["host", busy.name, udp.name, heldName]
 
         let work = FileManager.default.temporaryDirectory.appendingPathComponent("pbnsdash-\(getpid())-\(UUID().uuidString)")

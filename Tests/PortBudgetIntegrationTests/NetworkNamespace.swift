@@ -185,6 +185,19 @@ enum Binaries {
 }
 
 extension HeldProcess {
+    /// What the agent names a namespace this process alone holds: its
+    /// systemd service when it runs in one (a test started from a service,
+    /// as some CI runners are), else `pid:PID (comm)`.
+    var namespaceName: String {
+        let pid = process.processIdentifier
+        let comm = (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8))?
+            .trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
+        let path = (try? String(contentsOfFile: "/proc/\(pid)/cgroup", encoding: .utf8))?
+            .split(separator: "\n").first { $0.hasPrefix("0::") }.map { String($0.dropFirst(3)) }
+        if let unit = path.map(CgroupOwner.init(path:))?.unit, unit.hasSuffix(".service") { return "unit:" + unit }
+        return "pid:\(pid) (\(comm))"
+    }
+
     /// A network namespace no name points at, held only by this process
     /// (`unshare -n`): its own `range`, a listener on 127.0.0.1:`port` and
     /// `connections` connections to it, until the process is released.

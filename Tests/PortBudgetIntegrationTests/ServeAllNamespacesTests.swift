@@ -68,7 +68,7 @@ final class ServeAllNamespacesTests: XCTestCase {
             XCTAssertTrue(info?.contains(#"inode="\#(inode("/run/netns/\(ns.name)")!)""#) ?? false, info ?? "no info for \(ns.name)")
         }
         let pid = unshared.process.processIdentifier
-        let unsharedName = "pid:\(pid) (python3)"
+        let unsharedName = unshared.namespaceName
         XCTAssertEqual(value(text, "portbudget_tcp_group_ports_used", group(unsharedName, 7070)), 5, text)
         XCTAssertTrue(values(text, "portbudget_netns_info").keys.contains {
             $0.hasPrefix(#"{netns="\#(unsharedName)",inode="\#(inode("/proc/\(pid)/ns/net")!)""#)
