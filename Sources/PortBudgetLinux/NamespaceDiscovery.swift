@@ -100,25 +100,6 @@ public enum NamespaceDiscovery {
         return Found(handle: handle, info: info)
     }
 
-    /// Every namespace, the agent's own first, opened and named, and how
-    /// many processes' namespaces could not be read.
-    public static func discover(procfs: ProcFS, cgroups: CgroupResolver?) -> (found: [Found], unreadable: Int) {
-        let scan = scan(procfs: procfs)
-        var found: [Found] = []
-        var unreadable = scan.unreadable
-        var taken: Set<String> = []
-        for sighting in scan.sightings {
-            if var opened = open(sighting, procfs: procfs, cgroups: cgroups) {
-                opened.info.name = unique(opened.info, taken: taken)
-                taken.insert(opened.info.name)
-                found.append(opened)
-            } else if sighting.name == nil {
-                unreadable += 1
-            }
-        }
-        return (found, unreadable)
-    }
-
     /// The namespace's name, made unique among `taken` with its inode: two
     /// pods of the same name in different Kubernetes namespaces would
     /// otherwise share every series, and the exposition would be invalid.

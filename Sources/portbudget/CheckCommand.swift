@@ -129,52 +129,47 @@ struct CheckCommand: AsyncParsableCommand {
 }
 
 extension CheckCommand {
-    /// Every namespace, one after another, each on a collection thread of
-    /// its own that enters it; one verdict over all, exit status the worst.
+    /// Every namespace, as `serve --all-namespaces` collects them (each
+    /// entered once by a short-lived thread, several collected at once);
+    /// one verdict over all, exit status the worst.
     func runAllNamespaces(logger: Logger) async throws {
-        let procfs = ProcFS(root: self.procfs, netOfCallingThread: true)
+        let procfs = ProcFS(root: self.procfs)
         let cgroups = CgroupResolver(procfs: procfs)
-        let (found, unreadable) = NamespaceDiscovery.discover(procfs: procfs, cgroups: cgroups)
+        var configured = Collector(procfs: procfs, logger: logger, tcpDumps: tcpDumps, attribution: noAttribution ? nil : .init(
+            cgroups: cgroups, top: holders, processes: processes))
+        configured.snatPortRange = try parsedSNATPortRange(snatPortRange) ?? .kernelDefault
+        OpenFilesLimit.raiseToHard()
+        let all = AllNamespacesCollector(collector: configured, cgroups: cgroups, logger: logger)
+        let thresholds = Thresholds(warning: warning, critical: critical)
+        let collection: CollectionResult
+        switch try await CollectionRunner(deadline: AllNamespacesCollector.deadline, collect: {
+            all.collect(thresholds: thresholds)
+        }).run() {
+        case .finished(let finished): collection = finished
+        case .overdue(_, let overdue):
+            printError("UNKNOWN: \(overdue)")
+            throw ExitCode(3)
+        }
+        let unreadable = collection.unreadableProcesses
         if unreadable > 0 {
             printError("portbudget: \(unreadable) process\(unreadable == 1 ? "'s" : "es'") network namespace could not be "
                        + "opened (another user's process needs CAP_SYS_PTRACE; some sandboxes hide pid 1); every other namespace is measured")
         }
-        var configured = Collector(procfs: procfs, logger: logger, tcpDumps: tcpDumps, attribution: noAttribution ? nil : .init(
-            cgroups: cgroups, top: holders, processes: processes))
-        configured.snatPortRange = try parsedSNATPortRange(snatPortRange) ?? .kernelDefault
-        let collector = configured
-        let thresholds = Thresholds(warning: warning, critical: critical)
-        var reports: [NamespaceReport] = []
-        for namespace in found {
-            let handle = namespace.handle, isOwn = namespace.isOwn
-            let outcome = try await CollectionRunner(deadline: CollectionResult.deadline, collect: {
-                do { if !isOwn { try handle.enterOnThisThread() } } catch {
-                    return CollectionResult(report: nil, outcomes: [CollectorOutcome(name: "netns", seconds: 0, error: "\(error)")])
-                }
-                return collector.collect(thresholds: thresholds)
-            }).run()
-            switch outcome {
-            case .finished(let collection):
-                // A namespace that vanished mid-collection is left out, not reported as present.
-                if collection.report == nil, !FileManager.default.fileExists(atPath: handle.path) { continue }
-                reports.append(NamespaceReport(netns: namespace.info, report: collection.report?.diagnosed(),
-                                               error: collection.report == nil ? collection.fatalError ?? "no report" : nil))
-            case .overdue(_, let overdue):
-                reports.append(NamespaceReport(netns: namespace.info, report: nil, error: "\(overdue)"))
-            }
-        }
-        let all = NamespacesReport(namespaces: reports)
+        let report = NamespacesReport(namespaces: (collection.namespaces ?? []).map { entry in
+            NamespaceReport(netns: entry.netns, report: entry.collection.report?.diagnosed(),
+                            error: entry.collection.report == nil ? entry.collection.fatalError ?? "no report" : nil)
+        })
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-            print(String(decoding: try encoder.encode(all.limitingGroups(to: top)), as: UTF8.self))
+            print(String(decoding: try encoder.encode(report.limitingGroups(to: top)), as: UTF8.self))
         } else {
-            print(all.render(top: top), terminator: "")
+            print(report.render(top: top), terminator: "")
         }
-        for failed in all.unmeasured {
+        for failed in report.unmeasured {
             printError("portbudget: netns \(failed.netns.name) (inode \(failed.netns.inode)) not measured: \(failed.error ?? "")")
         }
-        throw ExitCode(all.unmeasured.count == all.namespaces.count ? 3 : all.status.exitCode)
+        throw ExitCode(report.unmeasured.count == report.namespaces.count ? 3 : report.status.exitCode)
     }
 }
 
