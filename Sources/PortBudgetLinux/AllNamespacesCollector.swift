@@ -3,8 +3,8 @@ import Glibc
 import Logging
 import PortBudgetCore
 
-/// `serve` and `textfile --all-namespaces`: every network namespace on the
-/// host in one collection. Each collection rescans (one stat per bind mount,
+/// `--all-namespaces` (`check`, `serve`, `textfile`): every network
+/// namespace on the host in one collection. Each collection rescans (one stat per bind mount,
 /// one readlink per process), opens a `NamespaceSession` for each namespace
 /// seen for the first time, drops the sessions of namespaces no longer seen
 /// (releasing them to the kernel), and runs the collector through each
@@ -62,9 +62,6 @@ public final class AllNamespacesCollector: @unchecked Sendable {
         self.cgroups = cgroups
         self.logger = logger
     }
-
-    /// Namespaces with open sessions now.
-    public var watched: Int { lock.withLock { sessions.count } }
 
     public func collect(thresholds: Thresholds) -> CollectionResult {
         lock.withLock { collectLocked(thresholds: thresholds) }
