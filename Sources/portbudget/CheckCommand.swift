@@ -11,7 +11,7 @@ struct CheckCommand: AsyncParsableCommand {
         abstract: "Measure once and report, Nagios-style.",
         discussion: """
             Exit status: 0 ok, 1 warning, 2 critical, 3 unknown (the agent could not measure, \
-            the collection did not finish within \(CollectionResult.deadline.secondsDescription), or the command line is wrong). Thresholds apply to every utilization: each \
+            the collection did not finish within \(CollectionResult.deadline.secondsDescription), \(AllNamespacesCollector.deadline.secondsDescription) with --all-namespaces, or the command line is wrong). Thresholds apply to every utilization: each \
             destination group, host-wide TCP bind, and UDP; where conntrack is readable, also each \
             SNAT group and the conntrack table's fill.
             """)
