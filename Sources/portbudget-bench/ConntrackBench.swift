@@ -37,32 +37,26 @@ struct ConntrackBench {
 
     init(_ args: [String]) throws {
         command = "portbudget-bench conntrack " + args.joined(separator: " ")
-        var i = 0
-        func value() throws -> String {
-            i += 1
-            guard i < args.count else { throw BenchError("\(args[i - 1]) needs a value\n" + Self.usage) }
-            return args[i]
-        }
-        while i < args.count {
-            switch args[i] {
+        var arguments = BenchArguments(args, usage: Self.usage)
+        while let flag = arguments.next() {
+            switch flag {
             case "--entries":
-                let list = try value().split(separator: ",").map { Int($0.filter { $0 != "_" }) }
+                let list = try arguments.value().split(separator: ",").map { Int($0.filter { $0 != "_" }) }
                 guard !list.isEmpty, list.allSatisfy({ ($0 ?? 0) >= Self.groups && ($0 ?? 0) <= Self.maxEntries }) else {
                     throw BenchError("--entries takes N,N,... each \(Self.groups)-\(Self.maxEntries)")
                 }
                 sizes = list.map { $0! }.sorted()
             case "--rounds":
-                guard let n = Int(try value()), n >= 1 else { throw BenchError("--rounds takes a number ≥ 1") }
+                guard let n = Int(try arguments.value()), n >= 1 else { throw BenchError("--rounds takes a number ≥ 1") }
                 rounds = n
-            case "--bin-dir": binDir = try value()
-            case "--netns": netns = try value()
-            case "--results": results = try value()
-            case "--doc": doc = try value()
-            case "--command": command = try value()
-            case "-h", "--help": writeAll(1, Self.usage + "\n"); exit(0)
-            default: throw BenchError("unknown argument \(args[i])\n" + Self.usage)
+            case "--bin-dir": binDir = try arguments.value()
+            case "--netns": netns = try arguments.value()
+            case "--results": results = try arguments.value()
+            case "--doc": doc = try arguments.value()
+            case "--command": command = try arguments.value()
+            case "-h", "--help": arguments.help()
+            default: throw arguments.unknown
             }
-            i += 1
         }
     }
 

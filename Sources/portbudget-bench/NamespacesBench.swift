@@ -54,20 +54,15 @@ struct NamespacesBench {
 
     init(_ args: [String]) throws {
         command = "portbudget-bench namespaces " + args.joined(separator: " ")
-        var i = 0
-        func value() throws -> String {
-            i += 1
-            guard i < args.count else { throw BenchError("\(args[i - 1]) needs a value\n" + Self.usage) }
-            return args[i]
-        }
+        var arguments = BenchArguments(args, usage: Self.usage)
         func number(_ name: String, min: Int) throws -> Int {
-            guard let n = Int(try value().filter { $0 != "_" && $0 != "," }), n >= min else {
+            guard let n = Int(try arguments.value().filter { $0 != "_" && $0 != "," }), n >= min else {
                 throw BenchError("\(name) takes a number ≥ \(min)")
             }
             return n
         }
-        while i < args.count {
-            switch args[i] {
+        while let flag = arguments.next() {
+            switch flag {
             case "--namespaces": namespaces = try number("--namespaces", min: 1)
             case "--connections": connections = try number("--connections", min: 1)
             case "--host-sockets": hostSockets = try number("--host-sockets", min: 1000)
@@ -76,21 +71,20 @@ struct NamespacesBench {
             case "--churn": churnPerRound = try number("--churn", min: 1)
             case "--scrapes": scrapesPerRound = try number("--scrapes", min: 1)
             case "--growth":
-                let list = try value().split(separator: ",").map { Int($0) }
+                let list = try arguments.value().split(separator: ",").map { Int($0) }
                 guard !list.isEmpty, list.allSatisfy({ ($0 ?? 0) >= 1 }) else { throw BenchError("--growth takes N,N,...") }
                 growth = list.map { $0! }
             case "--ci":
                 namespaces = 5; connections = 50; hostSockets = 2000; rounds = 2; churnRounds = 2; scrapesPerRound = 2
             case "--child-ehash": childHash = try number("--child-ehash", min: 128)
-            case "--prefix": prefix = try value()
-            case "--bin-dir": binDir = try value()
-            case "--results": results = try value()
-            case "--doc": doc = try value()
-            case "--command": command = try value()
-            case "-h", "--help": writeAll(1, Self.usage + "\n"); exit(0)
-            default: throw BenchError("unknown argument \(args[i])\n" + Self.usage)
+            case "--prefix": prefix = try arguments.value()
+            case "--bin-dir": binDir = try arguments.value()
+            case "--results": results = try arguments.value()
+            case "--doc": doc = try arguments.value()
+            case "--command": command = try arguments.value()
+            case "-h", "--help": arguments.help()
+            default: throw arguments.unknown
             }
-            i += 1
         }
         guard connections < Self.range.high - Self.range.low else {
             throw BenchError("--connections must stay below the members' \(Self.range.high - Self.range.low + 1)-port range")

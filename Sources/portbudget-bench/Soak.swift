@@ -26,32 +26,25 @@ struct Soak {
         init(_ args: [String]) throws {
             binDir = Options.ownDirectory()
             command = "portbudget-bench soak " + args.joined(separator: " ")
-            var i = 0
-            func number() throws -> Double {
-                i += 1
-                guard i < args.count, let v = Double(args[i]), v > 0 else {
-                    throw BenchError("\(args[i - 1]) takes a number above 0\n" + Settings.usage)
+            var arguments = BenchArguments(args, usage: Settings.usage)
+            func number(_ flag: String) throws -> Double {
+                guard let v = Double((try? arguments.value()) ?? ""), v > 0 else {
+                    throw BenchError("\(flag) takes a number above 0\n" + Settings.usage)
                 }
                 return v
             }
-            func value() throws -> String {
-                i += 1
-                guard i < args.count else { throw BenchError("\(args[i - 1]) needs a value\n" + Settings.usage) }
-                return args[i]
-            }
-            while i < args.count {
-                switch args[i] {
-                case "--seconds": seconds = try number()
-                case "--period": period = try number()
-                case "--sockets": sockets = Int(try number())
-                case "--bin-dir": binDir = try value()
-                case "--doc": doc = try value()
-                case "--netns": netns = try value()
-                case "--command": command = try value()
-                case "-h", "--help": writeAll(1, Settings.usage + "\n"); exit(0)
-                default: throw BenchError("unknown argument \(args[i])\n" + Settings.usage)
+            while let flag = arguments.next() {
+                switch flag {
+                case "--seconds": seconds = try number(flag)
+                case "--period": period = try number(flag)
+                case "--sockets": sockets = Int(try number(flag))
+                case "--bin-dir": binDir = try arguments.value()
+                case "--doc": doc = try arguments.value()
+                case "--netns": netns = try arguments.value()
+                case "--command": command = try arguments.value()
+                case "-h", "--help": arguments.help()
+                default: throw arguments.unknown
                 }
-                i += 1
             }
             guard period <= seconds else { throw BenchError("--period must not exceed --seconds") }
         }

@@ -29,31 +29,25 @@ struct Options {
     init(_ args: [String]) throws {
         binDir = Options.ownDirectory()
         command = "portbudget-bench " + args.joined(separator: " ")
-        var i = 0
-        func value() throws -> String {
-            i += 1
-            guard i < args.count else { throw BenchError("\(args[i - 1]) needs a value\n" + Options.usage) }
-            return args[i]
-        }
-        while i < args.count {
-            switch args[i] {
+        var arguments = BenchArguments(args, usage: Options.usage)
+        while let flag = arguments.next() {
+            switch flag {
             case "--sizes":
-                let list = try value().split(separator: ",").map { Int($0.filter { $0 != "_" && $0 != "k" }) }
+                let list = try arguments.value().split(separator: ",").map { Int($0.filter { $0 != "_" && $0 != "k" }) }
                 guard !list.isEmpty, list.allSatisfy({ ($0 ?? 0) > 0 }) else { throw BenchError("--sizes takes N,N,...") }
                 sizes = list.map { $0! }.sorted()
             case "--rounds":
-                guard let n = Int(try value()), n >= 1 else { throw BenchError("--rounds takes a number ≥ 1") }
+                guard let n = Int(try arguments.value()), n >= 1 else { throw BenchError("--rounds takes a number ≥ 1") }
                 rounds = n
-            case "--bin-dir": binDir = try value()
-            case "--doc": doc = try value()
-            case "--results": results = try value()
-            case "--netns": netns = try value()
-            case "--command": command = try value()
+            case "--bin-dir": binDir = try arguments.value()
+            case "--doc": doc = try arguments.value()
+            case "--results": results = try arguments.value()
+            case "--netns": netns = try arguments.value()
+            case "--command": command = try arguments.value()
             case "--hold": hold = true
-            case "-h", "--help": writeAll(1, Options.usage + "\n"); exit(0)
-            default: throw BenchError("unknown argument \(args[i])\n" + Options.usage)
+            case "-h", "--help": arguments.help()
+            default: throw arguments.unknown
             }
-            i += 1
         }
     }
 
