@@ -50,6 +50,11 @@ public struct CollectionResult: Sendable {
         self.unreadableProcesses = unreadableProcesses
     }
 
+    /// A namespace that could not be entered: its `netns` collector failed, nothing measured.
+    public static func notEntered(_ error: String) -> CollectionResult {
+        CollectionResult(report: nil, outcomes: [CollectorOutcome(name: "netns", seconds: 0, error: error)])
+    }
+
     /// The first failure among the collectors the port budget depends on.
     public var fatalError: String? {
         outcomes.first { !$0.success && CollectionResult.essentialCollectors.contains($0.name) }?.error

@@ -9,8 +9,8 @@ extension MetricsExposition {
     /// holders `serve` and `textfile` ask the census to name.
     public static let holdersHostWide = 10
 
-    static func writeHolders(_ r: PortBudgetReport, top: Int, into w: inout ExpositionWriter) {
-        let groups = r.limitingGroups(to: top).tcp.groups
+    static func writeHolders(_ r: PortBudgetReport, into w: inout ExpositionWriter) {
+        let groups = r.tcp.groups
         guard groups.contains(where: { $0.holders != nil }) || r.tcp.holders != nil else { return }
         w.family("portbudget_tcp_group_holder_ports", .gauge,
                  help: "Ports of a destination group held by one cgroup (unit, container, pod), for the exported groups' \(holdersPerGroup) biggest holders. TIME_WAIT belongs to nobody.",

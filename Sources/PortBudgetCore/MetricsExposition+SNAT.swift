@@ -1,9 +1,9 @@
 /// The NAT's port budget and the conntrack table in the exposition (issue 11).
 /// Absent, not zero, when the conntrack collector failed.
 extension MetricsExposition {
-    static func writeSNAT(_ r: PortBudgetReport, top: Int, into w: inout ExpositionWriter) {
+    static func writeSNAT(_ r: PortBudgetReport, into w: inout ExpositionWriter) {
         if let snat = r.snat {
-            let groups = r.limitingGroups(to: top).snat?.groups ?? []
+            let groups = snat.groups
             func labels(_ g: PortBudgetReport.SNATGroup) -> [(name: String, value: String)] {
                 [("protocol", g.protocol), ("source_ip", g.sourceIP), ("peer_ip", g.peerIP), ("peer_port", String(g.peerPort))]
             }

@@ -35,12 +35,12 @@ public enum MetricsExposition {
     /// groups to export as series; aggregates and findings describe every group.
     static func writeReport(_ report: PortBudgetReport, exported: PortBudgetReport, into w: inout ExpositionWriter) {
         writeRange(exported, into: &w)
-        writeTCP(exported, top: 0, into: &w)
+        writeTCP(exported, into: &w)
         writeUDP(exported, into: &w)
-        writeHolders(exported, top: 0, into: &w)
+        writeHolders(exported, into: &w)
         writeSysctls(exported, into: &w)
         writeCounters(exported.counters, into: &w)
-        writeSNAT(exported, top: 0, into: &w)  // issue 11
+        writeSNAT(exported, into: &w)  // issue 11
         writeFindings(report.findings ?? Diagnosis.findings(for: report), into: &w)
     }
 
@@ -91,8 +91,9 @@ public enum MetricsExposition {
                  help: "Ports autobind may hand out: the range minus reserved ports.", r.portRange.usable)
     }
 
-    static func writeTCP(_ r: PortBudgetReport, top: Int, into w: inout ExpositionWriter) {
-        let groups = r.limitingGroups(to: top).tcp.groups
+    /// `r` lists the groups to export; its aggregates describe every group.
+    static func writeTCP(_ r: PortBudgetReport, into w: inout ExpositionWriter) {
+        let groups = r.tcp.groups
         func labels(_ g: PortBudgetReport.Group) -> [(name: String, value: String)] {
             [("local_ip", g.localIP), ("peer_ip", g.peerIP), ("peer_port", String(g.peerPort))]
         }

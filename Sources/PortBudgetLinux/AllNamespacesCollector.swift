@@ -151,8 +151,7 @@ public final class AllNamespacesCollector: @unchecked Sendable {
     }
 
     static func unmeasured(_ info: NetnsInfo, _ error: String) -> NamespaceCollection {
-        NamespaceCollection(netns: info, collection: CollectionResult(
-            report: nil, outcomes: [CollectorOutcome(name: "netns", seconds: 0, error: error)]))
+        NamespaceCollection(netns: info, collection: .notEntered(error))
     }
 
     /// One warning per distinct reason (the path stripped), naming the first namespace it hit.

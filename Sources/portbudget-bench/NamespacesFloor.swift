@@ -120,11 +120,7 @@ struct LineReader {
     mutating func next() -> String? {
         var chunk = [UInt8](repeating: 0, count: 4096)
         while true {
-            if let newline = pending.firstIndex(of: 10) {
-                let line = String(decoding: pending[..<newline], as: UTF8.self)
-                pending.removeSubrange(...newline)
-                return line
-            }
+            if let line = pending.takeLine() { return line }
             if eof {
                 guard !pending.isEmpty else { return nil }
                 defer { pending = [] }

@@ -121,11 +121,7 @@ final class Child {
         let deadline = monotonicSeconds() + timeout
         var chunk = [UInt8](repeating: 0, count: 4096)
         while true {
-            if let newline = pending.firstIndex(of: 10) {
-                let line = String(decoding: pending[..<newline], as: UTF8.self)
-                pending.removeSubrange(...newline)
-                return line
-            }
+            if let line = pending.takeLine() { return line }
             let left = deadline - monotonicSeconds()
             if left <= 0 { return nil }
             var p = pollfd(fd: stdoutRead, events: Int16(POLLIN), revents: 0)
@@ -235,4 +231,13 @@ func cloexecPipe(_ fds: inout [Int32]) -> Bool {
     guard pipe(&fds) == 0 else { return false }
     for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
     return true
+}
+
+extension Array<UInt8> {
+    /// Removes and returns the first complete line (without its newline), if there is one.
+    mutating func takeLine() -> String? {
+        guard let newline = firstIndex(of: 10) else { return nil }
+        defer { removeSubrange(...newline) }
+        return String(decoding: self[..<newline], as: UTF8.self)
+    }
 }

@@ -93,7 +93,7 @@ struct CheckCommand: AsyncParsableCommand {
         switch try await CollectionRunner(deadline: CollectionResult.deadline, collect: {
             if let namespace {
                 do { try namespace.enterOnThisThread() } catch {
-                    return CollectionResult(report: nil, outcomes: [CollectorOutcome(name: "netns", seconds: 0, error: "\(error)")])
+                    return .notEntered("\(error)")
                 }
             }
             return collector.collect(thresholds: thresholds)
