@@ -24,7 +24,7 @@ struct Soak {
             """
 
         init(_ args: [String]) throws {
-            binDir = Options.ownDirectory()
+            binDir = executableDirectory()
             command = "portbudget-bench soak " + args.joined(separator: " ")
             var arguments = BenchArguments(args, usage: Settings.usage)
             func number(_ flag: String) throws -> Double {

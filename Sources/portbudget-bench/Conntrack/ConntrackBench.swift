@@ -1,7 +1,7 @@
 import CMNL
 import Glibc
 
-/// `portbudget-bench conntrack`: the SNAT census at scale (issue 11). In a
+/// `portbudget-bench conntrack`: the SNAT census at scale. In a
 /// private namespace, UDP flows from 10.1.0.2 are masqueraded out of a veth
 /// whose peer stays down (ARP off), which drops every packet after conntrack
 /// and NAT have seen it, so N conntrack entries cost N sendto() calls and no
@@ -12,7 +12,7 @@ import Glibc
 struct ConntrackBench {
     var sizes = [50_000, 100_000, 200_000]
     var rounds = 3
-    var binDir = Options.ownDirectory()
+    var binDir = executableDirectory()
     var netns = "pbctbench-\(getpid())"
     var results = "bench-results/conntrack.md"
     var doc: String? = nil
@@ -33,7 +33,7 @@ struct ConntrackBench {
     static var maxEntries: Int { groups * (lastSourcePort - firstSourcePort + 1) }
     /// How long the flows must outlive the measurement (nf_conntrack_udp_timeout, seconds).
     static let udpTimeout = "600"
-    static let goals = "Goals (issue 11): check ≤ 0.3× the conntrack -L pipeline, ≤ 1.3× the floor, RSS ≤ 48 MB and flat in the number of entries."
+    static let goals = "Goals: check ≤ 0.3× the conntrack -L pipeline, ≤ 1.3× the floor, RSS ≤ 48 MB and flat in the number of entries."
 
     init(_ args: [String]) throws {
         command = "portbudget-bench conntrack " + args.joined(separator: " ")
