@@ -2,7 +2,7 @@ import XCTest
 @testable import PortBudgetAlerting
 @testable import PortBudgetCore
 
-/// The evaluator's issue-11 quantities: one alert per NAT group, labelled
+/// The evaluator's SNAT and conntrack quantities: one alert per NAT group, labelled
 /// like the exported series, and the conntrack table's fill.
 final class SNATAlertTests: XCTestCase {
     func report(natUsed: Int, entries: Int64, limit: Int64) throws -> PortBudgetReport {

@@ -19,9 +19,9 @@ final class DashboardTests: XCTestCase {
     /// here is excused, and only from being empty: its queries must still parse.
     static let allowedEmpty: [String: String] = [
         "portbudget_seconds_to_exhaustion":
-            "the agent's own projection is being added to `serve` separately (issue 4); until an agent exports it, "
-            + "the panel is legitimately empty. When present, every series must carry scope tcp_group, tcp_bind or udp.",
-        // issue 11: this test's namespace has no NAT; SNATDashboardTests proves these panels on a masquerading router.
+            "the panel is legitimately empty while no scraped agent exports the projection yet (serve's evaluator exports it)."
+            + " When present, every series must carry scope tcp_group, tcp_bind or udp.",
+        // This test's namespace has no NAT; SNATDashboardTests proves these panels on a masquerading router.
         "portbudget_snat_group_ports": "no NAT in this namespace, so no SNAT group; SNATDashboardTests fills one",
     ]
 
