@@ -87,7 +87,7 @@ final class ProcfsHardeningTests: XCTestCase {
         try checkFailsFast(.empty, reason: "empty")
     }
 
-    /// The README's rule for a failed collector, over HTTP: 200, that
+    /// The documented rule for a failed collector (docs/metrics.md), over HTTP: 200, that
     /// collector's success 0 and its metrics absent; then SIGTERM still stops serve.
     func testServeWithAFIFOAnswersPromptlyAndStopsOnSIGTERM() throws {
         try ExporterProcess.require("/usr/bin/curl")

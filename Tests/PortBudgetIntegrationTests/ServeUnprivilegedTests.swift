@@ -47,7 +47,7 @@ final class ServeUnprivilegedTests: XCTestCase {
         }
         XCTAssertEqual(field("NoNewPrivs"), "1")
 
-        // Every collector works without privilege (deploy/README.md): nothing is missing.
+        // Every collector works without privilege (docs/namespaces.md): nothing is missing.
         let metrics = try XCTUnwrap(ns.httpGet("http://127.0.0.1:9958/metrics"), "no answer on /metrics")
         XCTAssertTrue(metrics.hasPrefix("# HELP portbudget_build_info"))
         for collector in ["sysctl", "sockdiag", "sockstat", "snmp", "netstat"] {
