@@ -1,6 +1,5 @@
 import Foundation
 import PortBudgetCore
-import PortBudgetServer
 import Yams
 
 /// The evaluator's configuration (`serve --config FILE`). Without a file the

@@ -1,7 +1,7 @@
 import Foundation
 import Logging
+import PortBudgetAgent
 import PortBudgetCore
-import PortBudgetServer
 import ServiceLifecycle
 
 /// The in-agent evaluator. It learns every collection (its own, every

@@ -1,9 +1,9 @@
 import ArgumentParser
-import Logging
 import Foundation
+import Logging
+import PortBudgetAgent
 import PortBudgetCore
 import PortBudgetLinux
-import PortBudgetServer
 
 struct CheckCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Glibc
 import Logging
+import PortBudgetAgent
 import PortBudgetAlerting
 import PortBudgetCore
 import PortBudgetLinux

@@ -1,8 +1,8 @@
 import ArgumentParser
 import Logging
+import PortBudgetAgent
 import PortBudgetCore
 import PortBudgetLinux
-import PortBudgetServer
 import ServiceLifecycle
 
 struct TextfileCommand: AsyncParsableCommand {

@@ -1,12 +1,13 @@
 import Foundation
-#if canImport(Glibc)
 import Glibc
-#endif
 import Logging
+import PortBudgetAgent
 import PortBudgetCore
 import PortBudgetServer
 import ServiceLifecycle
 import XCTest
+#if canImport(Glibc)
+#endif
 
 final class ScrapeCoordinatorTests: XCTestCase {
     func testConcurrentScrapesShareOneCollection() async throws {
