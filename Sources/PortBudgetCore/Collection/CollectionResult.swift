@@ -1,5 +1,5 @@
-/// How one collector fared in one collection: what the exposition reports
-/// as `portbudget_scrape_collector_{duration_seconds,success}`.
+/// How one collector fared in one namespace's collection: what the
+/// exposition reports as `portbudget_scrape_collector_{duration_seconds,success}`.
 public struct CollectorOutcome: Sendable, Equatable {
     public let name: String
     public let seconds: Double
@@ -13,62 +13,63 @@ public struct CollectorOutcome: Sendable, Equatable {
     }
 }
 
-/// One collection of one network namespace, or (`--all-namespaces`) of
-/// every namespace on the host.
-public struct CollectionResult: Sendable {
-    /// Nil when the census itself failed: then nothing may be reported as measured.
-    /// With `namespaces`, the agent's own namespace's.
-    public let report: PortBudgetReport?
-    public let outcomes: [CollectorOutcome]
-    /// Every namespace's own collection, the agent's own first (`--all-namespaces`);
-    /// nil when the agent watches one namespace.
-    public let namespaces: [NamespaceCollection]?
-    /// Processes whose network namespace could not be opened (`--all-namespaces`).
-    public let unreadableProcesses: Int
+/// One network namespace's collection: who it is, how each collector
+/// fared, and its port budget — diagnosed when the census made it — or nil
+/// when there is none to report (the census failed, or the namespace could
+/// not be entered), so nothing is ever reported as measured that was not.
+public struct NamespaceCollection: Sendable {
+    public var netns: NetnsInfo
+    public var report: PortBudgetReport?
+    /// In the order the collectors ran; the exposition keeps it.
+    public var outcomes: [CollectorOutcome]
 
-    /// Collectors without which there is no port budget to report.
-    /// ("netns": entering the namespace `check --netns` names.)
-    public static let essentialCollectors: Set<String> = ["netns", "sysctl", "sockdiag"]
-    /// Every collector, in the order they run.
-    public static let collectorNames = ["sysctl", "sockdiag", "sockstat", "snmp", "netstat", "conntrack"]
-
-    public init(report: PortBudgetReport?, outcomes: [CollectorOutcome]) {
+    public init(netns: NetnsInfo, report: PortBudgetReport?, outcomes: [CollectorOutcome]) {
+        self.netns = netns
         self.report = report
         self.outcomes = outcomes
-        namespaces = nil
-        unreadableProcesses = 0
     }
 
-    /// Every namespace's collection; the top-level report and outcomes are
-    /// the agent's own namespace's (`host`), so whatever reads one namespace
-    /// still reads the one it runs in.
-    public init(namespaces: [NamespaceCollection], unreadableProcesses: Int) {
-        let own = namespaces.first { $0.netns.name == NetnsInfo.ownName }
-        report = own?.collection.report
-        outcomes = own?.collection.outcomes ?? []
+    /// Why there is no report: the first collector that failed.
+    public var missingReportReason: String? {
+        guard report == nil else { return nil }
+        return outcomes.first { !$0.success }?.error ?? "no report"
+    }
+}
+
+/// One collection: every network namespace the command watches, each one
+/// entry — one for the namespace the agent runs in (or `--netns`), all of
+/// them with `--all-namespaces`. Every consumer (exposition, `check`, the
+/// alert evaluator) walks the same list.
+public struct CollectionResult: Sendable {
+    public var namespaces: [NamespaceCollection]
+    /// True when the command watches every namespace: series then carry a
+    /// `netns` label and the namespaces' own families are exported.
+    public var acrossNamespaces: Bool
+    /// Processes whose network namespace could not be opened (`--all-namespaces`).
+    public var unreadableProcesses: Int
+
+    public init(namespaces: [NamespaceCollection], acrossNamespaces: Bool, unreadableProcesses: Int = 0) {
         self.namespaces = namespaces
+        self.acrossNamespaces = acrossNamespaces
         self.unreadableProcesses = unreadableProcesses
+    }
+
+    /// One namespace's collection, unlabelled: the agent's own, `--netns`'s,
+    /// or a collection that failed as a whole.
+    public init(report: PortBudgetReport?, outcomes: [CollectorOutcome], netns: NetnsInfo = .own) {
+        self.init(namespaces: [NamespaceCollection(netns: netns, report: report, outcomes: outcomes)],
+                  acrossNamespaces: false)
     }
 
     /// A namespace that could not be entered: its `netns` collector failed, nothing measured.
     public static func notEntered(_ error: String) -> CollectionResult {
-        CollectionResult(report: nil, outcomes: [CollectorOutcome(name: "netns", seconds: 0, error: error)])
-    }
-
-    /// The first failure among the collectors the port budget depends on.
-    public var fatalError: String? {
-        outcomes.first { !$0.success && CollectionResult.essentialCollectors.contains($0.name) }?.error
+        CollectionResult(report: nil, outcomes: [CollectorOutcome(name: NetnsInfo.enteringCollector, seconds: 0, error: error)])
     }
 }
 
-
-/// One network namespace's collection, and who it is.
-public struct NamespaceCollection: Sendable {
-    public var netns: NetnsInfo
-    public var collection: CollectionResult
-
-    public init(netns: NetnsInfo, collection: CollectionResult) {
-        self.netns = netns
-        self.collection = collection
-    }
+extension NetnsInfo {
+    /// The agent's own namespace, as a collection of it alone names it.
+    public static let own = NetnsInfo(name: ownName, inode: 0)
+    /// The outcome a namespace that could not be entered reports.
+    public static let enteringCollector = "netns"
 }
