@@ -39,6 +39,8 @@ struct NamespacesBench {
     static let memberPort = 8080
     static let servePort: UInt16 = 19960
     static let marker = "portbudget-bench-namespaces"
+    /// Fresh background collections a serve may take to show a change of namespaces.
+    static let backgroundAgreementCollections = 3
     static let goalSS = 0.25, goalFloor = 1.3, goalRSSMiB = 48.0, goalChurn = 1.25
 
     static let usage = """
@@ -181,9 +183,14 @@ struct NamespacesBench {
         // The agent, once, checked against what was built before anything is timed.
         let ours = [hostName] + fleet.members.map(\.name)
         let canServe = Self.serveHasAllNamespaces(portbudget)
+        // A serve that collects in the background is timed by its collections (BackgroundServe.swift).
+        let background = canServe && Self.serveHelp(portbudget).contains("--collection-interval")
+        let builtAt = monotonicSeconds()
         if canServe {
             let child = try Child.spawn(["nsenter", "--net=" + hostPath, portbudget, "serve", "--all-namespaces",
-                                         "--listen", "127.0.0.1:\(Self.servePort)"], quietStderr: true)
+                                         "--listen", "127.0.0.1:\(Self.servePort)"]
+                                        + (background ? ["--collection-interval", ScrapeTarget.backgroundInterval] : []),
+                                        quietStderr: true)
             serve = ScrapeTarget(child: child, port: Self.servePort)
             guard HTTP.waitReady(port: Self.servePort, path: "/metrics", timeout: 60) else {
                 throw BenchError("portbudget serve --all-namespaces did not answer on 127.0.0.1:\(Self.servePort)")
@@ -194,8 +201,12 @@ struct NamespacesBench {
         let checkArgv = [portbudget, "check", "--all-namespaces", "--json"]
         var others = 0
         if let serve {
-            let view = try AgentView(metrics: try HTTP.get(port: serve.port, path: "/metrics").body, prefix: prefix + "-", host: hostName)
-            others = try agree(view, ours: ours, fleet: fleet, agent: "serve --all-namespaces")
+            if background {
+                others = try agreeInBackground(serve, since: builtAt, ours: ours, fleet: fleet, host: hostName).others
+            } else {
+                let view = try AgentView(metrics: try HTTP.get(port: serve.port, path: "/metrics").body, prefix: prefix + "-", host: hostName)
+                others = try agree(view, ours: ours, fleet: fleet, agent: "serve --all-namespaces")
+            }
         }
         let scratch = "/tmp/portbudget-nsbench-\(getpid()).json"
         defer { unlink(scratch) }
@@ -223,6 +234,10 @@ struct NamespacesBench {
                 case .floor:
                     let dump = try floor!.dump()
                     samples[tool, default: []].append(Measure(wall: dump.seconds, cpu: dump.cpu, rssKiB: floor!.child.peakRSSKiB))
+                case .serve where background:
+                    // Its CPU cannot be told apart from the collections before and after it.
+                    let fresh = try serve!.freshCollection(since: monotonicSeconds())
+                    samples[tool, default: []].append(Measure(wall: fresh.seconds, cpu: nil, rssKiB: serve!.child.peakRSSKiB))
                 case .serve:
                     let s = try serve!.scrape(gauge: nil)
                     samples[tool, default: []].append(Measure(wall: s.wall, cpu: s.cpu, rssKiB: s.rssKiB))
@@ -257,9 +272,12 @@ struct NamespacesBench {
                 p.replaceSeconds = monotonicSeconds() - t0
             }
             try population!.topUpTimeWait()
+            let churnedAt = monotonicSeconds()
             let current = [hostName] + fleet.members.map(\.name)
             for _ in 0..<scrapesPerRound {
-                if let serve {
+                if let serve, background {
+                    p.scrapes.append(try serve.freshCollection(since: monotonicSeconds()).seconds)
+                } else if let serve {
                     p.scrapes.append(try serve.scrape(gauge: nil).wall)
                 } else {
                     let u = try Child.run(checkArgv, quietStderr: true)
@@ -269,7 +287,12 @@ struct NamespacesBench {
             }
             // After the churn, the agent must show exactly the namespaces there are now.
             let view: AgentView
-            if let serve {
+            if let serve, background {
+                view = try agreeInBackground(serve, since: churnedAt, ours: current, fleet: fleet, host: hostName, quiet: true).view
+                p.rssKiB = serve.child.rssKiB
+                p.peakRSSKiB = serve.child.peakRSSKiB
+                p.descriptors = Self.descriptorCount(serve.child.pid)
+            } else if let serve {
                 view = try AgentView(metrics: try HTTP.get(port: serve.port, path: "/metrics").body, prefix: prefix + "-", host: hostName)
                 p.rssKiB = serve.child.rssKiB
                 p.peakRSSKiB = serve.child.peakRSSKiB
@@ -289,7 +312,7 @@ struct NamespacesBench {
         let report = NamespacesBenchReport(bench: self, hostName: hostName, hostSockets: Int(median(walk.last!.tcpSockets) ?? 0),
                                       hostConnections: population!.connections, hostUDP: population!.udp,
                                       others: others, samples: samples, walk: walk, phases: phases,
-                                      agentCount: ours.count + others, checkOnly: serve == nil,
+                                      agentCount: ours.count + others, checkOnly: serve == nil, background: background,
                                       memberHashes: fleet.memberHashes)
         let text = report.markdown
         writeAll(1, "\n" + text)
@@ -321,6 +344,25 @@ struct NamespacesBench {
                 + "\(view.total - ours.count) other namespaces on the machine")
         }
         return view.total - ours.count
+    }
+
+    /// A serve that collects in the background must agree within
+    /// `backgroundAgreementCollections` collections started after `since`:
+    /// one already under way when the namespaces changed may still show the
+    /// namespaces before.
+    func agreeInBackground(_ serve: ScrapeTarget, since: Double, ours: [String], fleet: Fleet, host: String,
+                           quiet: Bool = false) throws -> (view: AgentView, others: Int) {
+        var attempt = 1, after = since
+        while true {
+            let view = try AgentView(metrics: try serve.freshCollection(since: after).metrics, prefix: prefix + "-", host: host)
+            do {
+                return (view, try agree(view, ours: ours, fleet: fleet, agent: "serve --all-namespaces", quiet: quiet))
+            } catch where attempt < Self.backgroundAgreementCollections {
+                log("serve --all-namespaces, collection \(attempt) after the change: \(error); waiting for the next")
+                attempt += 1
+                after = monotonicSeconds()
+            }
+        }
     }
 
     /// TCP sockets in the host-wide hash, near enough: full sockets of every
@@ -355,10 +397,14 @@ struct NamespacesBench {
     }
 
     static func serveHasAllNamespaces(_ portbudget: String) -> Bool {
-        guard let child = try? Child.spawn([portbudget, "serve", "--help"], stdout: .pipe, quietStderr: true) else { return false }
+        serveHelp(portbudget).contains("--all-namespaces")
+    }
+
+    static func serveHelp(_ portbudget: String) -> String {
+        guard let child = try? Child.spawn([portbudget, "serve", "--help"], stdout: .pipe, quietStderr: true) else { return "" }
         let text = child.readAll()
         _ = try? child.wait()
-        return text.contains("--all-namespaces")
+        return text
     }
 
     static func descriptorCount(_ pid: pid_t) -> Int? {

@@ -57,6 +57,8 @@ struct NamespacesBenchReport {
     var phases: [ChurnPhase]
     var agentCount: Int
     var checkOnly: Bool
+    /// serve collected in the background: its figures are its collections' own durations.
+    var background: Bool
     var memberHashes: String
 
     func wall(_ t: NamespacesBench.Tool) -> Double? { median(samples[t, default: []].map(\.wall)) }
@@ -93,7 +95,12 @@ struct NamespacesBenchReport {
             out += "| \(tool == .ssLoop ? "1.00" : Format.ratio(w, wall(.ssLoop))) | \(tool == .floor ? "1.00" : Format.ratio(w, wall(.floor))) |\n"
         }
         out += "\nThe floor dumps one namespace after another; the agent may collect several at once, so on 2 CPUs compare CPU as well as wall. "
-        out += "CPU of a scrape is the serve process's own (/proc/PID/stat); the floor's wall and CPU are its own dump loop's; "
+        out += background
+            ? "serve collects in the background (every \(ScrapeTarget.backgroundInterval) here) and answers scrapes from its latest collection: "
+                + "its row is one collection that started after the round's turn came, timed by portbudget_collection_duration_seconds "
+                + "and read from the scrape that served it; its CPU is not told apart from the collections around it. "
+            : "CPU of a scrape is the serve process's own (/proc/PID/stat); "
+        out += "the floor's wall and CPU are its own dump loop's; "
         out += "peak RSS is VmHWM for serve and the floor, wait4's for the processes (the largest process of the ss loop); "
         out += "a child started with posix_spawn (vfork) begins its wait4 peak at the benchmark's own, "
         out += "\(Format.mib(Child.statusField(getpid(), "VmHWM:").map { Double($0) / 1024 })) MB here.\n\n"
@@ -147,7 +154,8 @@ struct NamespacesBenchReport {
 
         out += "\n### Churn: scrape to scrape while namespaces come and go\n\n"
         out += "Each round deletes the \(bench.churnPerRound) oldest member namespaces (their generators end, `ip netns del`) and adds "
-        out += "as many new ones, then scrapes \(bench.scrapesPerRound) times; after each round the agent must list exactly the namespaces there are.\n\n"
+        out += "as many new ones, then scrapes \(bench.scrapesPerRound) times; after each round the agent must list exactly the namespaces there are."
+        out += background ? " Each scrape figure is a fresh background collection's duration.\n\n" : "\n\n"
         out += "| round | replaced so far | \(checkOnly ? "check" : "scrape") median ms | p90 ms | RSS MB | peak RSS MB | descriptors | namespaces the agent lists |\n"
         out += "|---:|---:|---:|---:|---:|---:|---:|---:|\n"
         for p in phases {
