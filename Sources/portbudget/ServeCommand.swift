@@ -34,7 +34,12 @@ struct ServeCommand: AsyncParsableCommand {
             the group series across all namespaces, and alerts carry the netns label. A namespace \
             the agent cannot enter is listed with portbudget_scrape_collector_success{collector="netns"} 0.
 
-            SIGHUP reloads --config as Prometheus does: the file is validated first, and on an \
+            With --web.config.file FILE (the exporter toolkit's format: tls_server_config, \
+            basic_auth_users, http_server_config.headers; docs/web-config.md), serve speaks TLS, \
+            asks for client certificates and basic-auth passwords as the file says.
+
+            SIGHUP reloads --config (and --web.config.file, \
+            portbudget_web_config_last_reload_successful) as Prometheus does: the file is validated first, and on an \
             error the running rules stay and the error is logged \
             (portbudget_config_last_reload_successful 0). SIGTERM or SIGINT stops the server \
             cleanly (exit 0). Exit status 2: bad command line \
@@ -58,6 +63,11 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Alerting rules and Alertmanagers (YAML). Without it the built-in rules are evaluated and exported, and nothing is sent.",
                                valueName: "file"))
     var config: String?
+
+    @Option(name: .customLong("web.config.file"),
+            help: ArgumentHelp("TLS, client certificates, basic auth and response headers, in the Prometheus exporter toolkit's web configuration format (see docs/web-config.md). Re-read on SIGHUP; certificate files also when they change.",
+                               valueName: "file"))
+    var webConfigFile: String?
 
     @Option(help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: Logger.Level = .info
@@ -88,17 +98,29 @@ struct ServeCommand: AsyncParsableCommand {
             printError("portbudget: \(error)")
             throw ExitCode(2)
         }
+        let web: WebAccess?
+        do {
+            web = try webConfigFile.map { try WebAccess(path: $0, logger: logger) }
+        } catch {
+            printError("portbudget: \(error)")
+            throw ExitCode(2)
+        }
         let address = try ListenAddress(parsing: listen)
         let setup = CollectionSetup(
             procfs: procfs, snatPortRange: try parsedSNATPortRange(snatPortRange) ?? alerting.snatPortRange ?? .kernelDefault,
             allNamespaces: allNamespaces)
         let evaluator = makeEvaluator(alerting, procfs: ProcFS(root: procfs), address: address, logger: logger)
-        let coordinator = ScrapeCoordinator(top: top, version: PortBudgetCommand.version, hooks: [evaluator],
+        let hooks: [any CollectionHook] = [evaluator] + (web.map { [$0] } ?? [])
+        let coordinator = ScrapeCoordinator(top: top, version: PortBudgetCommand.version, hooks: hooks,
                                             deadline: setup.deadline, collect: setup.makeCollect(logger: logger))
         await evaluator.attach(coordinator)
-        let server = try await MetricsServer.bind(.init(listen: address, maxConnections: maxConnections),
-                                                  coordinator: coordinator, logger: logger)
-        let hangup = HangupService(logger: logger) { await evaluator.reloadConfigFile() }
+        var serverConfiguration = MetricsServer.Configuration(listen: address, maxConnections: maxConnections)
+        serverConfiguration.web = web
+        let server = try await MetricsServer.bind(serverConfiguration, coordinator: coordinator, logger: logger)
+        let hangup = HangupService(logger: logger) {
+            await evaluator.reloadConfigFile()
+            web?.reload()
+        }
         let group = ServiceGroup(configuration: .init(
             services: [server, evaluator, hangup], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
