@@ -20,7 +20,7 @@ public final class MetricsServer: Service, Sendable {
     public struct Configuration: Sendable {
         public var listen: ListenAddress
         /// Connections held at once. When all are taken, a new connection
-        /// evicts an idle one (one that never sent a byte first, then the
+        /// evicts an idle one (one silent for 250 ms since its accept first, then the
         /// keep-alive connection idle the longest); it is refused only when
         /// every connection is busy with a request, each bounded by a deadline.
         public var maxConnections: Int
@@ -171,9 +171,11 @@ public final class MetricsServer: Service, Sendable {
                                   coordinator: ScrapeCoordinator, logger: Logger) throws {
         let sync = channel.pipeline.syncOperations
         // Below the deadline handler, which then sees decrypted bytes only: a
-        // client that never finishes the handshake sends it none, stays
-        // evictable as a connection that never sent a byte, and is cut at the header timeout.
-        if let tls = config.web?.makeTLSHandler() { try sync.addHandler(tls) }
+        // client that never finishes the handshake is cut at the header timeout.
+        if let tls = config.web?.makeTLSHandler() {
+            try sync.addHandler(TLSHandshakeActivityHandler(slot: slot))
+            try sync.addHandler(tls)
+        }
         let deadline = RequestDeadlineHandler(
             .init(header: config.headerTimeout, idle: config.idleTimeout, write: config.writeTimeout),
             slot: slot, logger: logger)
