@@ -13,8 +13,8 @@ import PortBudgetCore
 /// `portbudget_web_config_last_reload_successful` says 0. Certificate files
 /// are also re-read on their own when they change (`TLSContextSource`).
 ///
-/// As a `CollectionHook` it writes the reload gauges into every scrape.
-public final class WebAccess: CollectionHook, Sendable {
+/// As a `CollectionObserver` it writes the reload gauges into every scrape.
+public final class WebAccess: CollectionObserver, Sendable {
     struct Active: Sendable {
         var config: WebConfig
         var tls: TLSContextSource?

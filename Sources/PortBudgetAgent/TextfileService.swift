@@ -17,19 +17,22 @@ public struct TextfileService: Service {
     private let interval: Duration
     private let top: Int
     private let version: String
+    private let budget: NamespaceBudget
     private let logger: Logger
     private let runner: CollectionRunner
 
     /// `deadline`: how long a collection may take before its write is
     /// skipped (`CollectionResult.deadline`; tests shorten it).
-    public init(writer: TextfileWriter, interval: Duration, top: Int, version: String,
-                deadline: Duration = CollectionResult.deadline, logger: Logger, collect: @escaping Collect) {
+    public init(writer: TextfileWriter, interval: Duration, top: Int, version: String, budget: NamespaceBudget = NamespaceBudget(),
+                deadline: Duration = CollectionResult.deadline, collectorNames: [String] = [], logger: Logger,
+                collect: @escaping Collect) {
         self.writer = writer
         self.interval = interval
         self.top = top
         self.version = version
+        self.budget = budget
         self.logger = logger
-        self.runner = CollectionRunner(deadline: deadline, collect: collect)
+        self.runner = CollectionRunner(deadline: deadline, collectorNames: collectorNames, collect: collect)
     }
 
     /// One collection written out. Throws `TextfileError` when the file could
@@ -41,10 +44,13 @@ public struct TextfileService: Service {
         case .finished(let finished): collection = finished
         case .overdue(_, let overdue): throw overdue
         }
-        for failed in collection.outcomes where !failed.success {
-            logger.warning("collector failed", metadata: ["collector": "\(failed.name)", "error": "\(failed.error ?? "")"])
+        // The agent's own namespace's failures; other namespaces' are in the file and logged once by the collectors.
+        for namespace in collection.namespaces where !collection.acrossNamespaces || namespace.netns.name == NetnsInfo.ownName {
+            for failed in namespace.outcomes where !failed.success {
+                logger.warning("collector failed", metadata: ["collector": "\(failed.name)", "error": "\(failed.error ?? "")"])
+            }
         }
-        try writer.write(MetricsExposition.render(collection, top: top, version: version))
+        try writer.write(MetricsExposition.render(collection, top: top, version: version, budget: budget))
     }
 
     public func run() async throws {

@@ -10,25 +10,35 @@ public enum MetricsExposition {
 
     /// The whole exposition of one collection, ending with a newline.
     /// `top` bounds the per-group series to the most utilized groups (0: all);
-    /// aggregates always describe every group.
-    public static func render(_ collection: CollectionResult, top: Int, version: String) -> String {
+    /// aggregates always describe every group. Across namespaces, `budget`
+    /// bounds the namespaces listed one by one; the rest are summed.
+    public static func render(_ collection: CollectionResult, top: Int, version: String,
+                              budget: NamespaceBudget = NamespaceBudget()) -> String {
         var writer = ExpositionWriter()
-        write(collection, top: top, version: version, into: &writer)
+        write(collection, top: top, version: version, budget: budget, into: &writer)
         return writer.text
     }
 
     public static func write(_ collection: CollectionResult, top: Int, version: String,
-                             into w: inout ExpositionWriter) {
+                             budget: NamespaceBudget = NamespaceBudget(), into w: inout ExpositionWriter) {
         w.single("portbudget_build_info", .gauge,
                  help: "Always 1; the version label says which portbudget produced these metrics.",
                  1.0, labels: [("version", version)])
-        if let namespaces = collection.namespaces {
-            writeNamespaces(namespaces, unreadableProcesses: collection.unreadableProcesses, top: top, into: &w)
-            return
+        let split = collection.acrossNamespaces ? budget.split(collection.namespaces)
+            : NamespaceBudget.Split(listed: Array(collection.namespaces.indices), summed: [], failed: [])
+        let listed = split.listed.map { collection.namespaces[$0] }
+        let shares = topShares(listed.map(\.report), top: top)
+        for (position, namespace) in listed.enumerated() {
+            w.commonLabels = collection.acrossNamespaces ? [("netns", namespace.netns.name)] : []
+            writeCollectors(namespace.outcomes, into: &w)
+            guard let report = namespace.report else { continue }
+            let share = shares[position]
+            writeReport(report, exported: report.keepingGroups(tcp: share.tcp, snat: share.snat), into: &w)
         }
-        writeCollectors(collection.outcomes, into: &w)
-        guard let report = collection.report else { return }
-        writeReport(report, exported: report.limitingGroups(to: top), into: &w)
+        w.commonLabels = []
+        if collection.acrossNamespaces {
+            writeNamespaceFamilies(collection, split: split, into: &w)
+        }
     }
 
     /// One namespace's port budget. `exported` is `report` listing only the
@@ -40,8 +50,8 @@ public enum MetricsExposition {
         writeHolders(exported, into: &w)
         writeSysctls(exported, into: &w)
         writeCounters(exported.counters, into: &w)
-        writeSNAT(exported, into: &w)  // issue 11
-        writeFindings(report.findings ?? Diagnosis.findings(for: report), into: &w)
+        writeSNAT(exported, into: &w)
+        writeFindings(report.findings, into: &w)
     }
 
     /// One series per current finding (see `Diagnosis`), most severe first;
@@ -63,19 +73,14 @@ public enum MetricsExposition {
                  })
     }
 
-    /// In `CollectionResult.collectorNames` order, then any others by name,
-    /// so the output does not depend on the order collectors ran.
+    /// In the order the collectors ran, which is the registry's.
     static func writeCollectors(_ outcomes: [CollectorOutcome], into w: inout ExpositionWriter) {
-        let rank = Dictionary(uniqueKeysWithValues: CollectionResult.collectorNames.enumerated().map { ($1, $0) })
-        let sorted = outcomes.sorted {
-            (rank[$0.name] ?? Int.max, $0.name) < (rank[$1.name] ?? Int.max, $1.name)
-        }
         w.family("portbudget_scrape_collector_duration_seconds", .gauge,
                  help: "How long each collector took in this collection.",
-                 sorted.map { .init([("collector", $0.name)], $0.seconds) })
+                 outcomes.map { .init([("collector", $0.name)], $0.seconds) })
         w.family("portbudget_scrape_collector_success", .gauge,
                  help: "1 when the collector succeeded in this collection, 0 when it failed; the metrics it feeds are then absent.",
-                 sorted.map { .init([("collector", $0.name)], $0.success ? 1 : 0) })
+                 outcomes.map { .init([("collector", $0.name)], $0.success ? 1 : 0) })
     }
 
     static func writeRange(_ r: PortBudgetReport, into w: inout ExpositionWriter) {
