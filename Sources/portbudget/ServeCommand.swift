@@ -119,7 +119,8 @@ struct ServeCommand: AsyncParsableCommand {
             printError("portbudget: \(error)")
             throw ExitCode(2)
         }
-        let evaluator = makeEvaluator(alerting, procfs: ProcFS(root: collection.procfs), address: address, logger: logger)
+        let evaluator = makeEvaluator(alerting, procfs: ProcFS(root: collection.procfs), address: address,
+                                      scheme: web?.usesTLS == true ? "https" : "http", logger: logger)
         // Across every namespace a collection can take seconds: collect in the
         // background and answer scrapes from the latest one.
         let freshness: ScrapeCoordinator.Freshness = collection.allNamespaces
@@ -144,11 +145,12 @@ struct ServeCommand: AsyncParsableCommand {
 
     /// The evaluator, with the delivery each configuration gets. The pinned
     /// source ports for deliveries default to the 8 just below the ephemeral range.
-    func makeEvaluator(_ alerting: AlertConfig, procfs: ProcFS, address: ListenAddress, logger: Logger) -> AlertEvaluator {
+    func makeEvaluator(_ alerting: AlertConfig, procfs: ProcFS, address: ListenAddress, scheme: String,
+                       logger: Logger) -> AlertEvaluator {
         let host = hostName()
         return AlertEvaluator(config: alerting, configPath: config, externalLabels: ["instance": "\(host):\(address.port)"],
                               budget: collection.budget,
-                              generatorURL: "http://\(host):\(address.port)/metrics", logger: logger) { alerting in
+                              generatorURL: "\(scheme)://\(host):\(address.port)/metrics", logger: logger) { alerting in
             guard !alerting.alertmanagers.isEmpty else { return nil }
             var sourcePorts = alerting.sourcePorts
             if sourcePorts == nil, let sysctls = try? procfs.portSysctls(), sysctls.rangeLow > 1032 {
