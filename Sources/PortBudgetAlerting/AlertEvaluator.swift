@@ -1,7 +1,6 @@
 import Foundation
 import Logging
 import PortBudgetCore
-import PortBudgetServer
 import ServiceLifecycle
 
 /// The in-agent evaluator. It learns every collection (its own, every
@@ -16,9 +15,11 @@ import ServiceLifecycle
 /// loop then sends what is due at that moment, so a slow or black-holed
 /// Alertmanager delays pages, never evaluations, and nothing queues up
 /// behind it.
-public actor AlertEvaluator: CollectionHook, Service {
+public actor AlertEvaluator: CollectionObserver, Service {
     /// Builds the delivery for a configuration (nil: no Alertmanagers).
     public typealias MakeDelivery = @Sendable (AlertConfig) -> AlertmanagerDelivery?
+    /// Runs a collection now; the evaluator observes it like any other.
+    public typealias CollectNow = @Sendable () async throws -> Void
 
     /// Projector samples are kept at most this fraction of the evaluation
     /// interval apart: the evaluator's own ticks (which may run a little
@@ -38,7 +39,7 @@ public actor AlertEvaluator: CollectionHook, Service {
     /// Trends and rates per network namespace, by name ("" when the agent
     /// watches only its own); a namespace that is gone loses its own.
     private var namespaces: [String: NamespaceTrend] = [:]
-    private var coordinator: ScrapeCoordinator?
+    private var collectNow: CollectNow?
     private var evaluations = 0
     private var lastEvaluationFailed = false
     private var reloadSucceeded = true
@@ -67,14 +68,15 @@ public actor AlertEvaluator: CollectionHook, Service {
         base.merging(config.externalLabels) { _, configured in configured }
     }
 
-    /// The coordinator whose collections the evaluator triggers between scrapes.
-    public func attach(_ coordinator: ScrapeCoordinator) {
-        self.coordinator = coordinator
+    /// How the evaluator gets a collection between scrapes: whatever it
+    /// calls must hand the collection to `collected(_:writer:)`.
+    public func collect(with collectNow: @escaping CollectNow) {
+        self.collectNow = collectNow
     }
 
     static func now() -> Double { Date().timeIntervalSince1970 }
 
-    // MARK: CollectionHook
+    // MARK: CollectionObserver
 
     public func collected(_ collection: CollectionResult, writer: inout ExpositionWriter) async {
         evaluate(collection, at: Self.now())
@@ -102,41 +104,34 @@ public actor AlertEvaluator: CollectionHook, Service {
                            labels: netns.map { ["netns": $0] } ?? [:])
     }
 
+    /// Every namespace of the collection: one whose census failed keeps its
+    /// alerts as they are; one that is gone resolves them and loses its
+    /// trends. When nothing at all was measured of the agent's one
+    /// namespace, no evaluation happens: no census, no verdict.
     func evaluate(_ collection: CollectionResult, at now: Double) {
-        if let all = collection.namespaces {
-            evaluate(namespaces: all, at: now)
-            return
-        }
-        guard let report = collection.report else {
-            // No census, no verdict: keep every state as it is rather than resolve on missing data.
+        if !collection.acrossNamespaces, let only = collection.namespaces.first, only.report == nil {
             if !lastEvaluationFailed {
-                logger.warning("alert evaluation skipped: the census failed", metadata: ["error": "\(collection.fatalError ?? "")"])
+                logger.warning("alert evaluation skipped: the census failed", metadata: ["error": "\(only.missingReportReason ?? "")"])
             }
             lastEvaluationFailed = true
             return
         }
         lastEvaluationFailed = false
         evaluations += 1
-        let before = Dictionary(uniqueKeysWithValues: machine.alerts.map { ($0.key, $0.value.state) })
-        machine.evaluate(inputs(report, netns: nil, at: now), at: now)
-        logTransitions(from: before)
-    }
-
-    /// Every namespace at once: a namespace whose census failed keeps its
-    /// alerts as they are; one that is gone resolves them and loses its trends.
-    func evaluate(namespaces all: [NamespaceCollection], at now: Double) {
-        evaluations += 1
         var evaluated: [AlertInputs] = []
         var unmeasured: Set<String> = []
-        for namespace in all {
-            if let report = namespace.collection.report {
-                evaluated.append(inputs(report, netns: namespace.netns.name, at: now))
-            } else {
-                unmeasured.insert(namespace.netns.name)
+        for namespace in collection.namespaces {
+            let netns = collection.acrossNamespaces ? namespace.netns.name : nil
+            if let report = namespace.report {
+                evaluated.append(inputs(report, netns: netns, at: now))
+            } else if let netns {
+                unmeasured.insert(netns)
             }
         }
-        let present = Set(all.map(\.netns.name))
-        namespaces = namespaces.filter { present.contains($0.key) }
+        if collection.acrossNamespaces {
+            let present = Set(collection.namespaces.map(\.netns.name))
+            namespaces = namespaces.filter { present.contains($0.key) }
+        }
         let before = Dictionary(uniqueKeysWithValues: machine.alerts.map { ($0.key, $0.value.state) })
         machine.evaluate(evaluated, unmeasured: unmeasured, at: now)
         logTransitions(from: before)
@@ -259,8 +254,8 @@ public actor AlertEvaluator: CollectionHook, Service {
         let clock = ContinuousClock()
         var next = clock.now
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
-            if let coordinator {
-                do { _ = try await coordinator.scrape() } catch { break }
+            if let collectNow {
+                do { try await collectNow() } catch { break }
             }
             wake.yield()
             let interval = Duration.milliseconds(Int64(config.evaluationInterval * 1000))

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Glibc
 import Logging
+import PortBudgetAgent
 import PortBudgetAlerting
 import PortBudgetCore
 import PortBudgetLinux
@@ -10,7 +11,7 @@ import ServiceLifecycle
 struct ServeCommand: AsyncParsableCommand {
     /// Port 9958: in the 9100–9999 exporter range, and not taken by any
     /// exporter we could find (the project wiki's allocation list could not be
-    /// checked offline; see deploy/README.md).
+    /// checked offline; see docs/deployment.md).
     static let defaultListen = ":9958"
 
     static let configuration = CommandConfiguration(
@@ -26,7 +27,7 @@ struct ServeCommand: AsyncParsableCommand {
             the port census itself fails, only build info and the collector gauges are served.
 
             With --config FILE, the built-in alert evaluator runs the file's rules over every \
-            group every evaluation_interval and posts to its Alertmanagers (see the README).
+            group every evaluation_interval and posts to its Alertmanagers (see docs/alerting.md).
 
             With --all-namespaces every network namespace on the host is measured on each \
             scrape, through netlink sockets and files opened once inside it: each namespace's \
@@ -46,11 +47,7 @@ struct ServeCommand: AsyncParsableCommand {
                                valueName: "host:port"))
     var listen = defaultListen
 
-    @Option(parsing: .unconditional, help: "Export per-destination series for the N most utilized groups only (0: all). Aggregates cover every group.")
-    var top = 20
-
-    @Option(help: "Where procfs is mounted.")
-    var procfs = "/proc"
+    @OptionGroup var collection: CollectionOptions
 
     @Option(parsing: .unconditional, help: "Connections held at once. Beyond it a new connection evicts an idle one; it is refused only when all are busy.")
     var maxConnections = 64
@@ -62,21 +59,13 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: Logger.Level = .info
 
-    @Option(parsing: .unconditional, help: ArgumentHelp("Source ports the NAT (MASQUERADE/SNAT) hands out, for the SNAT budget (default: the config's snat_port_range, else the kernel's 1024-65535).", valueName: "low-high"))
-    var snatPortRange: String?
-
-    @Flag(help: "Watch every network namespace on the host (containers, pods, `ip netns`): every per-namespace series gains a netns label. Needs CAP_SYS_ADMIN and CAP_SYS_PTRACE (see the README).")
-    var allNamespaces = false
-
     func validate() throws {
         do {
             _ = try ListenAddress(parsing: listen)
         } catch {
             throw ValidationError(error.description)
         }
-        guard top >= 0 else { throw ValidationError("--top must be 0 or more, got \(top)") }
         guard maxConnections >= 1 else { throw ValidationError("--max-connections must be 1 or more, got \(maxConnections)") }
-        _ = try parsedSNATPortRange(snatPortRange)
     }
 
     func run() async throws {
@@ -89,13 +78,22 @@ struct ServeCommand: AsyncParsableCommand {
             throw ExitCode(2)
         }
         let address = try ListenAddress(parsing: listen)
-        let setup = CollectionSetup(
-            procfs: procfs, snatPortRange: try parsedSNATPortRange(snatPortRange) ?? alerting.snatPortRange ?? .kernelDefault,
-            allNamespaces: allNamespaces)
-        let evaluator = makeEvaluator(alerting, procfs: ProcFS(root: procfs), address: address, logger: logger)
-        let coordinator = ScrapeCoordinator(top: top, version: PortBudgetCommand.version, hooks: [evaluator],
-                                            deadline: setup.deadline, collect: setup.makeCollect(logger: logger))
-        await evaluator.attach(coordinator)
+        let source: CollectionSource
+        do {
+            source = try collection.source(logger: logger) { configuration in
+                if collection.snatPortRange == nil, let configured = alerting.snatPortRange {
+                    configuration.snatPortRange = configured
+                }
+            }
+        } catch {
+            printError("portbudget: \(error)")
+            throw ExitCode(2)
+        }
+        let evaluator = makeEvaluator(alerting, procfs: ProcFS(root: collection.procfs), address: address, logger: logger)
+        let coordinator = ScrapeCoordinator(top: collection.top, version: PortBudgetCommand.version, observers: [evaluator],
+                                            deadline: source.deadline, collectorNames: source.collectors.names,
+                                            collect: source.collect)
+        await evaluator.collect { _ = try await coordinator.scrape() }
         let server = try await MetricsServer.bind(.init(listen: address, maxConnections: maxConnections),
                                                   coordinator: coordinator, logger: logger)
         let hangup = HangupService(logger: logger) { await evaluator.reloadConfigFile() }

@@ -16,9 +16,9 @@ final class NamespacesExpositionTests: XCTestCase {
         return census.report(thresholds: Thresholds())
     }
 
-    func collection(_ report: PortBudgetReport?, failing: String? = nil) -> CollectionResult {
-        CollectionResult(report: report, outcomes: [CollectorOutcome(name: failing ?? "sockdiag", seconds: 0.001,
-                                                                     error: failing.map { "\($0) failed" })])
+    func entry(_ netns: NetnsInfo, _ report: PortBudgetReport?, failing: String? = nil) -> NamespaceCollection {
+        NamespaceCollection(netns: netns, report: report,
+                            outcomes: [CollectorOutcome(name: failing ?? "sockdiag", seconds: 0.001, error: failing.map { "\($0) failed" })])
     }
 
     var namespaces: CollectionResult {
@@ -30,11 +30,10 @@ final class NamespacesExpositionTests: XCTestCase {
         var named = pod
         named.pod = "web-1"
         return CollectionResult(namespaces: [
-            NamespaceCollection(netns: NetnsInfo(name: "host", inode: 4026531840, pids: [2], comm: "kthreadd"),
-                                collection: collection(host)),
-            NamespaceCollection(netns: named, collection: collection(report(used: 20, peerPort: 5432, range: 41000...41019))),
-            NamespaceCollection(netns: NetnsInfo(name: "blue", inode: 4026532002), collection: collection(nil, failing: "netns")),
-        ], unreadableProcesses: 1)
+            entry(NetnsInfo(name: "host", inode: 4026531840, pids: [2], comm: "kthreadd"), host),
+            entry(named, report(used: 20, peerPort: 5432, range: 41000...41019)),
+            entry(NetnsInfo(name: "blue", inode: 4026532002), nil, failing: "netns"),
+        ], acrossNamespaces: true, unreadableProcesses: 1)
     }
 
     func samples(_ text: String, _ family: String) -> [String] {

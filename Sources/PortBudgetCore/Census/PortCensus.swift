@@ -282,6 +282,9 @@ public struct PortCensus: Sendable {
                                  finTimeoutSeconds: sysctls.tcpFinTimeoutSeconds),
             tcp: tcp, udp: udp, udplite: udplite, thresholds: thresholds)
         report.attribution = attribution
+        // Diagnosed here, once, from every group: nothing later in a
+        // collection (counters, SNAT) feeds a finding.
+        report.findings = Diagnosis.findings(for: report)
         return report
     }
 

@@ -247,14 +247,14 @@ public struct PortBudgetReport: Sendable, Codable, Equatable {
     public var thresholds: Thresholds
     /// Kernel counters, keyed by metric name without prefix; filled by the collector.
     public var counters: [String: Int64] = [:]
-    /// Why ports go and what fixes it, most severe first; set by
-    /// `diagnosed()` from the full report (before any --top cut) and encoded
-    /// as the top-level `findings` of `check --json` when set.
-    public var findings: [Finding]?
+    /// Why ports go and what fixes it, most severe first: diagnosed once,
+    /// when the census makes the report (before any --top cut), and
+    /// encoded as the top-level `findings` of `check --json`.
+    public var findings: [Finding] = []
     /// How holders were named, or why there are none (nil: not asked).
     public var attribution: AttributionNote?
-    // issue 11: present when the conntrack collector succeeded.
-    /// Source-NAT port budgets from the conntrack table.
+    /// Source-NAT port budgets from the conntrack table; present when the
+    /// conntrack collector succeeded.
     public var snat: SNAT?
     /// The conntrack table's fill and the kernel's drop statistics.
     public var conntrack: Conntrack?
@@ -366,7 +366,7 @@ public struct PortBudgetReport: Sendable, Codable, Equatable {
         udplite = try c.decodeIfPresent(UDP.self, forKey: .udplite)
         thresholds = try c.decode(Thresholds.self, forKey: .thresholds)
         counters = try c.decodeIfPresent([String: Int64].self, forKey: .counters) ?? [:]
-        findings = try c.decodeIfPresent([Finding].self, forKey: .findings)
+        findings = try c.decodeIfPresent([Finding].self, forKey: .findings) ?? []
         attribution = try c.decodeIfPresent(AttributionNote.self, forKey: .attribution)
         snat = try c.decodeIfPresent(SNAT.self, forKey: .snat)
         conntrack = try c.decodeIfPresent(Conntrack.self, forKey: .conntrack)
@@ -385,11 +385,12 @@ public struct PortBudgetReport: Sendable, Codable, Equatable {
         try c.encode(verdict, forKey: .verdict)
         try c.encodeIfPresent(snat, forKey: .snat)
         try c.encodeIfPresent(conntrack, forKey: .conntrack)
-        try c.encodeIfPresent(findings, forKey: .findings)
+        try c.encode(findings, forKey: .findings)
         try c.encodeIfPresent(attribution, forKey: .attribution)
     }
 
-    /// A copy carrying its findings (see `Diagnosis`).
+    /// A copy diagnosed again (see `Diagnosis`): for a report changed after
+    /// the census made it, as tests do.
     public func diagnosed() -> PortBudgetReport {
         var copy = self
         copy.findings = Diagnosis.findings(for: self)

@@ -1,4 +1,4 @@
-import PortBudgetServer
+import PortBudgetCore
 import XCTest
 
 final class PrometheusDurationTests: XCTestCase {

@@ -2,12 +2,12 @@
 /// what to do (the findings), the range and what takes from it, host-wide
 /// headroom, and the worst groups.
 public enum CheckReportRenderer {
-    /// `findings` defaults to the diagnosis of `report` itself (which must then
-    /// hold every group, as a report before any --top cut does).
-    public static func render(_ report: PortBudgetReport, top: Int, findings: [Finding]? = nil) -> String {
+    /// The findings are the report's own, diagnosed from every group; `top`
+    /// cuts only the groups listed.
+    public static func render(_ report: PortBudgetReport, top: Int) -> String {
         var out = ""
         out += report.verdict + "\n\n"
-        out += renderFindings(findings ?? report.findings ?? Diagnosis.findings(for: report))
+        out += renderFindings(report.findings)
 
         let r = report.portRange
         var takes = ["\(r.reserved) reserved", "\(report.tcp.explicitBoundPorts) held by explicit TCP binds"]

@@ -17,7 +17,7 @@ public actor ScrapeCoordinator {
     private let runner: CollectionRunner
     private let top: Int
     private let version: String
-    private let hooks: [any CollectionHook]
+    private let observers: [any CollectionObserver]
     private var inFlight: Task<Scrape, any Error>?
     /// The answer given when the deadline passed, repeated while that collection is still stuck.
     private var overdueAnswer: Scrape?
@@ -29,12 +29,14 @@ public actor ScrapeCoordinator {
 
     /// `deadline`: how long a collection may take before the scrape is
     /// answered without it (`CollectionResult.deadline`; tests shorten it).
-    public init(top: Int, version: String, hooks: [any CollectionHook] = [],
-                deadline: Duration = CollectionResult.deadline, collect: @escaping Collect) {
+    /// `observers` learn each collection and may add families to its exposition.
+    public init(top: Int, version: String, observers: [any CollectionObserver] = [],
+                deadline: Duration = CollectionResult.deadline, collectorNames: [String] = [],
+                collect: @escaping Collect) {
         self.top = top
         self.version = version
-        self.hooks = hooks
-        self.runner = CollectionRunner(deadline: deadline, collect: collect)
+        self.observers = observers
+        self.runner = CollectionRunner(deadline: deadline, collectorNames: collectorNames, collect: collect)
     }
 
     /// The collection in flight, or a new one. Throws only when the calling
@@ -64,7 +66,7 @@ public actor ScrapeCoordinator {
         collections += 1
         var writer = ExpositionWriter()
         MetricsExposition.write(collection, top: top, version: version, into: &writer)
-        for hook in hooks { await hook.collected(collection, writer: &writer) }
+        for observer in observers { await observer.collected(collection, writer: &writer) }
         let scrape = Scrape(collection: collection, exposition: writer.text, sequence: collections)
         latest = scrape
         if case .overdue = outcome { overdueAnswer = scrape } else { overdueAnswer = nil }

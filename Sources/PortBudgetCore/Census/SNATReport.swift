@@ -1,5 +1,5 @@
 /// The NAT's port budget and the conntrack table, as `check --json` reports
-/// them under `snat` and `conntrack` (issue 11).
+/// them under `snat` and `conntrack`.
 extension PortBudgetReport {
     /// Source-NAT port budgets, per NAT tuple space.
     public struct SNAT: Sendable, Codable, Equatable {

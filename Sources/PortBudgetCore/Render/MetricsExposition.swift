@@ -22,13 +22,18 @@ public enum MetricsExposition {
         w.single("portbudget_build_info", .gauge,
                  help: "Always 1; the version label says which portbudget produced these metrics.",
                  1.0, labels: [("version", version)])
-        if let namespaces = collection.namespaces {
-            writeNamespaces(namespaces, unreadableProcesses: collection.unreadableProcesses, top: top, into: &w)
-            return
+        let shares = topShares(collection.namespaces.map(\.report), top: top)
+        for (position, namespace) in collection.namespaces.enumerated() {
+            w.commonLabels = collection.acrossNamespaces ? [("netns", namespace.netns.name)] : []
+            writeCollectors(namespace.outcomes, into: &w)
+            guard let report = namespace.report else { continue }
+            let share = shares[position]
+            writeReport(report, exported: report.keepingGroups(tcp: share.tcp, snat: share.snat), into: &w)
         }
-        writeCollectors(collection.outcomes, into: &w)
-        guard let report = collection.report else { return }
-        writeReport(report, exported: report.limitingGroups(to: top), into: &w)
+        w.commonLabels = []
+        if collection.acrossNamespaces {
+            writeNamespaceFamilies(collection, into: &w)
+        }
     }
 
     /// One namespace's port budget. `exported` is `report` listing only the
@@ -40,8 +45,8 @@ public enum MetricsExposition {
         writeHolders(exported, into: &w)
         writeSysctls(exported, into: &w)
         writeCounters(exported.counters, into: &w)
-        writeSNAT(exported, into: &w)  // issue 11
-        writeFindings(report.findings ?? Diagnosis.findings(for: report), into: &w)
+        writeSNAT(exported, into: &w)
+        writeFindings(report.findings, into: &w)
     }
 
     /// One series per current finding (see `Diagnosis`), most severe first;
@@ -63,19 +68,14 @@ public enum MetricsExposition {
                  })
     }
 
-    /// In `CollectionResult.collectorNames` order, then any others by name,
-    /// so the output does not depend on the order collectors ran.
+    /// In the order the collectors ran, which is the registry's.
     static func writeCollectors(_ outcomes: [CollectorOutcome], into w: inout ExpositionWriter) {
-        let rank = Dictionary(uniqueKeysWithValues: CollectionResult.collectorNames.enumerated().map { ($1, $0) })
-        let sorted = outcomes.sorted {
-            (rank[$0.name] ?? Int.max, $0.name) < (rank[$1.name] ?? Int.max, $1.name)
-        }
         w.family("portbudget_scrape_collector_duration_seconds", .gauge,
                  help: "How long each collector took in this collection.",
-                 sorted.map { .init([("collector", $0.name)], $0.seconds) })
+                 outcomes.map { .init([("collector", $0.name)], $0.seconds) })
         w.family("portbudget_scrape_collector_success", .gauge,
                  help: "1 when the collector succeeded in this collection, 0 when it failed; the metrics it feeds are then absent.",
-                 sorted.map { .init([("collector", $0.name)], $0.success ? 1 : 0) })
+                 outcomes.map { .init([("collector", $0.name)], $0.success ? 1 : 0) })
     }
 
     static func writeRange(_ r: PortBudgetReport, into w: inout ExpositionWriter) {

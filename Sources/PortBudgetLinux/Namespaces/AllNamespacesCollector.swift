@@ -44,7 +44,8 @@ public final class AllNamespacesCollector: @unchecked Sendable {
         }
     }
 
-    private let collector: Collector
+    private let collectors: CollectorSet
+    private let procfs: ProcFS
     private let cgroups: CgroupResolver?
     private let logger: Logger
     private let lock = NSLock()
@@ -55,20 +56,19 @@ public final class AllNamespacesCollector: @unchecked Sendable {
     private var loggedReasons: Set<String> = []
     private var loggedUnreadable = false
 
-    /// `collector` is the configured collector (attribution, SNAT range);
-    /// each namespace runs a copy reading through its own session.
-    public init(collector: Collector, cgroups: CgroupResolver?, logger: Logger) {
-        self.collector = collector
+    /// Each namespace runs `collectors` through its own session.
+    public init(collectors: CollectorSet, procfs: ProcFS, cgroups: CgroupResolver?, logger: Logger) {
+        self.collectors = collectors
+        self.procfs = procfs
         self.cgroups = cgroups
         self.logger = logger
     }
 
-    public func collect(thresholds: Thresholds) -> CollectionResult {
-        lock.withLock { collectLocked(thresholds: thresholds) }
+    public func collect() -> CollectionResult {
+        lock.withLock { collectLocked() }
     }
 
-    private func collectLocked(thresholds: Thresholds) -> CollectionResult {
-        let procfs = collector.procfs
+    private func collectLocked() -> CollectionResult {
         let progress = CollectionProgressReporting.current
         progress?.collectorStarted("netns discovery")
         let scan = NamespaceDiscovery.scan(procfs: procfs)
@@ -77,7 +77,7 @@ public final class AllNamespacesCollector: @unchecked Sendable {
         // Gone: closing the session's descriptors lets the kernel free the namespace.
         sessions = sessions.filter { seen.contains($0.key) }
         failures = failures.filter { seen.contains($0.key) }
-        let conntrackLoaded = collector.conntrackLoaded
+        let conntrackLoaded = ConntrackCollector.loaded(procfs: procfs)
         let unreadable = scan.unreadable
         // First, in order: each namespace's session, or why it has none.
         var slots: [Slot] = []
@@ -120,13 +120,13 @@ public final class AllNamespacesCollector: @unchecked Sendable {
         DispatchQueue.concurrentPerform(iterations: width) { worker in
             for position in stride(from: worker, to: sessionSlots.count, by: width) {
                 let (index, session) = sessionSlots[position]
-                var namespaced = collector
-                namespaced.procfs = ProcFS(root: procfs.root, netOfCallingThread: true, pinned: session.files)
-                namespaced.sockets = session.sockets
+                let context = CollectionContext(
+                    procfs: ProcFS(root: procfs.root, netOfCallingThread: true, pinned: session.files),
+                    sockets: session.sockets, logger: logger)
                 // A deadline missed here names the namespace as well as the collector.
                 let named = progress.map { NamedProgress(outer: $0, netns: session.info.name) }
                 collected[index] = CollectionProgressReporting.$current.withValue(named) {
-                    NamespaceCollection(netns: session.info, collection: namespaced.collect(thresholds: thresholds))
+                    collectors.collect(context, netns: session.info)
                 }
             }
         }
@@ -137,7 +137,9 @@ public final class AllNamespacesCollector: @unchecked Sendable {
             case let .session(session):
                 guard let entry = collected[index] else { continue }
                 // A socket left mid-dump may hold stale replies: start afresh next time.
-                let broken = entry.collection.outcomes.contains { !$0.success && ["sockdiag", "conntrack"].contains($0.name) }
+                let broken = entry.outcomes.contains {
+                    !$0.success && [SockDiagCollector.name, ConntrackCollector.name].contains($0.name)
+                }
                 if broken || (conntrackLoaded && session.sockets.conntrack == nil) { sessions[session.handle.inode] = nil }
                 results.append(entry)
             }
@@ -147,11 +149,12 @@ public final class AllNamespacesCollector: @unchecked Sendable {
             logger.warning("some processes' network namespaces cannot be opened (another user's process needs CAP_SYS_PTRACE; some sandboxes hide pid 1); every other namespace is measured",
                            metadata: ["processes": "\(unreadable)"])
         }
-        return CollectionResult(namespaces: results, unreadableProcesses: unreadable)
+        return CollectionResult(namespaces: results, acrossNamespaces: true, unreadableProcesses: unreadable)
     }
 
     static func unmeasured(_ info: NetnsInfo, _ error: String) -> NamespaceCollection {
-        NamespaceCollection(netns: info, collection: .notEntered(error))
+        NamespaceCollection(netns: info, report: nil,
+                            outcomes: [CollectorOutcome(name: NetnsInfo.enteringCollector, seconds: 0, error: error)])
     }
 
     /// One warning per distinct reason (the path stripped), naming the first namespace it hit.
@@ -165,7 +168,7 @@ public final class AllNamespacesCollector: @unchecked Sendable {
                        metadata: ["netns": "\(netns)", "error": "\(reason)"])
     }
 
-    static func monotonicSeconds() -> Double { Collector.monotonicSeconds() }
+    static func monotonicSeconds() -> Double { CollectorSet.monotonicSeconds() }
 }
 
 /// Tells whoever waits with a deadline which collector of which namespace

@@ -44,12 +44,16 @@ public final class CollectionRunner: Sendable {
     }
 
     public let deadline: Duration
+    /// The collectors a collection runs, in order: those a collection given
+    /// up on did not reach are reported failed too.
+    public let collectorNames: [String]
     private let collect: Collect
     /// The collection whose thread is running, if any.
     private let running = NIOLockedValueBox<Running?>(nil)
 
-    public init(deadline: Duration = CollectionResult.deadline, collect: @escaping Collect) {
+    public init(deadline: Duration = CollectionResult.deadline, collectorNames: [String] = [], collect: @escaping Collect) {
         self.deadline = deadline
+        self.collectorNames = collectorNames
         self.collect = collect
     }
 
@@ -61,13 +65,15 @@ public final class CollectionRunner: Sendable {
     /// service group shuts down; the collection's thread carries on then.
     public func run() async throws -> Outcome {
         let started = ContinuousClock.now
-        let progress = Progress()
+        let progress = Progress(collectorNames: collectorNames)
         let stuck: Running? = running.withLockedValue { current in
             if let current { return current }
             current = Running(progress: progress, started: started)
             return nil
         }
-        if let stuck { return .overdue(stuck.failure(deadline: deadline, earlierStillRunning: true), stuck.overdue(deadline, true)) }
+        if let stuck {
+            return .overdue(stuck.failure(deadline: deadline, earlierStillRunning: true), stuck.overdue(deadline, true))
+        }
 
         let result = OneShot<CollectionResult>()
         let thread = Thread { [collect, running] in
@@ -106,26 +112,32 @@ public final class CollectionRunner: Sendable {
 
         /// What a scrape reports for a collection given up on: the outcomes
         /// already known, the stuck collector failed with the reason, the
-        /// ones not reached failed too (their metrics are absent), no census.
+        /// ones not reached failed too (their metrics are absent), no census —
+        /// in the collectors' order, a stuck step that is not a collector last.
         func failure(deadline: Duration, earlierStillRunning: Bool) -> CollectionResult {
             let (finished, stuck) = progress.snapshot
             let elapsed = ContinuousClock.now - started
             let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
             let reason = "did not finish within \(deadline.secondsDescription)"
                 + (earlierStillRunning ? "; still running, so no new collection was started" : "")
+            let stuckOutcome = CollectorOutcome(name: stuck, seconds: seconds, error: reason)
             var outcomes = finished
-            outcomes.append(CollectorOutcome(name: stuck, seconds: seconds, error: reason))
-            let done = Set(outcomes.map(\.name))
-            for name in CollectionResult.collectorNames where !done.contains(name) {
-                outcomes.append(CollectorOutcome(name: name, seconds: 0, error: "not run: \(stuck) did not finish"))
+            let done = Set(finished.map(\.name))
+            for name in progress.collectorNames where !done.contains(name) {
+                outcomes.append(name == stuck ? stuckOutcome
+                                : CollectorOutcome(name: name, seconds: 0, error: "not run: \(stuck) did not finish"))
             }
+            if !progress.collectorNames.contains(stuck) { outcomes.append(stuckOutcome) }
             return CollectionResult(report: nil, outcomes: outcomes)
         }
     }
 
     /// Which collector is at work, as the collecting thread reports it.
     final class Progress: CollectionProgress {
+        let collectorNames: [String]
         private let state = NIOLockedValueBox<(current: String?, finished: [CollectorOutcome])>((nil, []))
+
+        init(collectorNames: [String]) { self.collectorNames = collectorNames }
 
         func collectorStarted(_ name: String) { state.withLockedValue { $0.current = name } }
 
@@ -144,7 +156,7 @@ public final class CollectionRunner: Sendable {
             state.withLockedValue { state in
                 let done = Set(state.finished.map(\.name))
                 let stuck = state.current
-                    ?? CollectionResult.collectorNames.first { !done.contains($0) } ?? "collection"
+                    ?? collectorNames.first { !done.contains($0) } ?? "collection"
                 return (state.finished, stuck)
             }
         }

@@ -1,4 +1,4 @@
-/// The `check` text for the NAT (issue 11): a conntrack line among the
+/// The `check` text for the NAT: a conntrack line among the
 /// host-wide rows, and the SNAT groups as a table like the TCP destinations.
 extension CheckReportRenderer {
     static func conntrackRow(_ report: PortBudgetReport) -> String {

@@ -1,19 +1,11 @@
-/// Every network namespace in one exposition (`--all-namespaces`, issue 9):
-/// each namespace's families carry a `netns` label first, `--top` bounds the
+/// Every network namespace in one exposition (`--all-namespaces`): each
+/// namespace's families carry a `netns` label first, `--top` bounds the
 /// group series across all namespaces together, and every namespace keeps
 /// its aggregates (usable ports, bound ports, group counts, utilizations).
 extension MetricsExposition {
-    static func writeNamespaces(_ namespaces: [NamespaceCollection], unreadableProcesses: Int, top: Int,
-                                into w: inout ExpositionWriter) {
-        let shares = topShares(namespaces.map { $0.collection.report }, top: top)
-        for (position, namespace) in namespaces.enumerated() {
-            w.commonLabels = [("netns", namespace.netns.name)]
-            writeCollectors(namespace.collection.outcomes, into: &w)
-            guard let report = namespace.collection.report else { continue }
-            let share = shares[position]
-            writeReport(report, exported: report.keepingGroups(tcp: share.tcp, snat: share.snat), into: &w)
-        }
-        w.commonLabels = []
+    /// Who lives in each namespace, and how many there are.
+    static func writeNamespaceFamilies(_ collection: CollectionResult, into w: inout ExpositionWriter) {
+        let namespaces = collection.namespaces
         w.family("portbudget_netns_info", .gauge,
                  help: "Always 1, one series per network namespace: its inode and who lives in it (first pid, its comm, unit, container, pod).",
                  namespaces.map { .init(infoLabels($0.netns), 1) })
@@ -22,7 +14,7 @@ extension MetricsExposition {
                  namespaces.count)
         w.single("portbudget_namespace_unreadable_processes", .gauge,
                  help: "Processes whose network namespace the agent could not open (another user's without CAP_SYS_PTRACE, or hidden).",
-                 unreadableProcesses)
+                 collection.unreadableProcesses)
     }
 
     static func infoLabels(_ n: NetnsInfo) -> [(name: String, value: String)] {

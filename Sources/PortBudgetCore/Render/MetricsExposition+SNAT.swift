@@ -1,4 +1,4 @@
-/// The NAT's port budget and the conntrack table in the exposition (issue 11).
+/// The NAT's port budget and the conntrack table in the exposition.
 /// Absent, not zero, when the conntrack collector failed.
 extension MetricsExposition {
     static func writeSNAT(_ r: PortBudgetReport, into w: inout ExpositionWriter) {

@@ -23,13 +23,14 @@ public struct TextfileService: Service {
     /// `deadline`: how long a collection may take before its write is
     /// skipped (`CollectionResult.deadline`; tests shorten it).
     public init(writer: TextfileWriter, interval: Duration, top: Int, version: String,
-                deadline: Duration = CollectionResult.deadline, logger: Logger, collect: @escaping Collect) {
+                deadline: Duration = CollectionResult.deadline, collectorNames: [String] = [], logger: Logger,
+                collect: @escaping Collect) {
         self.writer = writer
         self.interval = interval
         self.top = top
         self.version = version
         self.logger = logger
-        self.runner = CollectionRunner(deadline: deadline, collect: collect)
+        self.runner = CollectionRunner(deadline: deadline, collectorNames: collectorNames, collect: collect)
     }
 
     /// One collection written out. Throws `TextfileError` when the file could
@@ -41,8 +42,11 @@ public struct TextfileService: Service {
         case .finished(let finished): collection = finished
         case .overdue(_, let overdue): throw overdue
         }
-        for failed in collection.outcomes where !failed.success {
-            logger.warning("collector failed", metadata: ["collector": "\(failed.name)", "error": "\(failed.error ?? "")"])
+        // The agent's own namespace's failures; other namespaces' are in the file and logged once by the collectors.
+        for namespace in collection.namespaces where !collection.acrossNamespaces || namespace.netns.name == NetnsInfo.ownName {
+            for failed in namespace.outcomes where !failed.success {
+                logger.warning("collector failed", metadata: ["collector": "\(failed.name)", "error": "\(failed.error ?? "")"])
+            }
         }
         try writer.write(MetricsExposition.render(collection, top: top, version: version))
     }
