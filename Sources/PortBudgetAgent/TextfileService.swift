@@ -17,18 +17,20 @@ public struct TextfileService: Service {
     private let interval: Duration
     private let top: Int
     private let version: String
+    private let budget: NamespaceBudget
     private let logger: Logger
     private let runner: CollectionRunner
 
     /// `deadline`: how long a collection may take before its write is
     /// skipped (`CollectionResult.deadline`; tests shorten it).
-    public init(writer: TextfileWriter, interval: Duration, top: Int, version: String,
+    public init(writer: TextfileWriter, interval: Duration, top: Int, version: String, budget: NamespaceBudget = NamespaceBudget(),
                 deadline: Duration = CollectionResult.deadline, collectorNames: [String] = [], logger: Logger,
                 collect: @escaping Collect) {
         self.writer = writer
         self.interval = interval
         self.top = top
         self.version = version
+        self.budget = budget
         self.logger = logger
         self.runner = CollectionRunner(deadline: deadline, collectorNames: collectorNames, collect: collect)
     }
@@ -48,7 +50,7 @@ public struct TextfileService: Service {
                 logger.warning("collector failed", metadata: ["collector": "\(failed.name)", "error": "\(failed.error ?? "")"])
             }
         }
-        try writer.write(MetricsExposition.render(collection, top: top, version: version))
+        try writer.write(MetricsExposition.render(collection, top: top, version: version, budget: budget))
     }
 
     public func run() async throws {

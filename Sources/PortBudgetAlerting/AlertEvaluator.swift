@@ -25,6 +25,12 @@ public actor AlertEvaluator: CollectionObserver, Service {
     /// interval apart: the evaluator's own ticks (which may run a little
     /// early) always land, and extra scrapes in between add nothing.
     public static let sampleSpacingFactor = 0.9
+    /// State changes logged one by one per evaluation; the rest are one line
+    /// per rule and state, so a tenant's thousand namespaces cannot flood the log.
+    public static let loggedTransitions = 10
+    /// Alerts sent to Alertmanager in one post at most, those of namespaces
+    /// listed one by one first; the rest stay due and go with the next posts.
+    public static let alertsPerPost = 500
 
     private var config: AlertConfig
     private let configPath: String?
@@ -41,6 +47,10 @@ public actor AlertEvaluator: CollectionObserver, Service {
     private var namespaces: [String: NamespaceTrend] = [:]
     private var collectNow: CollectNow?
     private var evaluations = 0
+    /// The namespaces the exposition lists one by one (`NamespaceBudget`), nil
+    /// when the agent watches one: alert series outside it are only counted.
+    private var listedNamespaces: Set<String>?
+    private let budget: NamespaceBudget
     private var lastEvaluationFailed = false
     private var reloadSucceeded = true
     private var lastReloadSuccess = Date().timeIntervalSince1970
@@ -51,10 +61,11 @@ public actor AlertEvaluator: CollectionObserver, Service {
     /// `external_labels` are merged over them, now and on every reload.
     /// `configPath` is the file SIGHUP reloads.
     public init(config: AlertConfig, configPath: String? = nil, externalLabels: [String: String],
-                generatorURL: String?, logger: Logger, makeDelivery: @escaping MakeDelivery) {
+                budget: NamespaceBudget = NamespaceBudget(), generatorURL: String?, logger: Logger, makeDelivery: @escaping MakeDelivery) {
         self.config = config
         self.configPath = configPath
         self.baseExternalLabels = externalLabels
+        self.budget = budget
         self.makeDelivery = makeDelivery
         self.delivery = makeDelivery(config)
         self.logger = logger
@@ -131,6 +142,9 @@ public actor AlertEvaluator: CollectionObserver, Service {
         if collection.acrossNamespaces {
             let present = Set(collection.namespaces.map(\.netns.name))
             namespaces = namespaces.filter { present.contains($0.key) }
+            listedNamespaces = Set(budget.split(collection.namespaces).listed.map { collection.namespaces[$0].netns.name })
+        } else {
+            listedNamespaces = nil
         }
         let before = Dictionary(uniqueKeysWithValues: machine.alerts.map { ($0.key, $0.value.state) })
         machine.evaluate(evaluated, unmeasured: unmeasured, at: now)
@@ -138,7 +152,14 @@ public actor AlertEvaluator: CollectionObserver, Service {
     }
 
     private func logTransitions(from before: [String: Alert.State]) {
-        for (key, alert) in machine.alerts where before[key] != alert.state {
+        var logged = 0
+        var unlogged: [String: Int] = [:]
+        for (key, alert) in machine.alerts.sorted(by: { $0.key < $1.key }) where before[key] != alert.state {
+            guard logged < Self.loggedTransitions else {
+                unlogged["\(alert.rule) \(alert.state.rawValue)", default: 0] += 1
+                continue
+            }
+            logged += 1
             var metadata: Logger.Metadata = ["alertname": "\(alert.rule)", "state": "\(alert.state.rawValue)",
                                              "value": "\(PrometheusNumber.format(alert.value))"]
             for (name, value) in alert.labels where !["alertname"].contains(name) { metadata[name] = "\(value)" }
@@ -148,13 +169,27 @@ public actor AlertEvaluator: CollectionObserver, Service {
             case .resolved: logger.notice("alert resolved", metadata: metadata)
             }
         }
-        for (key, state) in before where machine.alerts[key] == nil && state == .pending {
+        for (change, count) in unlogged.sorted(by: { $0.key < $1.key }) {
+            logger.warning("more alerts changed state than are logged one by one", metadata: ["change": "\(change)", "alerts": "\(count)"])
+        }
+        let cleared = before.filter { machine.alerts[$0.key] == nil && $0.value == .pending }.keys.sorted()
+        for key in cleared.prefix(Self.loggedTransitions) {
             logger.info("pending alert cleared", metadata: ["key": "\(key.split(separator: "\u{0}").joined(separator: ","))"])
+        }
+        if cleared.count > Self.loggedTransitions {
+            logger.info("more pending alerts cleared than are logged one by one", metadata: ["alerts": "\(cleared.count - Self.loggedTransitions)"])
         }
     }
 
+    /// Whether an alert's or projection's namespace is listed one by one.
+    private func listed(_ netns: String?) -> Bool {
+        guard let listedNamespaces, let netns, !netns.isEmpty else { return true }
+        return listedNamespaces.contains(netns)
+    }
+
     func write(into writer: inout ExpositionWriter) {
-        let active = machine.active
+        let everyActive = machine.active
+        let active = everyActive.filter { listed($0.labels["netns"]) }
         writer.family("portbudget_alerts", .gauge,
                       help: "Alerts of the in-agent evaluator that are pending or firing (1), like Prometheus' ALERTS.",
                       active.map { alert in
@@ -165,7 +200,7 @@ public actor AlertEvaluator: CollectionObserver, Service {
         // Host-wide per namespace, and the 20 soonest groups over all namespaces.
         var hostWide: [(netns: String, entry: (series: ExhaustionProjector.Series, seconds: Double))] = []
         var groups: [(netns: String, entry: (series: ExhaustionProjector.Series, seconds: Double))] = []
-        for (netns, trend) in namespaces.sorted(by: { $0.key < $1.key }) {
+        for (netns, trend) in namespaces.sorted(by: { $0.key < $1.key }) where listed(netns) {
             for entry in trend.projector.projections {
                 if entry.series.group == nil { hostWide.append((netns, entry)) } else { groups.append((netns, entry)) }
             }
@@ -181,6 +216,13 @@ public actor AlertEvaluator: CollectionObserver, Service {
                           }
                           return ExpositionWriter.Sample(labels, entry.seconds)
                       })
+        if listedNamespaces != nil {
+            var unlisted: [String: Int] = ["pending": 0, "firing": 0]
+            for alert in everyActive where !listed(alert.labels["netns"]) { unlisted[alert.state.rawValue, default: 0] += 1 }
+            writer.family("portbudget_alerts_unlisted", .gauge,
+                          help: "Pending or firing alerts of namespaces beyond the namespace budget, counted instead of listed in portbudget_alerts.",
+                          unlisted.sorted { $0.key < $1.key }.map { .init([("alertstate", $0.key)], Double($0.value)) })
+        }
         writer.single("portbudget_alert_rules", .gauge, help: "Rules the in-agent evaluator runs.", machine.rules.count)
         writer.single("portbudget_alert_evaluations_total", .counter,
                       help: "Collections the in-agent evaluator has evaluated.", evaluations)
@@ -281,7 +323,8 @@ public actor AlertEvaluator: CollectionObserver, Service {
         retired = []
         guard let delivery, !delivery.isEmpty else { return }
         let now = Self.now()
-        let due = machine.due(at: now)
+        let due = Array(machine.due(at: now).sorted { listed($0.labels["netns"]) && !listed($1.labels["netns"]) }
+            .prefix(Self.alertsPerPost))
         if due.isEmpty {
             await delivery.send([])
             return

@@ -116,7 +116,7 @@ struct CheckCommand: AsyncParsableCommand {
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
             print(String(decoding: try encoder.encode(report.limitingGroups(to: collection.top)), as: UTF8.self))
         } else {
-            print(report.render(top: collection.top), terminator: "")
+            print(report.render(top: collection.top, budget: collection.budget), terminator: "")
         }
         for failed in report.unmeasured {
             printError("portbudget: netns \(failed.netns.name) (inode \(failed.netns.inode)) not measured: \(failed.error ?? "")")

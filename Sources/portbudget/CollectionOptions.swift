@@ -22,8 +22,14 @@ struct CollectionOptions: ParsableArguments {
     @Flag(help: "Watch every network namespace on the host (containers, pods, `ip netns`): check gives one verdict over all, then each; every exported series gains a netns label. Needs CAP_SYS_ADMIN and CAP_SYS_PTRACE (see docs/namespaces.md).")
     var allNamespaces = false
 
+    @Option(parsing: .unconditional, help: "With --all-namespaces: how many namespaces to list one by one — the agent's own, then those owned by the host's user namespace, then the worst; the rest are summed and counted.")
+    var listedNamespaces = NamespaceBudget.defaultListed
+
+    var budget: NamespaceBudget { NamespaceBudget(listed: listedNamespaces) }
+
     func validate() throws {
         guard top >= 0 else { throw ValidationError("--top must be 0 or more, got \(top)") }
+        guard listedNamespaces >= 1 else { throw ValidationError("--listed-namespaces must be 1 or more, got \(listedNamespaces)") }
         _ = try parsedSNATPortRange
         if let netns {
             do { _ = try NetnsTarget(parsing: netns) } catch { throw ValidationError("\(error)") }

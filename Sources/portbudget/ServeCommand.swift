@@ -29,10 +29,13 @@ struct ServeCommand: AsyncParsableCommand {
             With --config FILE, the built-in alert evaluator runs the file's rules over every \
             group every evaluation_interval and posts to its Alertmanagers (see docs/alerting.md).
 
-            With --all-namespaces every network namespace on the host is measured on each \
-            scrape, through netlink sockets and files opened once inside it: each namespace's \
-            series carry a netns label, portbudget_netns_info says who lives in it, --top bounds \
-            the group series across all namespaces, and alerts carry the netns label. A namespace \
+            With --all-namespaces every network namespace on the host is measured in the \
+            background every --collection-interval and a scrape answers from the latest complete \
+            collection (portbudget_collection_age_seconds says how old): each namespace's series \
+            carry a netns label, portbudget_netns_info says who lives in it, --top bounds the group \
+            series across all namespaces, and alerts carry the netns label. At most \(NamespaceBudget.defaultListed) \
+            namespaces are exported one by one — the host's own, then those owned by the host's user \
+            namespace, then the worst — and the rest summed (portbudget_namespaces{state}). A namespace \
             the agent cannot enter is listed with portbudget_scrape_collector_success{collector="netns"} 0.
 
             SIGHUP reloads --config as Prometheus does: the file is validated first, and on an \
@@ -59,6 +62,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: Logger.Level = .info
 
+    @Option(parsing: .unconditional, help: "With --all-namespaces: how often to collect in the background, as a Prometheus duration (scrapes answer from the latest collection).")
+    var collectionInterval = "15s"
+
     func validate() throws {
         do {
             _ = try ListenAddress(parsing: listen)
@@ -66,6 +72,13 @@ struct ServeCommand: AsyncParsableCommand {
             throw ValidationError(error.description)
         }
         guard maxConnections >= 1 else { throw ValidationError("--max-connections must be 1 or more, got \(maxConnections)") }
+        let interval: PrometheusDuration
+        do {
+            interval = try PrometheusDuration(parsing: collectionInterval)
+        } catch {
+            throw ValidationError("--collection-interval \(error.description)")
+        }
+        guard interval.milliseconds > 0 else { throw ValidationError("--collection-interval must be above zero, got \(collectionInterval)") }
     }
 
     func run() async throws {
@@ -90,15 +103,20 @@ struct ServeCommand: AsyncParsableCommand {
             throw ExitCode(2)
         }
         let evaluator = makeEvaluator(alerting, procfs: ProcFS(root: collection.procfs), address: address, logger: logger)
+        // Across every namespace a collection can take seconds: collect in the
+        // background and answer scrapes from the latest one.
+        let freshness: ScrapeCoordinator.Freshness = collection.allNamespaces
+            ? .background(interval: try PrometheusDuration(parsing: collectionInterval).duration) : .perScrape
         let coordinator = ScrapeCoordinator(top: collection.top, version: PortBudgetCommand.version, observers: [evaluator],
                                             deadline: source.deadline, collectorNames: source.collectors.names,
-                                            collect: source.collect)
+                                            freshness: freshness, budget: collection.budget, collect: source.collect)
         await evaluator.collect { _ = try await coordinator.scrape() }
         let server = try await MetricsServer.bind(.init(listen: address, maxConnections: maxConnections),
                                                   coordinator: coordinator, logger: logger)
         let hangup = HangupService(logger: logger) { await evaluator.reloadConfigFile() }
         let group = ServiceGroup(configuration: .init(
-            services: [server, evaluator, hangup], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            services: freshness == .perScrape ? [server, evaluator, hangup] : [server, coordinator, evaluator, hangup],
+            gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
     }
 
@@ -107,6 +125,7 @@ struct ServeCommand: AsyncParsableCommand {
     func makeEvaluator(_ alerting: AlertConfig, procfs: ProcFS, address: ListenAddress, logger: Logger) -> AlertEvaluator {
         let host = hostName()
         return AlertEvaluator(config: alerting, configPath: config, externalLabels: ["instance": "\(host):\(address.port)"],
+                              budget: collection.budget,
                               generatorURL: "http://\(host):\(address.port)/metrics", logger: logger) { alerting in
             guard !alerting.alertmanagers.isEmpty else { return nil }
             var sourcePorts = alerting.sourcePorts

@@ -60,7 +60,8 @@ struct TextfileCommand: AsyncParsableCommand {
         }
         let service = TextfileService(
             writer: writer, interval: try PrometheusDuration(parsing: interval).duration, top: collection.top,
-            version: PortBudgetCommand.version, deadline: source.deadline, collectorNames: source.collectors.names,
+            version: PortBudgetCommand.version, budget: collection.budget, deadline: source.deadline,
+            collectorNames: source.collectors.names,
             logger: logger, collect: source.collect)
         if once {
             try await service.writeOnce()

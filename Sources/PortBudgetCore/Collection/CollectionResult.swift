@@ -47,6 +47,10 @@ public struct CollectionResult: Sendable {
     public var acrossNamespaces: Bool
     /// Processes whose network namespace could not be opened (`--all-namespaces`).
     public var unreadableProcesses: Int
+    /// Namespaces whose sessions stay open between collections (`--all-namespaces`).
+    public var keptSessions: Int?
+    /// Descriptors the agent held when the collection ended (`--all-namespaces`).
+    public var openDescriptors: Int?
 
     public init(namespaces: [NamespaceCollection], acrossNamespaces: Bool, unreadableProcesses: Int = 0) {
         self.namespaces = namespaces

@@ -10,20 +10,25 @@ public enum MetricsExposition {
 
     /// The whole exposition of one collection, ending with a newline.
     /// `top` bounds the per-group series to the most utilized groups (0: all);
-    /// aggregates always describe every group.
-    public static func render(_ collection: CollectionResult, top: Int, version: String) -> String {
+    /// aggregates always describe every group. Across namespaces, `budget`
+    /// bounds the namespaces listed one by one; the rest are summed.
+    public static func render(_ collection: CollectionResult, top: Int, version: String,
+                              budget: NamespaceBudget = NamespaceBudget()) -> String {
         var writer = ExpositionWriter()
-        write(collection, top: top, version: version, into: &writer)
+        write(collection, top: top, version: version, budget: budget, into: &writer)
         return writer.text
     }
 
     public static func write(_ collection: CollectionResult, top: Int, version: String,
-                             into w: inout ExpositionWriter) {
+                             budget: NamespaceBudget = NamespaceBudget(), into w: inout ExpositionWriter) {
         w.single("portbudget_build_info", .gauge,
                  help: "Always 1; the version label says which portbudget produced these metrics.",
                  1.0, labels: [("version", version)])
-        let shares = topShares(collection.namespaces.map(\.report), top: top)
-        for (position, namespace) in collection.namespaces.enumerated() {
+        let split = collection.acrossNamespaces ? budget.split(collection.namespaces)
+            : NamespaceBudget.Split(listed: Array(collection.namespaces.indices), summed: [], failed: [])
+        let listed = split.listed.map { collection.namespaces[$0] }
+        let shares = topShares(listed.map(\.report), top: top)
+        for (position, namespace) in listed.enumerated() {
             w.commonLabels = collection.acrossNamespaces ? [("netns", namespace.netns.name)] : []
             writeCollectors(namespace.outcomes, into: &w)
             guard let report = namespace.report else { continue }
@@ -32,7 +37,7 @@ public enum MetricsExposition {
         }
         w.commonLabels = []
         if collection.acrossNamespaces {
-            writeNamespaceFamilies(collection, into: &w)
+            writeNamespaceFamilies(collection, split: split, into: &w)
         }
     }
 

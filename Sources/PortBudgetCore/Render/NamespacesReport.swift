@@ -17,6 +17,14 @@ public struct NetnsInfo: Sendable, Codable, Equatable {
     /// The pod's name: the UTS host name of a process in it, which
     /// Kubernetes sets to the pod name.
     public var pod: String?
+    /// The uid that created the user namespace owning this network
+    /// namespace, when that is not the agent's own (the host's): a namespace
+    /// any unprivileged user can make. Such namespaces rank after the
+    /// host-owned ones, so a tenant cannot crowd those out.
+    public var unprivilegedOwnerUID: UInt32?
+    /// Owned by the agent's user namespace: the host's, pods' and
+    /// containers' of a root runtime, `ip netns add`'s.
+    public var ownedByHost: Bool { unprivilegedOwnerUID == nil }
 
     public init(name: String, inode: UInt64, pids: [Int32] = [], comm: String? = nil, owner: CgroupOwner? = nil) {
         self.name = name
@@ -31,6 +39,7 @@ public struct NetnsInfo: Sendable, Codable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case name, inode, pids, comm, cgroup, unit, containerID = "container_id", podUID = "pod_uid", pod
+        case unprivilegedOwnerUID = "unprivileged_owner_uid"
     }
 
     /// What the namespaces table shows in its WHO column.
@@ -38,8 +47,9 @@ public struct NetnsInfo: Sendable, Codable, Equatable {
         if let pod { return "pod \(pod)" + (containerID.map { " container \($0.prefix(12))" } ?? "") }
         if let containerID { return podUID.map { "pod \($0.prefix(8))… container \(containerID.prefix(12))" } ?? "container \(containerID.prefix(12))" }
         if let podUID { return "pod \(podUID.prefix(8))…" }
-        if let comm, let pid = pids.first { return (unit.map { "\($0) " } ?? "") + "pid \(pid) (\(comm))" }
-        return unit ?? "-"
+        let owner = unprivilegedOwnerUID.map { " [userns of uid \($0)]" } ?? ""
+        if let comm, let pid = pids.first { return (unit.map { "\($0) " } ?? "") + "pid \(pid) (\(comm))" + owner }
+        return (unit ?? "-") + owner
     }
 }
 
@@ -72,8 +82,10 @@ public struct NamespacesReport: Sendable, Encodable {
     public var namespaces: [NamespaceReport]
 
     public init(namespaces: [NamespaceReport]) {
-        // Worst first, as every list in a report is.
+        // Host-owned before those any user can make, then worst first, as
+        // every list in a report is: no tenant crowds a host namespace out.
         self.namespaces = namespaces.sorted { a, b in
+            if a.netns.ownedByHost != b.netns.ownedByHost { return a.netns.ownedByHost }
             let (sa, sb) = (a.report?.status ?? .ok, b.report?.status ?? .ok)
             if sa != sb { return sa > sb }
             let (ua, ub) = (a.worstUtilization, b.worstUtilization)
@@ -119,10 +131,13 @@ public struct NamespacesReport: Sendable, Encodable {
 
     /// The text report: the verdict, the namespaces, then the worst TCP
     /// destinations across all of them.
-    public func render(top: Int) -> String {
+    /// `budget` bounds the namespaces the table lists one by one; the rest
+    /// are one line.
+    public func render(top: Int, budget: NamespaceBudget = NamespaceBudget()) -> String {
         var out = verdict + "\n\n"
         var table: [[String]] = [["NETNS", "INODE", "WHO", "USABLE", "WORST LIMIT", "UTIL", "STATUS"]]
-        for ns in namespaces {
+        let listed = namespaces.prefix(max(0, budget.listed)), rest = namespaces.dropFirst(listed.count)
+        for ns in listed {
             guard let r = ns.report, let worst = r.limits.first else {
                 // The error itself goes to stderr, one line per namespace: it is too long for a cell.
                 table.append([ns.netns.name, "\(ns.netns.inode)", ns.netns.who, "-", "not measured", "-", "unknown"])
@@ -131,9 +146,18 @@ public struct NamespacesReport: Sendable, Encodable {
             table.append([ns.netns.name, "\(ns.netns.inode)", ns.netns.who, "\(r.portRange.usable)", worst.name,
                           PortBudgetReport.percent(worst.utilization), r.status.rawValue])
         }
-        out += "Network namespaces (\(namespaces.count), worst first)\n" + CheckReportRenderer.columns(table) + "\n"
+        out += "Network namespaces (\(namespaces.count), host-owned first, worst first)\n" + CheckReportRenderer.columns(table)
+        if !rest.isEmpty {
+            let unprivileged = rest.filter { !$0.netns.ownedByHost }.count
+            let worst = rest.filter { $0.report != nil }.max { $0.worstUtilization < $1.worstUtilization }
+            out += "… and \(rest.count) more not listed (\(unprivileged) in user namespaces of unprivileged users, "
+                + "\(rest.count - rest.filter { $0.report != nil }.count) not measured)"
+                + (worst.map { "; the worst of them \($0.netns.name) at \(PortBudgetReport.percent($0.worstUtilization))" } ?? "")
+                + "\n"
+        }
+        out += "\n"
         var groups: [(NamespaceReport, PortBudgetReport.Group)] = []
-        for ns in namespaces {
+        for ns in listed {
             for g in ns.report?.tcp.groups ?? [] { groups.append((ns, g)) }
         }
         groups.sort { a, b in

@@ -19,9 +19,10 @@ public struct CollectorSet: Sendable {
     }
 
     /// Every collector the agent has, in the order they run: the census
-    /// needs the sysctls, SNAT needs the census.
+    /// needs the sysctls, and skips the dumps sockstat's counts prove empty;
+    /// SNAT needs the census.
     public static func standard(census: SockDiagCollector, snatPortRange: SNATPortRange) -> CollectorSet {
-        CollectorSet([SysctlCollector(), census, SockstatCollector(), SnmpCollector(), NetstatCollector(),
+        CollectorSet([SysctlCollector(), SockstatCollector(), census, SnmpCollector(), NetstatCollector(),
                       ConntrackCollector(snatPortRange: snatPortRange)])
     }
 

@@ -4,7 +4,8 @@ import PortBudgetCore
 
 /// The port census: every TCP, UDP and UDP-Lite socket of the namespace from
 /// SOCK_DIAG dumps, folded into groups against the range, with their holders
-/// named when asked. Needs the sysctls; makes the report, diagnosed.
+/// named when asked. Needs the sysctls; makes the report, diagnosed. Dumps
+/// the namespace's own counters prove empty are not made (`SocketPresence`).
 public struct SockDiagCollector: Collector {
     public static let name = "sockdiag"
 
@@ -43,13 +44,17 @@ public struct SockDiagCollector: Collector {
 
     public func update(_ collection: inout CollectionInProgress) throws {
         guard let sysctls = collection.sysctls else { throw CollectorSkipped("port sysctls unreadable") }
-        collection.report = try attributedReport(sysctls, context: collection.context)
+        let presence = SocketPresence(sockstat: collection.counterTables[.sockstat],
+                                      sockstat6: collection.counterTables[.sockstat6])
+        collection.report = try attributedReport(sysctls, presence: presence, context: collection.context)
     }
 
     /// The census's report, its budgets naming their holders when asked.
-    func attributedReport(_ sysctls: PortSysctls, context: CollectionContext) throws -> PortBudgetReport {
-        guard let attribution else { return try census(sysctls, context: context).report(thresholds: thresholds) }
-        let census = try census(sysctls, context: context, trackingInodes: attribution.processes)
+    func attributedReport(_ sysctls: PortSysctls, presence: SocketPresence, context: CollectionContext) throws -> PortBudgetReport {
+        guard let attribution else {
+            return try census(sysctls, presence: presence, context: context).report(thresholds: thresholds)
+        }
+        let census = try census(sysctls, presence: presence, context: context, trackingInodes: attribution.processes)
         var naming = HolderNaming(cgroupRoot: attribution.cgroups.root, owners: [:], top: attribution.top)
         for (id, resolution) in attribution.cgroups.resolve(census.cgroupIDs) {
             if case let .owner(owner) = resolution { naming.owners[id] = owner }
@@ -65,12 +70,15 @@ public struct SockDiagCollector: Collector {
         return census.report(thresholds: thresholds, naming: naming)
     }
 
-    /// Streams the TCP and UDP dumps of both families into a census.
-    public func census(_ sysctls: PortSysctls, context: CollectionContext, trackingInodes: Bool = false) throws -> PortCensus {
+    /// Streams the TCP and UDP dumps of both families into a census, leaving
+    /// out the dumps `presence` proves empty.
+    public func census(_ sysctls: PortSysctls, presence: SocketPresence = .unknown, context: CollectionContext,
+                       trackingInodes: Bool = false) throws -> PortCensus {
         let dumper = try context.sockets?.sockDiag ?? SockDiagDumper()
         var census = PortCensus(sysctls: sysctls)
         if trackingInodes { census.trackSocketInodes() }
-        if tcpDumps == .bothFamilies, let folded = try tcpBothFamilies(dumper, census, logger: context.logger) {
+        if tcpDumps == .bothFamilies,
+           let folded = try tcpBothFamilies(dumper, census, hashed: presence.tcpHashed, logger: context.logger) {
             census = folded
         } else {
             let explicit = PortCensus.tcpFilter(sysctls, explicit: true)
@@ -81,12 +89,12 @@ public struct SockDiagCollector: Collector {
             }
         }
         let udp = PortCensus.udpFilter(sysctls)
-        for family in [IPAddress.Family.v4, .v6] {
+        for (family, present) in [(IPAddress.Family.v4, presence.udp), (.v6, presence.udp6)] where present {
             try dumper.dump(family: family, proto: .udp, filter: udp) { census.addUDP($0) }
         }
         // UDP-Lite has its own port table; kernels without it answer ENOENT or similar.
         do {
-            for family in [IPAddress.Family.v4, .v6] {
+            for (family, present) in [(IPAddress.Family.v4, presence.udplite), (.v6, presence.udplite6)] where present {
                 try dumper.dump(family: family, proto: .udplite, filter: udp) { census.addUDP($0, lite: true) }
             }
             census.noteUDPLiteDumped()
@@ -105,13 +113,16 @@ public struct SockDiagCollector: Collector {
     /// state, (2) auto-bound sockets in the established hash only, which
     /// also skips a second walk of the bind table. Each walk visits every TCP
     /// socket of the namespace, wanted or not, and is most of a census's cost.
-    /// Nil, with nothing folded, when the kernel does not take the request
-    /// (then the caller dumps per family).
-    func tcpBothFamilies(_ dumper: SockDiagDumper, _ start: PortCensus, logger: Logger) throws -> PortCensus? {
+    /// When nothing of the namespace is `hashed` (no TCP socket in use or in
+    /// TIME_WAIT), only bound-only sockets can exist: the first dump asks
+    /// for those alone (the kernel then walks only its bind table) and the
+    /// second is not made. Nil, with nothing folded, when the kernel does not
+    /// take the request (then the caller dumps per family).
+    func tcpBothFamilies(_ dumper: SockDiagDumper, _ start: PortCensus, hashed: Bool, logger: Logger) throws -> PortCensus? {
         var census = start
         let sysctls = census.sysctls
         do {
-            try dumper.dumpTCPAllFamilies(states: TCPState.allStates,
+            try dumper.dumpTCPAllFamilies(states: hashed ? TCPState.allStates : TCPState.mask(TCPState.boundInactive),
                                           filter: PortCensus.tcpExplicitOrUnconnectedFilter(sysctls)) {
                 census.addTCP($0, explicitlyBound: true)
             }
@@ -119,6 +130,7 @@ public struct SockDiagCollector: Collector {
             logger.debug("TCPDIAG_GETSOCK not taken, dumping per family", metadata: ["error": "\(error)"])
             return nil
         }
+        guard hashed else { return census }
         try dumper.dumpTCPAllFamilies(states: PortCensus.connectedStates,
                                       filter: PortCensus.tcpFilter(sysctls, explicit: false)) {
             census.addTCP($0, explicitlyBound: false)

@@ -92,11 +92,18 @@ public enum NamespaceDiscovery {
     /// Opens a sighting's namespace and names it. Nil when it is gone, or
     /// when the file now holds another namespace (a pid reused since the
     /// scan): the inode is checked on the open descriptor.
-    public static func open(_ sighting: Sighting, procfs: ProcFS, cgroups: CgroupResolver?) -> Found? {
+    /// `known` is the namespace's info from an earlier collection: names stay
+    /// as they were, and nothing is read again.
+    public static func open(_ sighting: Sighting, procfs: ProcFS, cgroups: CgroupResolver?,
+                            agentUserNamespace: UInt64?, known: NetnsInfo? = nil) -> Found? {
         guard let handle = try? NetworkNamespaceHandle(.path(sighting.path), procfs: procfs.root),
               handle.inode == sighting.inode else { return nil }
+        if let known { return Found(handle: handle, info: known) }
         var info = NetnsInfo(name: sighting.name ?? "", inode: sighting.inode, pids: sighting.pids)
         name(&info, procfs: procfs, cgroups: cgroups)
+        if sighting.name != NetnsInfo.ownName {
+            info.unprivilegedOwnerUID = handle.unprivilegedOwner(agentUserNamespace: agentUserNamespace)
+        }
         return Found(handle: handle, info: info)
     }
 

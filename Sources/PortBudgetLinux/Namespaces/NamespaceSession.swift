@@ -45,8 +45,10 @@ public final class NamespaceSession: Sendable {
     /// the calling thread; any other on a short-lived thread that enters it
     /// with setns() (CAP_SYS_ADMIN) and ends, so no long-lived thread is
     /// ever in another namespace.
-    public static func open(_ found: NamespaceDiscovery.Found, procfs root: String, conntrack: Bool) throws -> NamespaceSession {
-        let handle = found.handle, info = found.info
+    /// `info` is who the namespace is, named uniquely by the caller.
+    public static func open(_ found: NamespaceDiscovery.Found, info: NetnsInfo, procfs root: String,
+                            conntrack: Bool) throws -> NamespaceSession {
+        let handle = found.handle
         @Sendable func openInside() throws -> NamespaceSession {
             let procfs = ProcFS(root: root, netOfCallingThread: true)
             let sockets = NamespaceSockets(sockDiag: try SockDiagDumper(), conntrack: conntrack ? try ConntrackDumper() : nil)

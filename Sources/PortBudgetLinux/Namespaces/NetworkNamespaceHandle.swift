@@ -1,3 +1,4 @@
+import CMNL
 import Glibc
 import PortBudgetCore
 
@@ -50,6 +51,27 @@ public final class NetworkNamespaceHandle: Sendable {
                 : errno == EPERM ? "not permitted (setns needs CAP_SYS_ADMIN)" : String(cString: strerror(errno))
             throw NetnsTargetError("cannot enter the network namespace at \(path): \(reason)")
         }
+    }
+
+    /// The uid that created the user namespace owning this network
+    /// namespace, or nil when that is `agentUserNamespace` (the agent's own:
+    /// on a host, the initial one, which owns the host's, a root container
+    /// runtime's and `ip netns add`'s namespaces) or cannot be asked.
+    public func unprivilegedOwner(agentUserNamespace: UInt64?) -> UInt32? {
+        guard let agentUserNamespace else { return nil }
+        let owner = pb_ns_get_userns(fd)
+        guard owner >= 0 else { return nil }
+        defer { close(owner) }
+        var status = stat()
+        guard fstat(owner, &status) == 0, UInt64(status.st_ino) != agentUserNamespace else { return nil }
+        var uid = uid_t(0)
+        return pb_ns_get_owner_uid(owner, &uid) == 0 ? UInt32(uid) : UInt32.max
+    }
+
+    /// The inode of the calling process's user namespace.
+    public static func ownUserNamespace(procfs: String) -> UInt64? {
+        var status = stat()
+        return stat(procfs + "/thread-self/ns/user", &status) == 0 ? UInt64(status.st_ino) : nil
     }
 
     /// setns(fd, kind) for the calling thread; false when refused.
