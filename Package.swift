@@ -9,6 +9,8 @@ let package = Package(
         .executable(name: "portbudget-loadgen", targets: ["portbudget-loadgen"]),
         // For the micro-benchmarks in Benchmarks/, a package of their own that depends on this one.
         .library(name: "PortBudgetCore", targets: ["PortBudgetCore"]),
+        // The micro-benchmarks make their dump bytes with its encoders.
+        .library(name: "PortBudgetTestSupport", targets: ["PortBudgetTestSupport"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -19,6 +21,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
     ],
     targets: [
         // libmnl plus the sock_diag UAPI, with a shim for what Swift cannot import.
@@ -26,6 +29,11 @@ let package = Package(
             name: "CMNL",
             pkgConfig: "libmnl",
             providers: [.apt(["libmnl-dev"])]
+        ),
+        // libxcrypt's crypt_r, which verifies the bcrypt hashes of basic_auth_users.
+        .systemLibrary(
+            name: "CCrypt",
+            providers: [.apt(["libcrypt-dev"])]
         ),
         // Pure: parsers of /proc text and netlink bytes, the census and its
         // diagnosis, the alert state machine, the exposition and check's text.
@@ -59,10 +67,13 @@ let package = Package(
         .target(
             name: "PortBudgetServer",
             dependencies: [
-                "PortBudgetCore", "PortBudgetAgent",
+                "PortBudgetCore", "PortBudgetAgent", "CCrypt",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                // TLS for --web.config.file; already built for async-http-client.
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Yams", package: "Yams"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOHTTPCompression", package: "swift-nio-extras"),
                 .product(name: "NIOExtras", package: "swift-nio-extras"),
@@ -86,6 +97,9 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // For tests only (as swift-nio keeps NIOTestUtils out of NIOCore): encoders
+        // that lay out netlink replies as the kernel does, so decoders are tested without one.
+        .target(name: "PortBudgetTestSupport", dependencies: ["PortBudgetCore"]),
         // Real-socket load generator for the integration tests and the benchmark.
         .target(name: "PortBudgetLoad", dependencies: ["PortBudgetSockets"]),
         .executableTarget(
@@ -107,7 +121,7 @@ let package = Package(
         .executableTarget(name: "portbudget-bench", dependencies: ["CMNL"]),
         .testTarget(
             name: "PortBudgetCoreTests",
-            dependencies: ["PortBudgetCore"],
+            dependencies: ["PortBudgetCore", "PortBudgetTestSupport"],
             resources: [.copy("Fixtures")]
         ),
         .testTarget(
