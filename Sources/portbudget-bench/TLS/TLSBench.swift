@@ -10,7 +10,7 @@ import Glibc
 struct TLSBench {
     var scrapes = 50
     var rounds = 5
-    var binDir = Options.ownDirectory()
+    var binDir = executableDirectory()
 
     static let usage = """
         usage: portbudget-bench tls [--scrapes N] [--rounds N] [--bin-dir DIR]
