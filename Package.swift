@@ -27,6 +27,16 @@ let package = Package(
             pkgConfig: "libmnl",
             providers: [.apt(["libmnl-dev"])]
         ),
+        // libbpf (Debian's libbpf-dev) linked statically, so the agent's only
+        // new run-time dependencies are libelf and zlib; a small shim keeps
+        // libbpf's own log lines for the one-line errors the agent prints.
+        .target(
+            name: "CLibBPF",
+            linkerSettings: [.linkedLibrary(":libbpf.a"), .linkedLibrary("elf"), .linkedLibrary("z")]
+        ),
+        // Compiles the failure collector's BPF programs with the toolchain's
+        // clang and embeds the object in the Linux layer.
+        .plugin(name: "FailureProgramsPlugin", capability: .buildTool()),
         // Pure: parsers of /proc text and netlink bytes, the accounting model,
         // report rendering. No I/O, so tests drive it with fixtures and synthetic bytes.
         .target(name: "PortBudgetCore"),
@@ -34,10 +44,12 @@ let package = Package(
         .target(
             name: "PortBudgetLinux",
             dependencies: [
-                "CMNL", "PortBudgetCore",
+                "CMNL", "CLibBPF", "PortBudgetCore",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SystemPackage", package: "swift-system"),
-            ]
+            ],
+            exclude: ["Failures/BPF"],
+            plugins: ["FailureProgramsPlugin"]
         ),
         // The exporter's HTTP side: serves the exposition over SwiftNIO, one
         // collection per scrape shared by concurrent scrapers.
