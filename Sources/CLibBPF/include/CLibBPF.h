@@ -8,10 +8,10 @@
 
 /* libbpf prints its warnings and errors to stderr by default; the agent
  * wants one line of its own instead. After this call libbpf's messages are
- * kept (the last few lines) rather than printed. */
+ * not printed, and the first one is kept. */
 void pb_libbpf_capture_logs(void);
-/* The last warning/error libbpf printed since capture began, or "" — the
- * kernel verifier's or loader's own words for why a load failed. */
-const char *pb_libbpf_last_message(void);
+/* The first warning/error libbpf logged since the last capture call, or "":
+ * libbpf's own words for why a load failed. */
+const char *pb_libbpf_first_message(void);
 
 #endif

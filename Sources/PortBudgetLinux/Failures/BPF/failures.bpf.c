@@ -7,12 +7,17 @@
  * Always attached (they fire only where a socket changes state or a send
  * returns, so the rest of the host pays nothing):
  *   tp_btf/inet_sock_set_state  TCP connect() → EADDRNOTAVAIL: SYN_SENT → CLOSE
- *                               while the socket still has no local port, the
- *                               one path on which inet_hash_connect() failed
- *                               to find one (a clash on an explicitly bound
- *                               port leaves that port in place, so it is not
- *                               counted). listen() autobind → EADDRINUSE:
- *                               LISTEN → CLOSE with no local port.
+ *                               with no local port and no segment ever sent:
+ *                               inet_hash_connect() found no port. (A refused
+ *                               or timed-out connect also ends SYN_SENT →
+ *                               CLOSE without a port, since closing releases
+ *                               an autobound port first, but its SYN went
+ *                               out; a clash on an explicitly bound port
+ *                               keeps that port.) listen() autobind →
+ *                               EADDRINUSE: LISTEN → CLOSE with no local port
+ *                               and no source port ever set (closing a
+ *                               listener that had an ephemeral port also
+ *                               releases it first, but leaves inet_sport).
  *   tp_btf/sock_send_length     UDP send on an unbound socket → EAGAIN: the
  *                               send's return value with no local port after
  *                               it (a full send buffer leaves a bound socket;
@@ -142,6 +147,10 @@ int failure_on_state_change(__u64 *ctx)
     if (newstate != TCP_CLOSE || (oldstate != TCP_SYN_SENT && oldstate != TCP_LISTEN))
         return 0;
     if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP || BPF_CORE_READ(sk, __sk_common.skc_num) != 0)
+        return 0;
+    if (oldstate == TCP_SYN_SENT && BPF_CORE_READ((struct tcp_sock *)sk, segs_out) != 0)
+        return 0;
+    if (oldstate == TCP_LISTEN && BPF_CORE_READ((struct inet_sock *)sk, inet_sport) != 0)
         return 0;
 
     struct pb_event event = {};

@@ -83,6 +83,14 @@ struct sock {
     __u16 sk_protocol;
 };
 
+struct inet_sock {
+    __be16 inet_sport;
+};
+
+struct tcp_sock {
+    __u32 segs_out;
+};
+
 struct socket {
     struct sock *sk;
 };
