@@ -41,6 +41,7 @@ public enum MetricsExposition {
         writeSysctls(exported, into: &w)
         writeCounters(exported.counters, into: &w)
         writeSNAT(exported, into: &w)  // issue 11
+        writeFailures(exported.failures, into: &w)
         writeFindings(report.findings ?? Diagnosis.findings(for: report), into: &w)
     }
 

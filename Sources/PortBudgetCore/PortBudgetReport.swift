@@ -258,6 +258,9 @@ public struct PortBudgetReport: Sendable, Codable, Equatable {
     public var snat: SNAT?
     /// The conntrack table's fill and the kernel's drop statistics.
     public var conntrack: Conntrack?
+    /// Failed port allocations counted in the kernel; present when the
+    /// failure collector ran and succeeded (docs/failures.md).
+    public var failures: PortAllocationFailures?
 
     public init(portRange: PortRange, timeWaitReuse: TimeWaitReuse, tcp: TCP, udp: UDP, udplite: UDP?,
                 thresholds: Thresholds) {

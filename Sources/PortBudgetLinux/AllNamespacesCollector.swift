@@ -123,6 +123,7 @@ public final class AllNamespacesCollector: @unchecked Sendable {
                 var namespaced = collector
                 namespaced.procfs = ProcFS(root: procfs.root, netOfCallingThread: true, pinned: session.files)
                 namespaced.sockets = session.sockets
+                namespaced.netnsInode = session.info.inode
                 // A deadline missed here names the namespace as well as the collector.
                 let named = progress.map { NamedProgress(outer: $0, netns: session.info.name) }
                 collected[index] = CollectionProgressReporting.$current.withValue(named) {

@@ -44,6 +44,11 @@ public struct Collector: Sendable {
     /// a lasting failure — conntrack without CAP_NET_ADMIN — is logged once,
     /// not on every scrape of every namespace.
     let failureLog = FailureLog()
+    /// Failed port allocations counted in the kernel (`serve`, `textfile`);
+    /// nil where they are not watched.
+    public var failures: FailureCollector?
+    /// The namespace this copy collects (`--all-namespaces`); nil: the agent's own.
+    public var netnsInode: UInt64?
 
     public init(procfs: ProcFS, logger: Logger = Logger(label: "portbudget.collector"), tcpDumps: TCPDumps = .bothFamilies,
                 attribution: Attribution? = nil) {
@@ -99,6 +104,9 @@ public struct Collector: Sendable {
         if report != nil, let conntrack = timed("conntrack", { try conntrackSnapshot() }) {
             report?.snat = conntrack.snat
             report?.conntrack = conntrack.table
+        }
+        if report != nil, let failures {
+            report?.failures = timed(FailureCollector.name) { try failures.collect(netnsInode: netnsInode) }
         }
         return CollectionResult(report: report, outcomes: outcomes)
     }

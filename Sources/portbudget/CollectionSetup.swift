@@ -8,6 +8,8 @@ struct CollectionSetup {
     var procfs: String
     var snatPortRange: SNATPortRange
     var allNamespaces: Bool
+    /// The failure collector's programs; nil when not loaded.
+    var failures: FailurePrograms.Options? = nil
 
     /// How long one collection may take (see `AllNamespacesCollector.deadline`).
     var deadline: Duration { allNamespaces ? AllNamespacesCollector.deadline : CollectionResult.deadline }
@@ -20,6 +22,7 @@ struct CollectionSetup {
         var configured = Collector(procfs: procfs, logger: logger, attribution: .init(
             cgroups: cgroups, top: MetricsExposition.holdersHostWide))
         configured.snatPortRange = snatPortRange
+        if let failures { configured.failures = FailureCollector(options: failures, cgroups: cgroups, procfs: procfs) }
         let collector = configured
         // Thresholds only shape `check`'s verdict; the exposition carries raw ratios.
         guard allNamespaces else { return { collector.collect(thresholds: Thresholds()) } }

@@ -68,6 +68,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Flag(help: "Watch every network namespace on the host (containers, pods, `ip netns`): every per-namespace series gains a netns label. Needs CAP_SYS_ADMIN and CAP_SYS_PTRACE (see the README).")
     var allNamespaces = false
 
+    @OptionGroup(title: "Failures counted in the kernel")
+    var failureOptions: FailureOptions
+
     func validate() throws {
         do {
             _ = try ListenAddress(parsing: listen)
@@ -91,7 +94,7 @@ struct ServeCommand: AsyncParsableCommand {
         let address = try ListenAddress(parsing: listen)
         let setup = CollectionSetup(
             procfs: procfs, snatPortRange: try parsedSNATPortRange(snatPortRange) ?? alerting.snatPortRange ?? .kernelDefault,
-            allNamespaces: allNamespaces)
+            allNamespaces: allNamespaces, failures: failureOptions.programs)
         let evaluator = makeEvaluator(alerting, procfs: ProcFS(root: procfs), address: address, logger: logger)
         let coordinator = ScrapeCoordinator(top: top, version: PortBudgetCommand.version, hooks: [evaluator],
                                             deadline: setup.deadline, collect: setup.makeCollect(logger: logger))

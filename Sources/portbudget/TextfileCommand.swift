@@ -42,6 +42,9 @@ struct TextfileCommand: AsyncParsableCommand {
     @Flag(help: "Watch every network namespace on the host (containers, pods, `ip netns`): every per-namespace series gains a netns label. Needs CAP_SYS_ADMIN and CAP_SYS_PTRACE (see the README).")
     var allNamespaces = false
 
+    @OptionGroup(title: "Failures counted in the kernel")
+    var failureOptions: FailureOptions
+
     func validate() throws {
         let parsed: PrometheusDuration
         do {
@@ -64,7 +67,7 @@ struct TextfileCommand: AsyncParsableCommand {
             throw ExitCode(2)
         }
         let setup = CollectionSetup(procfs: procfs, snatPortRange: try parsedSNATPortRange(snatPortRange) ?? .kernelDefault,
-                                    allNamespaces: allNamespaces)
+                                    allNamespaces: allNamespaces, failures: failureOptions.programs)
         let service = TextfileService(
             writer: writer, interval: try PrometheusDuration(parsing: interval).duration, top: top,
             version: PortBudgetCommand.version, deadline: setup.deadline, logger: logger, collect: setup.makeCollect(logger: logger))
