@@ -103,7 +103,7 @@ struct FailuresBench {
     func start(_ variant: Variant) throws -> Child? {
         guard variant != .without else { return nil }
         let agent = try Child.spawn([binDir + "/portbudget", "serve", "--listen", "127.0.0.1:\(Self.agentPort)"]
-                                    + (variant == .syscallHooks ? ["--failure-syscall-hooks"] : []))
+                                    + (variant == .syscallHooks ? ["--failure-syscall-hooks"] : []), quietStderr: true)
         let deadline = monotonicSeconds() + 30
         while monotonicSeconds() < deadline {
             if let body = try? HTTP.get(port: Self.agentPort, path: "/metrics", timeout: 5).body,
