@@ -37,10 +37,12 @@ let package = Package(
         // Compiles the failure collector's BPF programs with the toolchain's
         // clang and embeds the object in the Linux layer.
         .plugin(name: "FailureProgramsPlugin", capability: .buildTool()),
-        // Pure: parsers of /proc text and netlink bytes, the accounting model,
-        // report rendering. No I/O, so tests drive it with fixtures and synthetic bytes.
+        // Pure: parsers of /proc text and netlink bytes, the census and its
+        // diagnosis, the alert state machine, the exposition and check's text.
+        // No I/O, so tests drive it with fixtures and synthetic bytes.
         .target(name: "PortBudgetCore"),
-        // Thin Linux layer: reads procfs files and runs SOCK_DIAG dumps via libmnl.
+        // Thin Linux layer: the collectors (procfs files, SOCK_DIAG and
+        // ctnetlink dumps via libmnl), network namespaces, cgroups, processes.
         .target(
             name: "PortBudgetLinux",
             dependencies: [
@@ -51,12 +53,25 @@ let package = Package(
             exclude: ["Failures/BPF"],
             plugins: ["FailureProgramsPlugin"]
         ),
-        // The exporter's HTTP side: serves the exposition over SwiftNIO, one
-        // collection per scrape shared by concurrent scrapers.
+        // What every command runs collections with, HTTP or not: the runner
+        // (a collection off the caller's thread, with a deadline), the
+        // coordinator that shares one collection among concurrent askers and
+        // hands it to observers, and the textfile writer's service.
+        .target(
+            name: "PortBudgetAgent",
+            dependencies: [
+                "PortBudgetCore",
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // The exporter's HTTP side: serves the coordinator's exposition over SwiftNIO.
         .target(
             name: "PortBudgetServer",
             dependencies: [
-                "PortBudgetCore",
+                "PortBudgetCore", "PortBudgetAgent",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -64,16 +79,18 @@ let package = Package(
                 .product(name: "NIOHTTPCompression", package: "swift-nio-extras"),
                 .product(name: "NIOExtras", package: "swift-nio-extras"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Blocking socket calls with explicit source addresses: the alert
+        // delivery's pinned source ports, and the load generator's sockets.
+        .target(name: "PortBudgetSockets"),
         // The in-agent alert evaluator: YAML rules, state kept across
-        // collections, delivery to Alertmanager that survives port exhaustion.
+        // collections it observes, delivery to Alertmanager that survives port exhaustion.
         .target(
             name: "PortBudgetAlerting",
             dependencies: [
-                "PortBudgetCore", "PortBudgetServer", "PortBudgetLoad",
+                "PortBudgetCore", "PortBudgetSockets",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -81,12 +98,12 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        // Real-socket load generator shared by the integration tests and the benchmark.
-        .target(name: "PortBudgetLoad"),
+        // Real-socket load generator for the integration tests and the benchmark.
+        .target(name: "PortBudgetLoad", dependencies: ["PortBudgetSockets"]),
         .executableTarget(
             name: "portbudget",
             dependencies: [
-                "PortBudgetCore", "PortBudgetLinux", "PortBudgetServer", "PortBudgetAlerting",
+                "PortBudgetCore", "PortBudgetLinux", "PortBudgetAgent", "PortBudgetServer", "PortBudgetAlerting",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -94,7 +111,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "portbudget-loadgen",
-            dependencies: ["PortBudgetLoad", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["PortBudgetLoad", "PortBudgetSockets", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         // The benchmark orchestrator (populations in a private netns; check, serve,
         // ss and node_exporter measured against a bare libmnl dump). Glibc and
@@ -108,7 +125,7 @@ let package = Package(
         .testTarget(
             name: "PortBudgetServerTests",
             dependencies: [
-                "PortBudgetCore", "PortBudgetServer",
+                "PortBudgetCore", "PortBudgetAgent", "PortBudgetServer",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

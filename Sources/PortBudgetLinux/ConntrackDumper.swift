@@ -75,7 +75,6 @@ public final class ConntrackDumper {
     /// The SNAT census over `range`, then the table's size and statistics.
     public func snapshot(range: SNATPortRange) throws -> ConntrackSnapshot {
         var census = SNATCensus(range: range)
-        try dumpEntries(onlySourceNAT: true) { census.add($0) }
         var statistics = ConntrackStatistics()
         try request("IPCTNL_MSG_CT_GET_STATS_CPU dump", build: { pb_build_ct_stats_cpu_dump($0, $1, $2) }) {
             if case let .cpuStatistics(_, s) = $0 { statistics = statistics + s }
@@ -85,6 +84,11 @@ public final class ConntrackDumper {
             if case let .tableSize(entries, limit) = $0 { size = (entries, limit) }
         }
         guard let size else { throw ConntrackError(call: "IPCTNL_MSG_CT_GET_STATS answered without a size", errno: EIO) }
+        // The table's own count first: a namespace with no entry (most pods)
+        // skips the dump, which walks the host-wide conntrack hash.
+        if size.entries > 0 {
+            try dumpEntries(onlySourceNAT: true) { census.add($0) }
+        }
         return ConntrackSnapshot(snat: census.report(),
                                  table: .init(entries: size.entries, limit: size.limit ?? 0, statistics: statistics))
     }

@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import NIOHTTP1
+import PortBudgetAgent
 import PortBudgetCore
 
 /// Answers one HTTP/1.1 connection: `/metrics` from the scrape coordinator,

@@ -1,6 +1,5 @@
 #if canImport(Glibc)
 import Glibc
-#endif
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -8,7 +7,9 @@ import NIOExtras
 import NIOHTTP1
 import NIOHTTPCompression
 import NIOPosix
+import PortBudgetAgent
 import ServiceLifecycle
+#endif
 
 /// The `serve` HTTP server, a `Service` for a `ServiceGroup`. It is bound
 /// before it runs, so a port that cannot be had fails the command at once,

@@ -138,7 +138,8 @@ struct NamespaceNames {
             if let name = sighting.name {
                 known[sighting.inode] = name
             } else if sighting.inode == inode,
-                      let found = NamespaceDiscovery.open(sighting, procfs: procfs, cgroups: cgroups) {
+                      let found = NamespaceDiscovery.open(sighting, procfs: procfs, cgroups: cgroups,
+                                                               agentUserNamespace: nil) {
                 known[sighting.inode] = found.info.name
             }
         }

@@ -61,7 +61,7 @@ final class FailureKernelTests: XCTestCase {
                                          "--listen", "127.0.0.1:9958"])
         let watcherNS = try NetworkNamespace()
         let all = try ExporterProcess(["nsenter", "--net=/run/netns/\(watcherNS.name)", Binaries.portbudget, "serve",
-                                       "--listen", "127.0.0.1:9958", "--all-namespaces"])
+                                       "--listen", "127.0.0.1:9958", "--all-namespaces", "--collection-interval", "1s"])
         for (server, place) in [(serve, ns), (all, watcherNS)] {
             _ = try server.await("the failure collector loaded") {
                 place.httpGet("http://127.0.0.1:9958/metrics").flatMap {
@@ -83,7 +83,12 @@ final class FailureKernelTests: XCTestCase {
         }
         XCTAssertTrue(metrics.contains(#"portbudget_port_allocation_failure_drops_total{reason="count_keys"} 0"#))
 
-        let everywhere = try all.await("metrics") { watcherNS.httpGet("http://127.0.0.1:9958/metrics", maxTime: 20) }
+        // Collected in the background: wait for a collection made after the failures.
+        var everywhere = ""
+        _ = try? all.await("the failures in a background collection", timeout: 20) { () -> Bool? in
+            everywhere = watcherNS.httpGet("http://127.0.0.1:9958/metrics", maxTime: 20) ?? ""
+            return Self.totals(everywhere, prefix: "netns=\"\(ns.name)\",") == expected ? true : nil
+        }
         XCTAssertEqual(Self.totals(everywhere, prefix: "netns=\"\(ns.name)\","), expected, "serve --all-namespaces")
         XCTAssertTrue(everywhere.contains(#"portbudget_scrape_collector_success{netns="\#(ns.name)",collector="failures"} 1"#))
         XCTAssertEqual(serve.stop(SIGTERM)?.status, 0, serve.stderrText)

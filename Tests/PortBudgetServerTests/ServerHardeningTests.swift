@@ -1,11 +1,12 @@
 import Foundation
+import Glibc
 import Logging
 import NIOCore
+import PortBudgetAgent
 import PortBudgetCore
 import PortBudgetServer
 import XCTest
 #if canImport(Glibc)
-import Glibc
 #endif
 
 /// Clients that misbehave on purpose — silent, trickling, pipelining without
