@@ -173,6 +173,28 @@ final class FailureKernelTests: XCTestCase {
                       serve.stderrText)
     }
 
+    /// The `*-failures` deploy variants' privileges: uid 65534 holding exactly
+    /// CAP_BPF, CAP_PERFMON and CAP_DAC_READ_SEARCH (ambient, bounded to them),
+    /// syscall hooks included, counts every kind exactly.
+    func testServeWithExactlyTheDeployVariantsCapabilitiesCountsEveryKind() throws {
+        for program in ["/usr/bin/setpriv", "/usr/bin/curl"] { try ExporterProcess.require(program) }
+        try Self.mountTracefs()
+        let ns = try NetworkNamespace(range: (40000, 40003))
+        let cgroup = try TestCgroup()
+        let caps = "+bpf,+perfmon,+dac_read_search"
+        let serve = try ExporterProcess(["nsenter", "--net=/run/netns/\(ns.name)", "setpriv", "--reuid=65534", "--regid=65534",
+                                         "--clear-groups", "--inh-caps=-all,\(caps)", "--ambient-caps=\(caps)",
+                                         "--bounding-set=-all,\(caps)", "--no-new-privs",
+                                         Binaries.portbudget, "serve", "--listen", "127.0.0.1:9958", "--failure-syscall-hooks"])
+        let first = try serve.await("metrics") { ns.httpGet("http://127.0.0.1:9958/metrics", maxTime: 20) }
+        XCTAssertTrue(first.contains(#"portbudget_scrape_collector_success{collector="failures"} 1"#), serve.stderrText)
+        let made = try FailureMaker.run(in: ns, cgroup: cgroup)
+        Self.assertMadeAsDesigned(made)
+        let metrics = try serve.await("metrics") { ns.httpGet("http://127.0.0.1:9958/metrics", maxTime: 20) }
+        XCTAssertEqual(Self.totals(metrics), Self.expectedDefault(made).merging(Self.expectedSyscalls(made)) { $1 })
+        XCTAssertEqual(serve.stop(SIGTERM)?.status, 0, serve.stderrText)
+    }
+
     func testTraceWithoutCapabilitiesExitsThreeNamingThem() throws {
         try ExporterProcess.require("/usr/bin/setpriv")
         if geteuid() != 0 { try NetworkNamespace.skip("setpriv needs root to drop to uid 65534", file: #filePath, line: #line) }
