@@ -9,6 +9,8 @@ let package = Package(
         .executable(name: "portbudget-loadgen", targets: ["portbudget-loadgen"]),
         // For the micro-benchmarks in Benchmarks/, a package of their own that depends on this one.
         .library(name: "PortBudgetCore", targets: ["PortBudgetCore"]),
+        // The micro-benchmarks make their dump bytes with its encoders.
+        .library(name: "PortBudgetTestSupport", targets: ["PortBudgetTestSupport"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -98,6 +100,9 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // For tests only (as swift-nio keeps NIOTestUtils out of NIOCore): encoders
+        // that lay out netlink replies as the kernel does, so decoders are tested without one.
+        .target(name: "PortBudgetTestSupport", dependencies: ["PortBudgetCore"]),
         // Real-socket load generator for the integration tests and the benchmark.
         .target(name: "PortBudgetLoad", dependencies: ["PortBudgetSockets"]),
         .executableTarget(
@@ -119,7 +124,7 @@ let package = Package(
         .executableTarget(name: "portbudget-bench", dependencies: ["CMNL"]),
         .testTarget(
             name: "PortBudgetCoreTests",
-            dependencies: ["PortBudgetCore"],
+            dependencies: ["PortBudgetCore", "PortBudgetTestSupport"],
             resources: [.copy("Fixtures")]
         ),
         .testTarget(

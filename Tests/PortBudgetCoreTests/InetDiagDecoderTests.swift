@@ -1,7 +1,8 @@
 import XCTest
 @testable import PortBudgetCore
+import PortBudgetTestSupport
 
-final class NetlinkDumpDecoderTests: XCTestCase {
+final class InetDiagDecoderTests: XCTestCase {
     let v4Record = InetDiagRecord(
         family: .v4, state: TCPState.timeWait, timer: 3, localPort: 40001, remotePort: 443,
         local: IPAddress("10.0.0.1")!, remote: IPAddress("192.0.2.7")!, interface: 0, cookie: 0x1122_3344_5566_7788,
@@ -11,16 +12,16 @@ final class NetlinkDumpDecoderTests: XCTestCase {
         local: IPAddress("2001:db8::1")!, remote: IPAddress("2001:db8::2")!, interface: 1, cookie: 9,
         uid: 1000, inode: 123_456)
 
-    func decodeAll(_ bytes: [UInt8], sequence: UInt32? = nil) throws -> ([InetDiagRecord], NetlinkDumpDecoder.Progress) {
+    func decodeAll(_ bytes: [UInt8], sequence: UInt32? = nil) throws -> ([InetDiagRecord], NetlinkFrameDecoder.Progress) {
         var records: [InetDiagRecord] = []
         let progress = try bytes.withUnsafeBytes { raw in
-            try NetlinkDumpDecoder.decode(raw, sequence: sequence) { records.append($0) }
+            try InetDiagDecoder.decode(raw, sequence: sequence) { records.append($0) }
         }
         return (records, progress)
     }
 
     func testRoundTripsEveryFieldOfBothFamilies() throws {
-        var encoder = NetlinkDumpEncoder()
+        var encoder = NetlinkReplyEncoder()
         encoder.append(v4Record)
         encoder.append(v6Record)
         encoder.appendDone()
@@ -35,16 +36,16 @@ final class NetlinkDumpDecoderTests: XCTestCase {
     func testCgroupIDAttributeIsReadAndAMalformedTailCostsOnlyTheAttribution() throws {
         var owned = v6Record
         owned.cgroupID = 0x0000_0001_0000_2a2a
-        var encoder = NetlinkDumpEncoder()
+        var encoder = NetlinkReplyEncoder()
         encoder.append(owned)
         encoder.append(v4Record)
         // Other attributes first (INET_DIAG_INFO-like, type 2, 8 bytes of payload), then the id.
         var body = Array(encoder.bytes[16..<(16 + 72)])
         body += [12, 0, 2, 0] + [UInt8](repeating: 0xee, count: 8)
         body += [12, 0, 21, 0] + withUnsafeBytes(of: UInt64(77).littleEndian, Array.init)
-        encoder.appendMessage(type: NetlinkDumpDecoder.sockDiagByFamily, payload: body)
+        encoder.appendMessage(type: InetDiagDecoder.sockDiagByFamily, payload: body)
         // A tail that claims more than the message holds.
-        encoder.appendMessage(type: NetlinkDumpDecoder.sockDiagByFamily,
+        encoder.appendMessage(type: InetDiagDecoder.sockDiagByFamily,
                               payload: Array(encoder.bytes[16..<(16 + 72)]) + [200, 0, 21, 0, 1, 2, 3, 4])
         let (records, _) = try decodeAll(encoder.bytes)
         XCTAssertEqual(records.map(\.cgroupID), [0x0000_0001_0000_2a2a, 0, 77, 0])
@@ -52,7 +53,7 @@ final class NetlinkDumpDecoderTests: XCTestCase {
     }
 
     func testKnownBytesOfAnIPv4Record() throws {
-        var encoder = NetlinkDumpEncoder()
+        var encoder = NetlinkReplyEncoder()
         encoder.append(v4Record)
         let b = encoder.bytes
         XCTAssertEqual(b.count, 16 + 72)
@@ -68,7 +69,7 @@ final class NetlinkDumpDecoderTests: XCTestCase {
         var mapped = v6Record
         mapped.local = IPAddress("127.0.0.1")!
         mapped.remote = IPAddress("127.0.0.1")!
-        var encoder = NetlinkDumpEncoder()
+        var encoder = NetlinkReplyEncoder()
         encoder.append(mapped)
         let (records, _) = try decodeAll(encoder.bytes)
         XCTAssertEqual(records.first?.local.description, "127.0.0.1")
@@ -77,44 +78,14 @@ final class NetlinkDumpDecoderTests: XCTestCase {
     }
 
     func testBufferWithoutDoneAsksForMore() throws {
-        var encoder = NetlinkDumpEncoder()
+        var encoder = NetlinkReplyEncoder()
         encoder.append(v4Record)
         XCTAssertEqual(try decodeAll(encoder.bytes).1, .more)
         XCTAssertEqual(try decodeAll([]).1, .more)
     }
 
-    func testKernelErrorsSurfaceWithErrno() {
-        var error = NetlinkDumpEncoder()
-        error.appendError(-2)
-        XCTAssertThrowsError(try decodeAll(error.bytes)) {
-            XCTAssertEqual($0 as? NetlinkDumpDecoder.DecodeError, .kernelError(errno: 2))
-        }
-        var failedDump = NetlinkDumpEncoder()
-        failedDump.append(v4Record)
-        failedDump.appendDone(error: -16)
-        XCTAssertThrowsError(try decodeAll(failedDump.bytes)) {
-            XCTAssertEqual($0 as? NetlinkDumpDecoder.DecodeError, .kernelError(errno: 16))
-        }
-        var ack = NetlinkDumpEncoder()
-        ack.appendError(0)
-        ack.appendDone()
-        XCTAssertEqual(try? decodeAll(ack.bytes).1, .done)
-    }
-
-    func testStaleSequenceNumbersAreSkipped() throws {
-        var stale = NetlinkDumpEncoder(sequence: 6)
-        stale.append(v4Record)
-        stale.appendDone()
-        var current = NetlinkDumpEncoder(sequence: 7)
-        current.append(v6Record)
-        current.appendDone()
-        let (records, progress) = try decodeAll(stale.bytes + current.bytes, sequence: 7)
-        XCTAssertEqual(records, [v6Record])
-        XCTAssertEqual(progress, .done)
-    }
-
     func testTruncatedBuffersAreErrorsNeverCrashes() {
-        var encoder = NetlinkDumpEncoder()
+        var encoder = NetlinkReplyEncoder()
         encoder.append(v4Record)
         encoder.append(v6Record)
         encoder.appendDone()
@@ -128,31 +99,31 @@ final class NetlinkDumpDecoderTests: XCTestCase {
                 XCTAssertTrue(records.count <= 2)
                 XCTAssertTrue(cut % 88 == 0 || cut == 0, "cut \(cut) decoded without error")
             } catch {
-                XCTAssertTrue(error is NetlinkDumpDecoder.DecodeError, "cut \(cut): \(error)")
+                XCTAssertTrue(error is NetlinkDecodeError, "cut \(cut): \(error)")
             }
         }
     }
 
     func testHostileLengthsAndFamiliesAreRejected() {
-        var encoder = NetlinkDumpEncoder()
+        var encoder = NetlinkReplyEncoder()
         encoder.append(v4Record)
         var tooLong = encoder.bytes
         tooLong[0] = 0xff; tooLong[1] = 0xff  // claims 65535 bytes
         XCTAssertThrowsError(try decodeAll(tooLong)) {
-            guard case .badMessageLength = $0 as? NetlinkDumpDecoder.DecodeError else { return XCTFail("\($0)") }
+            guard case .badMessageLength = $0 as? NetlinkDecodeError else { return XCTFail("\($0)") }
         }
         var tooShort = encoder.bytes
         tooShort[0] = 4; tooShort[1] = 0  // below the header size: would loop forever if accepted
         XCTAssertThrowsError(try decodeAll(tooShort))
-        var shortRecord = NetlinkDumpEncoder()
+        var shortRecord = NetlinkReplyEncoder()
         shortRecord.appendMessage(type: 20, payload: [UInt8](repeating: 2, count: 40))
         XCTAssertThrowsError(try decodeAll(shortRecord.bytes)) {
-            guard case .shortRecord = $0 as? NetlinkDumpDecoder.DecodeError else { return XCTFail("\($0)") }
+            guard case .shortMessage = $0 as? NetlinkDecodeError else { return XCTFail("\($0)") }
         }
         var badFamily = encoder.bytes
         badFamily[16] = 7
         XCTAssertThrowsError(try decodeAll(badFamily)) {
-            XCTAssertEqual($0 as? NetlinkDumpDecoder.DecodeError, .unknownFamily(offset: 0, family: 7))
+            XCTAssertEqual($0 as? NetlinkDecodeError, .unknownFamily(offset: 0, family: 7))
         }
     }
 
@@ -170,7 +141,7 @@ final class NetlinkDumpDecoderTests: XCTestCase {
     }
 
     func testUnknownMessageTypesAreSkipped() throws {
-        var encoder = NetlinkDumpEncoder()
+        var encoder = NetlinkReplyEncoder()
         encoder.appendMessage(type: 1, payload: [])  // NLMSG_NOOP
         encoder.appendMessage(type: 99, payload: [1, 2, 3])
         encoder.append(v4Record)

@@ -1,12 +1,7 @@
-/// The inverse of `ConntrackDecoder`: lays out ctnetlink replies as the
-/// kernel does (nested attributes flagged NLA_F_NESTED, values in network
-/// byte order). Tests and the benchmark use it to make buffers without a kernel.
-public struct ConntrackEncoder {
-    public private(set) var bytes: [UInt8] = []
-    public var sequence: UInt32
+import PortBudgetCore
 
-    public init(sequence: UInt32 = 1) { self.sequence = sequence }
-
+extension NetlinkReplyEncoder {
+    /// NLA_F_NESTED: ctnetlink flags every attribute that holds attributes.
     static let nested: UInt16 = 0x8000
 
     /// Appends one IPCTNL_MSG_CT_NEW message (what a dump answers with) for `entry`.
@@ -43,27 +38,7 @@ public struct ConntrackEncoder {
                       payload: payload)
     }
 
-    /// Appends NLMSG_DONE carrying `error` (0, or a negative errno).
-    public mutating func appendDone(error: Int32 = 0) {
-        appendMessage(type: 3, payload: Self.le(error))
-    }
-
-    /// Appends NLMSG_ERROR carrying `error` (a negative errno; 0 is an ACK).
-    public mutating func appendError(_ error: Int32) {
-        appendMessage(type: 2, payload: Self.le(error) + [UInt8](repeating: 0, count: 16))
-    }
-
-    public mutating func appendMessage(type: UInt16, payload: [UInt8], flags: UInt16 = 2) {
-        bytes += Self.le(UInt32(NetlinkDumpDecoder.headerSize + payload.count))
-        bytes += Self.le(type)
-        bytes += Self.le(flags)
-        bytes += Self.le(sequence)
-        bytes += Self.le(UInt32(0))  // port id
-        bytes += payload
-        while bytes.count % 4 != 0 { bytes.append(0) }
-    }
-
-    static func tuple(_ t: ConntrackTuple, entry: ConntrackEntry, zone: UInt16) -> [UInt8] {
+    private static func tuple(_ t: ConntrackTuple, entry: ConntrackEntry, zone: UInt16) -> [UInt8] {
         var ip: [UInt8] = []
         let v4 = entry.family == .v4
         attribute(&ip, v4 ? ConntrackDecoder.IPAttribute.v4Source : ConntrackDecoder.IPAttribute.v6Source,
@@ -86,22 +61,11 @@ public struct ConntrackEncoder {
         return out
     }
 
-    /// Appends one attribute (header, payload, padding to 4 bytes).
-    public static func attribute(_ buffer: inout [UInt8], _ type: UInt16, _ payload: [UInt8]) {
-        buffer += le(UInt16(4 + payload.count))
-        buffer += le(type)
-        buffer += payload
-        while buffer.count % 4 != 0 { buffer.append(0) }
-    }
+    private static func nfgenmsg(family: UInt8, resID: UInt16) -> [UInt8] { [family, 0] + be(resID) }
 
-    static func nfgenmsg(family: UInt8, resID: UInt16) -> [UInt8] { [family, 0] + be(resID) }
-
-    static func address(_ a: IPAddress, v4: Bool) -> [UInt8] {
+    private static func address(_ a: IPAddress, v4: Bool) -> [UInt8] {
         if v4 { return be(UInt32(truncatingIfNeeded: a.low)) }
         if a.family == .v4 { return be(UInt64(0)) + be(UInt64(0xffff) << 32 | a.low) }
         return be(a.high) + be(a.low)
     }
-
-    static func be<T: FixedWidthInteger>(_ value: T) -> [UInt8] { withUnsafeBytes(of: value.bigEndian) { Array($0) } }
-    static func le<T: FixedWidthInteger>(_ value: T) -> [UInt8] { withUnsafeBytes(of: value.littleEndian) { Array($0) } }
 }
