@@ -75,4 +75,19 @@ final class FailureTests: XCTestCase {
         XCTAssertEqual(FailureEventRenderer.timestamp(951_782_400), "2000-02-29T00:00:00.000000Z")
         XCTAssertEqual(FailureEventRenderer.timestamp(4_102_444_799.5), "2099-12-31T23:59:59.500000Z")
     }
+
+    func testCheckWatchLineAndStatus() {
+        let failures = PortAllocationFailures(
+            counts: [FailureCountKey(netnsInode: 1, kind: connect, cgroupID: 9): 5,
+                     FailureCountKey(netnsInode: 1, kind: send, cgroupID: 9): 1],
+            netnsInode: 1, watched: FailureKind.alwaysWatched, owners: [9: CgroupOwner(path: "/system.slice/api.service")])
+        XCTAssertEqual(FailureSummary.text(failures, seconds: 10),
+                       "CRITICAL: 6 failed port allocations in 10 s: tcp connect EADDRNOTAVAIL 5, udp send EAGAIN 1; most by api.service (5).")
+        XCTAssertEqual(FailureSummary.exitCode(0, failures: failures), 2)
+        XCTAssertEqual(FailureSummary.exitCode(3, failures: failures), 3)
+        let none = PortAllocationFailures(counts: [:], netnsInode: 1, watched: FailureKind.alwaysWatched, owners: [:])
+        XCTAssertEqual(FailureSummary.text(none, seconds: 2.5), "Failed port allocations in 2.5 s: none.")
+        XCTAssertEqual(FailureSummary.exitCode(1, failures: none), 1)
+        XCTAssertEqual(FailureSummary.exitCode(0, failures: nil), 0)
+    }
 }

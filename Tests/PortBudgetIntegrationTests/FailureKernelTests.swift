@@ -154,6 +154,29 @@ final class FailureKernelTests: XCTestCase {
         XCTAssertEqual(v6, made.count("tcp_connect", "EADDRNOTAVAIL") - 3, "IPv6 connect failures")
     }
 
+    /// `check --watch` counts the failures made while it watches, in its JSON
+    /// report, and any failure makes the status critical.
+    func testCheckWatchCountsFailuresDuringTheWindowAndGoesCritical() throws {
+        let ns = try NetworkNamespace(range: (40000, 40003))
+        let cgroup = try TestCgroup()
+        let check = try ExporterProcess(["nsenter", "--net=/run/netns/\(ns.name)", Binaries.portbudget, "check", "--json",
+                                         "--watch", "3"])
+        _ = try check.await("the programs loaded") { check.stderrText.contains("counting failed port allocations") ? true : nil }
+        let made = try FailureMaker.run(in: ns, cgroup: cgroup)
+        Self.assertMadeAsDesigned(made)
+        let deadline = Date().addingTimeInterval(60)
+        while check.process.isRunning && Date() < deadline { usleep(100_000) }
+        XCTAssertEqual(check.process.terminationStatus, 2, check.stderrText)
+        let report = try JSONDecoder().decode(PortBudgetReport.self, from: Data(check.stdoutText.utf8))
+        let failures = try XCTUnwrap(report.failures, check.stdoutText)
+        var totals: [String: Int] = [:]
+        for total in failures.totals {
+            totals["protocol=\"\(total.kind.protocolName)\",call=\"\(total.kind.call.name)\",errno=\"\(total.kind.errnoName)\""] = Int(total.count)
+        }
+        XCTAssertEqual(totals, Self.expectedDefault(made))
+        XCTAssertEqual(failures.holders.first?.unit, cgroup.unit)
+    }
+
     /// The plain deploy files' way: uid 65534, no capabilities. The census
     /// is served, the failure collector is 0, and one log line says why.
     func testServeWithoutCapabilitiesServesCensusAndOneLineWhyNoFailures() throws {

@@ -55,6 +55,8 @@ public struct FailureKind: Sendable, Hashable, Codable, Comparable {
         self.errno = errno
     }
 
+    enum CodingKeys: String, CodingKey { case protocolNumber = "protocol_number", call, errno }
+
     public var protocolName: String { FailureProtocol.name(protocolNumber) }
     public var errnoName: String { FailureErrno.name(errno) }
 
@@ -110,6 +112,10 @@ public struct PortAllocationFailures: Sendable, Codable, Equatable {
         public var containerID: String?
         public var podUID: String?
         public var count: UInt64
+
+        enum CodingKeys: String, CodingKey {
+            case kind, cgroupID = "cgroup_id", cgroup, unit, containerID = "container_id", podUID = "pod_uid", count
+        }
 
         init(kind: FailureKind, cgroupID: UInt64, owner: CgroupOwner?, count: UInt64) {
             self.kind = kind
