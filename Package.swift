@@ -21,6 +21,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
     ],
     targets: [
         // libmnl plus the sock_diag UAPI, with a shim for what Swift cannot import.
@@ -39,6 +40,11 @@ let package = Package(
         // Compiles the failure collector's BPF programs with the toolchain's
         // clang and embeds the object in the Linux layer.
         .plugin(name: "FailureProgramsPlugin", capability: .buildTool()),
+        // libxcrypt's crypt_r, which verifies the bcrypt hashes of basic_auth_users.
+        .systemLibrary(
+            name: "CCrypt",
+            providers: [.apt(["libcrypt-dev"])]
+        ),
         // Pure: parsers of /proc text and netlink bytes, the census and its
         // diagnosis, the alert state machine, the exposition and check's text.
         // No I/O, so tests drive it with fixtures and synthetic bytes.
@@ -73,10 +79,13 @@ let package = Package(
         .target(
             name: "PortBudgetServer",
             dependencies: [
-                "PortBudgetCore", "PortBudgetAgent",
+                "PortBudgetCore", "PortBudgetAgent", "CCrypt",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                // TLS for --web.config.file; already built for async-http-client.
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Yams", package: "Yams"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOHTTPCompression", package: "swift-nio-extras"),
                 .product(name: "NIOExtras", package: "swift-nio-extras"),

@@ -38,7 +38,12 @@ struct ServeCommand: AsyncParsableCommand {
             namespace, then the worst — and the rest summed (portbudget_namespaces{state}). A namespace \
             the agent cannot enter is listed with portbudget_scrape_collector_success{collector="netns"} 0.
 
-            SIGHUP reloads --config as Prometheus does: the file is validated first, and on an \
+            With --web.config.file FILE (the exporter toolkit's format: tls_server_config, \
+            basic_auth_users, http_server_config.headers; docs/web-config.md), serve speaks TLS, \
+            asks for client certificates and basic-auth passwords as the file says.
+
+            SIGHUP reloads --config (and --web.config.file, \
+            portbudget_web_config_last_reload_successful) as Prometheus does: the file is validated first, and on an \
             error the running rules stay and the error is logged \
             (portbudget_config_last_reload_successful 0). SIGTERM or SIGINT stops the server \
             cleanly (exit 0). Exit status 2: bad command line \
@@ -58,6 +63,11 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Alerting rules and Alertmanagers (YAML). Without it the built-in rules are evaluated and exported, and nothing is sent.",
                                valueName: "file"))
     var config: String?
+
+    @Option(name: .customLong("web.config.file"),
+            help: ArgumentHelp("TLS, client certificates, basic auth and response headers, in the Prometheus exporter toolkit's web configuration format (see docs/web-config.md). Re-read on SIGHUP; certificate files also when they change.",
+                               valueName: "file"))
+    var webConfigFile: String?
 
     @Option(help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: Logger.Level = .info
@@ -93,6 +103,13 @@ struct ServeCommand: AsyncParsableCommand {
             printError("portbudget: \(error)")
             throw ExitCode(2)
         }
+        let web: WebAccess?
+        do {
+            web = try webConfigFile.map { try WebAccess(path: $0, logger: logger) }
+        } catch {
+            printError("portbudget: \(error)")
+            throw ExitCode(2)
+        }
         let address = try ListenAddress(parsing: listen)
         let source: CollectionSource
         do {
@@ -106,18 +123,24 @@ struct ServeCommand: AsyncParsableCommand {
             printError("portbudget: \(error)")
             throw ExitCode(2)
         }
-        let evaluator = makeEvaluator(alerting, procfs: ProcFS(root: collection.procfs), address: address, logger: logger)
+        let evaluator = makeEvaluator(alerting, procfs: ProcFS(root: collection.procfs), address: address,
+                                      scheme: web?.usesTLS == true ? "https" : "http", logger: logger)
         // Across every namespace a collection can take seconds: collect in the
         // background and answer scrapes from the latest one.
         let freshness: ScrapeCoordinator.Freshness = collection.allNamespaces
             ? .background(interval: try PrometheusDuration(parsing: collectionInterval).duration) : .perScrape
-        let coordinator = ScrapeCoordinator(top: collection.top, version: PortBudgetCommand.version, observers: [evaluator],
+        let observers: [any CollectionObserver] = [evaluator] + (web.map { [$0] } ?? [])
+        let coordinator = ScrapeCoordinator(top: collection.top, version: PortBudgetCommand.version, observers: observers,
                                             deadline: source.deadline, collectorNames: source.collectors.names,
                                             freshness: freshness, budget: collection.budget, collect: source.collect)
         await evaluator.collect { _ = try await coordinator.scrape() }
-        let server = try await MetricsServer.bind(.init(listen: address, maxConnections: maxConnections),
-                                                  coordinator: coordinator, logger: logger)
-        let hangup = HangupService(logger: logger) { await evaluator.reloadConfigFile() }
+        var serverConfiguration = MetricsServer.Configuration(listen: address, maxConnections: maxConnections)
+        serverConfiguration.web = web
+        let server = try await MetricsServer.bind(serverConfiguration, coordinator: coordinator, logger: logger)
+        let hangup = HangupService(logger: logger) {
+            await evaluator.reloadConfigFile()
+            web?.reload()
+        }
         let group = ServiceGroup(configuration: .init(
             services: freshness == .perScrape ? [server, evaluator, hangup] : [server, coordinator, evaluator, hangup],
             gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
@@ -126,11 +149,12 @@ struct ServeCommand: AsyncParsableCommand {
 
     /// The evaluator, with the delivery each configuration gets. The pinned
     /// source ports for deliveries default to the 8 just below the ephemeral range.
-    func makeEvaluator(_ alerting: AlertConfig, procfs: ProcFS, address: ListenAddress, logger: Logger) -> AlertEvaluator {
+    func makeEvaluator(_ alerting: AlertConfig, procfs: ProcFS, address: ListenAddress, scheme: String,
+                       logger: Logger) -> AlertEvaluator {
         let host = hostName()
         return AlertEvaluator(config: alerting, configPath: config, externalLabels: ["instance": "\(host):\(address.port)"],
                               budget: collection.budget,
-                              generatorURL: "http://\(host):\(address.port)/metrics", logger: logger) { alerting in
+                              generatorURL: "\(scheme)://\(host):\(address.port)/metrics", logger: logger) { alerting in
             guard !alerting.alertmanagers.isEmpty else { return nil }
             var sourcePorts = alerting.sourcePorts
             if sourcePorts == nil, let sysctls = try? procfs.portSysctls(), sysctls.rangeLow > 1032 {
