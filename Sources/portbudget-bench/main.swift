@@ -2,7 +2,7 @@ import Glibc
 
 // portbudget-bench: one mode per folder — Sockets/ (the default: check,
 // serve, ss and node_exporter against the floor over growing populations),
-// Floor/, Soak/, TLS/, Conntrack/ and Namespaces/; Shared/ holds what they share.
+// Floor/, Soak/, TLS/, Failures/, Conntrack/ and Namespaces/; Shared/ holds what they share.
 
 let arguments = Array(CommandLine.arguments.dropFirst())
 do {
@@ -18,6 +18,9 @@ do {
     } else if arguments.first == "namespaces" {
         installSignalHandlers()  // every namespace, against an ss loop and a bare per-namespace dump
         try NamespacesBench(Array(arguments.dropFirst())).run()
+    } else if arguments.first == "failures" {
+        installSignalHandlers()  // the failure collector's cost on the paths it watches
+        try FailuresBench(Array(arguments.dropFirst())).run()
     } else if arguments.first == "tls" {
         installSignalHandlers()  // serve's scrape latency over TLS with keep-alive against plain HTTP
         try TLSBench(Array(arguments.dropFirst())).run()

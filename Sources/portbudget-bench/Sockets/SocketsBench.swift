@@ -21,6 +21,7 @@ struct SocketsBenchOptions {
                portbudget-bench floor
                portbudget-bench soak [--seconds N] [--period N]   (serve under scrapes and abuse, over time)
                portbudget-bench tls [--scrapes N] [--rounds N]   (scrape latency over TLS vs plain HTTP, see TLSBench.swift)
+               portbudget-bench failures [--rounds N] [--seconds S] [--ci]   (the failure collector's overhead)
                portbudget-bench conntrack [--entries N,N,...] [--rounds N]   (the SNAT census, see ConntrackBench.swift)
                portbudget-bench namespaces [--namespaces N] [--connections N] [--host-sockets N] [--rounds N]
                                            (every network namespace, see NamespacesBench.swift)
