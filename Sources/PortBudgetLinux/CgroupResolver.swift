@@ -8,7 +8,8 @@ import Synchronization
 /// id → path. An id it does not know makes it walk again at once — a new
 /// service or container is exactly when an incident starts, and its cgroup
 /// existed before its sockets did — at most once per `resolve` (one
-/// collection). An id still absent after that walk is gone (its sockets
+/// collection); so does a known id whose path no longer holds it. An id
+/// still absent after that walk is gone (its sockets
 /// outlived it); cgroup ids are never reused, so it is remembered as gone
 /// and never prompts another walk.
 public final class CgroupResolver: Sendable {
@@ -48,7 +49,13 @@ public final class CgroupResolver: Sendable {
         return state.withLock { state in
             var wanted = Array(ids)
             wanted.sort()
-            let unknown = wanted.filter { state.paths[$0] == nil && !state.gone.contains($0) }
+            // A known id is checked against its path (one name_to_handle_at
+            // each): a cgroup removed since the walk is unknown again, so it
+            // is not named by a path that no longer exists.
+            let unknown = wanted.filter { id in
+                if let path = state.paths[id] { return Self.cgroupID(path == "/" ? root : root + path) != id }
+                return !state.gone.contains(id)
+            }
             if !unknown.isEmpty {
                 state.paths = Self.walk(root)
                 state.walks += 1
