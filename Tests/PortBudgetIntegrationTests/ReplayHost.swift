@@ -58,7 +58,11 @@ final class ReplayHost {
             try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
             units.append(unit)
         }
-        let process = try HeldProcess(["sh", "-c", "echo $$ > \"$0/cgroup.procs\" && exec nsenter --net=/run/netns/\(ns.name) \"$@\"",
+        // The shell stays the direct child rather than exec'ing the daemon:
+        // Foundation takes a child that closes every inherited descriptor
+        // (dante does) for exited and then blocks reaping it, stalling every
+        // other child's exit. The cgroup's kill stops both at teardown.
+        let process = try HeldProcess(["sh", "-c", "echo $$ > \"$0/cgroup.procs\" && nsenter --net=/run/netns/\(ns.name) \"$@\"",
                                        path] + arguments)
         processes.append(process)
         return process
@@ -74,7 +78,8 @@ final class ReplayHost {
     /// Writes a file in this replay's directory and returns its path.
     func file(_ name: String, _ text: String) throws -> String {
         let url = directory.appendingPathComponent(name)
-        try text.write(to: url, atomically: true, encoding: .utf8)
+        // Configuration parsers (HAProxy's) want the last line ended.
+        try (text.hasSuffix("\n") ? text : text + "\n").write(to: url, atomically: true, encoding: .utf8)
         return url.path
     }
 
@@ -85,11 +90,15 @@ final class ReplayHost {
         return (try JSONDecoder().decode(PortBudgetReport.self, from: Data(output.stdout.utf8)), output.status)
     }
 
-    /// Waits until `probe` holds, for up to `timeout` seconds.
-    func wait(_ what: String, timeout: TimeInterval = 15, _ probe: () -> Bool) throws {
+    /// Waits until `probe` holds, for up to `timeout` seconds; the failure
+    /// carries what `of` printed (a daemon's own words on why it did not).
+    func wait(_ what: String, timeout: TimeInterval = 15, of process: HeldProcess? = nil, _ probe: () -> Bool) throws {
         let deadline = Date().addingTimeInterval(timeout)
         while !probe() {
-            guard Date() < deadline else { throw Failure("timed out waiting for \(what)") }
+            guard Date() < deadline else {
+                let said = process.map { ": " + ($0.stdoutText() + $0.stderrText()).suffix(1500) } ?? ""
+                throw Failure("timed out waiting for \(what)\(said)")
+            }
             usleep(50_000)
         }
     }
@@ -121,8 +130,10 @@ final class ReplayHost {
 
     /// Prints what the agent said, for the suite's log (and the closing note).
     func log(_ replay: String, _ report: PortBudgetReport) {
-        let lead = report.findings?.first.map { "\($0.severity.rawValue) \($0.id.rawValue): \($0.fix)" } ?? "none"
-        print("replay \(replay): \(report.verdict)\n  lead finding: \(lead)\n  findings: \(report.findings?.map(\.id.rawValue) ?? [])")
+        print("replay \(replay): \(report.verdict)")
+        for f in report.findings ?? [] {
+            print("  \(f.severity.rawValue) \(f.id.rawValue): \(f.fix.prefix(160))…")
+        }
     }
 }
 
@@ -236,7 +247,8 @@ enum ReplayScripts {
             host, _, port = target.rpartition(":")
             udp = op.startswith("udp-")
             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM if udp else socket.SOCK_STREAM)
-            s.settimeout(5)
+            # A timeout would turn UDP's EAGAIN into a wait for writability.
+            if not udp: s.settimeout(5)
             try:
                 if op == "connect": s.connect((host, int(port)))
                 elif op in ("bind", "udp-bind"): s.bind((host, int(port)))
