@@ -27,13 +27,15 @@ final class CgroupRaceTests: XCTestCase {
         // slice (as a process re-parented by its manager would), so the
         // sockets keep an id whose cgroup can later be removed under them.
         let holder = try host.start(unit: unit, ["python3", "-c", """
-            import socket, sys
+            import os, socket, sys
             kept = []
             for _ in range(5):
                 s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(); kept.append(s)
             print("ready", flush=True)
             sys.stdin.readline()
-            open(sys.argv[1] + "/cgroup.procs", "w").write("0")
+            # Itself and the shell that started it, so the cgroup empties.
+            for pid in ("0", str(os.getppid())):
+                with open(sys.argv[1] + "/cgroup.procs", "w") as procs: procs.write(pid)
             print("moved", flush=True)
             sys.stdin.read()
             """, host.cgroupRoot + host.slice])

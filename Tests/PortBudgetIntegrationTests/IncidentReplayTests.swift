@@ -54,7 +54,7 @@ final class IncidentReplayTests: XCTestCase {
         XCTAssertEqual(g.holders?.first?.ports, 38)
         XCTAssertEqual(g.processes?.first?.comm, "haproxy")
         // The 40-port range explains it all, so it leads; the destination's fix is to spread, not keep-alive.
-        let findings = try XCTUnwrap(report.findings)
+        let findings = report.findings
         XCTAssertEqual(findings.first?.id, .narrowRange, "\(findings.map(\.id))")
         let hot = try XCTUnwrap(findings.first { $0.id == .hotDestination })
         XCTAssertEqual(hot.evidence["churn"], 0)
@@ -96,7 +96,7 @@ final class IncidentReplayTests: XCTestCase {
         // 48 processes hold one port each: none is named as if it held them all.
         XCTAssertEqual(report.tcp.processes?.first?.comm, "nc")
         XCTAssertEqual(report.tcp.processes?.first?.tiedProcesses, 48)
-        let findings = try XCTUnwrap(report.findings)
+        let findings = report.findings
         XCTAssertEqual(findings.first?.id, .narrowRange, "\(findings.map(\.id))")
         let bound = try XCTUnwrap(findings.first { $0.id == .bindBeforeConnect })
         XCTAssertEqual(bound.severity, .critical)
@@ -185,7 +185,7 @@ final class IncidentReplayTests: XCTestCase {
                        + "\(g.free) of 100 ports left; at 0, connect() to it fails with EADDRNOTAVAIL")
         XCTAssertEqual(g.holders?.first?.unit, "pbreplay-nginx.service")
         XCTAssertEqual(g.processes?.first?.comm, "nginx")
-        let findings = try XCTUnwrap(report.findings)
+        let findings = report.findings
         XCTAssertEqual(findings.first?.id, .narrowRange, "\(findings.map(\.id))")
         let tw = try XCTUnwrap(findings.first { $0.id == .timeWait })
         XCTAssertTrue(tw.cause.contains("Who opens connections to 10.77.0.1:9000: pbreplay-nginx.service (1 live connection)"), tw.cause)
@@ -241,7 +241,7 @@ final class IncidentReplayTests: XCTestCase {
                        + "ports left; at 0, a UDP socket's autobind (connect(), sendto()) fails with EAGAIN, bind(addr, 0) with EADDRINUSE")
         XCTAssertEqual(report.udp.holders?.first?.unit, "pbreplay-danted.service")
         XCTAssertEqual(report.udp.processes?.first?.comm, "danted")
-        let findings = try XCTUnwrap(report.findings)
+        let findings = report.findings
         XCTAssertEqual(findings.map(\.id).prefix(2), [.narrowRange, .udpPressure], "the 20-port range is the root cause")
 
         // The kernel: exactly `left` more sendto() from new sockets, then EAGAIN.

@@ -131,7 +131,7 @@ final class ReplayHost {
     /// Prints what the agent said, for the suite's log (and the closing note).
     func log(_ replay: String, _ report: PortBudgetReport) {
         print("replay \(replay): \(report.verdict)")
-        for f in report.findings ?? [] {
+        for f in report.findings {
             print("  \(f.severity.rawValue) \(f.id.rawValue): \(f.fix.prefix(160))…")
         }
     }

@@ -36,7 +36,7 @@ public struct AlertInputs: Sendable {
         self.labels = labels
         self.icmpUnreachablePerSecond = icmpUnreachablePerSecond
         self.projections = projections
-        findings = (report.findings ?? Diagnosis.findings(for: report)).filter { $0.severity != .info }
+        findings = report.findings.filter { $0.severity != .info }
         var holders: [String: String] = [:]
         for g in report.tcp.groups {
             guard let top = g.holders, !top.isEmpty else { continue }

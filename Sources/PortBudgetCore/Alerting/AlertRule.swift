@@ -9,7 +9,7 @@ public struct AlertRule: Sendable, Equatable {
         case udpSocketsInUse = "udp_sockets_in_use"
         case icmpPortUnreachablePerSecond = "icmp_port_unreachable_per_second"
         case secondsToExhaustion = "seconds_to_exhaustion"
-        // issue 11: per SNAT group (labels protocol, source_ip, peer_ip, peer_port), and the conntrack table.
+        // Per SNAT group (labels protocol, source_ip, peer_ip, peer_port), and the conntrack table.
         case snatGroupUtilization = "snat_group_utilization"
         case conntrackUtilization = "conntrack_utilization"
 
@@ -50,7 +50,7 @@ public struct AlertRule: Sendable, Equatable {
         self.annotations = annotations
     }
 
-    /// The rules that apply without a config file (documented in the README).
+    /// The rules that apply without a config file (documented in docs/alerting.md).
     public static let defaults: [AlertRule] = {
         func t(_ s: String) -> AlertTemplate { try! AlertTemplate(s) }
         let group = "{{ $labels.local_ip }} → {{ $labels.peer_ip }}:{{ $labels.peer_port }}"
@@ -83,7 +83,7 @@ public struct AlertRule: Sendable, Equatable {
         ] + snatDefaults
     }()
 
-    /// issue 11: the NAT's port budget and the conntrack table. 0.9 for NAT
+    /// The NAT's port budget and the conntrack table. 0.9 for NAT
     /// groups because the kernel's bounded port search fails some
     /// connections before a group is full (docs/model.md).
     static let snatDefaults: [AlertRule] = {
