@@ -30,6 +30,16 @@ let package = Package(
             pkgConfig: "libmnl",
             providers: [.apt(["libmnl-dev"])]
         ),
+        // libbpf (Debian's libbpf-dev) linked statically, so the agent's only
+        // new run-time dependencies are libelf and zlib; a small shim keeps
+        // libbpf's own log lines for the one-line errors the agent prints.
+        .target(
+            name: "CLibBPF",
+            linkerSettings: [.linkedLibrary(":libbpf.a"), .linkedLibrary("elf"), .linkedLibrary("z")]
+        ),
+        // Compiles the failure collector's BPF programs with the toolchain's
+        // clang and embeds the object in the Linux layer.
+        .plugin(name: "FailureProgramsPlugin", capability: .buildTool()),
         // libxcrypt's crypt_r, which verifies the bcrypt hashes of basic_auth_users.
         .systemLibrary(
             name: "CCrypt",
@@ -44,10 +54,12 @@ let package = Package(
         .target(
             name: "PortBudgetLinux",
             dependencies: [
-                "CMNL", "PortBudgetCore",
+                "CMNL", "CLibBPF", "PortBudgetCore",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SystemPackage", package: "swift-system"),
-            ]
+            ],
+            exclude: ["Failures/BPF"],
+            plugins: ["FailureProgramsPlugin"]
         ),
         // What every command runs collections with, HTTP or not: the runner
         // (a collection off the caller's thread, with a deadline), the

@@ -98,6 +98,7 @@ public actor AlertEvaluator: CollectionObserver, Service {
     struct NamespaceTrend {
         var projector: ExhaustionProjector
         var icmpRate = CounterRate()
+        var failuresRate = CounterRate()
     }
 
     func trend(_ netns: String) -> NamespaceTrend {
@@ -110,9 +111,12 @@ public actor AlertEvaluator: CollectionObserver, Service {
         var trend = trend(netns ?? "")
         trend.projector.observe(report, at: now)
         let rate = trend.icmpRate.update(report.counters["icmp_out_dest_unreachs_total"], at: now)
+        let failures = trend.failuresRate.update(report.failures.map { Int64(clamping: $0.total) }, at: now)
         namespaces[netns ?? ""] = trend
-        return AlertInputs(report: report, icmpUnreachablePerSecond: rate, projections: trend.projector.projections,
-                           labels: netns.map { ["netns": $0] } ?? [:])
+        var inputs = AlertInputs(report: report, icmpUnreachablePerSecond: rate, projections: trend.projector.projections,
+                                 labels: netns.map { ["netns": $0] } ?? [:])
+        inputs.failuresPerSecond = failures
+        return inputs
     }
 
     /// Every namespace of the collection: one whose census failed keeps its

@@ -31,6 +31,8 @@ public final class CollectionSource: Sendable {
         /// What statuses and findings are judged against; `serve` and
         /// `textfile` export raw ratios and use the defaults.
         public var thresholds: Thresholds
+        /// The failure collector's programs (`serve`, `textfile`); nil: not loaded.
+        public var failures: FailurePrograms.Options? = nil
 
         public init(procfs: String = "/proc", scope: Scope = .own, snatPortRange: SNATPortRange = .kernelDefault,
                     holders: Int? = MetricsExposition.holdersHostWide, processes: Bool = false,
@@ -66,7 +68,9 @@ public final class CollectionSource: Sendable {
             tcpDumps: configuration.tcpDumps,
             attribution: configuration.holders.map { .init(cgroups: cgroups, top: $0, processes: configuration.processes) },
             thresholds: configuration.thresholds)
-        collectors = CollectorSet.standard(census: census, snatPortRange: configuration.snatPortRange)
+        collectors = CollectorSet.standard(
+            census: census, snatPortRange: configuration.snatPortRange,
+            failures: configuration.failures.map { FailureCollector(options: $0, cgroups: cgroups, procfs: procfs) })
         self.procfs = procfs
         self.logger = logger
         switch configuration.scope {

@@ -14,6 +14,11 @@ struct CheckCommand: AsyncParsableCommand {
             the collection did not finish within \(CollectionResult.deadline.secondsDescription), \(AllNamespacesCollector.deadline.secondsDescription) with --all-namespaces, or the command line is wrong). Thresholds apply to every utilization: each \
             destination group, host-wide TCP bind, and UDP; where conntrack is readable, also each \
             SNAT group and the conntrack table's fill.
+
+            With --watch SECONDS, failed port allocations are counted in the kernel for that \
+            long before the measurement (docs/failures.md): any failure makes the status \
+            critical; when they cannot be counted (no CAP_BPF and CAP_PERFMON) one line says why \
+            and the status is the census's.
             """)
 
     @OptionGroup var collection: CollectionOptions
@@ -41,7 +46,13 @@ struct CheckCommand: AsyncParsableCommand {
     @Option(help: .hidden)
     var tcpDumps: SockDiagCollector.TCPDumps = .bothFamilies
 
+    @Option(parsing: .unconditional, help: ArgumentHelp("Count failed port allocations in the kernel for this long before measuring (needs CAP_BPF and CAP_PERFMON).", valueName: "seconds"))
+    var watch: Double?
+
     func validate() throws {
+        if let watch, !(watch > 0 && watch <= Self.longestWatch) {
+            throw ValidationError("--watch takes seconds above 0 and at most \(Int(Self.longestWatch)), got \(watch)")
+        }
         guard holders >= 0 else { throw ValidationError("--holders must be 0 or more, got \(holders)") }
         if let problem = Thresholds(warning: warning, critical: critical).problem { throw ValidationError(problem) }
     }
@@ -55,11 +66,13 @@ struct CheckCommand: AsyncParsableCommand {
                 configuration.processes = processes
                 configuration.tcpDumps = tcpDumps
                 configuration.thresholds = Thresholds(warning: warning, critical: critical)
+                if watch != nil { configuration.failures = FailurePrograms.Options() }
             }
         } catch {
             printError("portbudget: \(error)")
             throw ExitCode(3)
         }
+        try await watchFailures(source)
         // A read stuck on a hung mount must not hang the plugin: give up at
         // the deadline; exiting ends the stuck thread with the process.
         let result: CollectionResult
@@ -84,6 +97,10 @@ struct CheckCommand: AsyncParsableCommand {
             throw ExitCode(3)
         }
         for failed in namespace.outcomes where !failed.success {
+            if failed.name == FailureCollector.name {
+                printError("portbudget: failed port allocations not counted: \(failed.error ?? "")")
+                continue
+            }
             if failed.name == ConntrackCollector.name {
                 printError("portbudget: \(failed.name) collector failed, SNAT and conntrack omitted: \(failed.error ?? "")")
                 continue
@@ -97,8 +114,9 @@ struct CheckCommand: AsyncParsableCommand {
             print(String(decoding: data, as: UTF8.self))
         } else {
             print(CheckReportRenderer.render(report, top: collection.top), terminator: "")
+            if let failures = report.failures, let watch { print(FailureSummary.text(failures, seconds: watch)) }
         }
-        throw ExitCode(report.status.exitCode)
+        throw ExitCode(FailureSummary.exitCode(report.status.exitCode, failures: report.failures))
     }
 
     /// Every namespace: one verdict over all, then each; exit status the worst.

@@ -75,6 +75,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(parsing: .unconditional, help: "With --all-namespaces: how often to collect in the background, as a Prometheus duration (scrapes answer from the latest collection).")
     var collectionInterval = "15s"
 
+    @OptionGroup(title: "Failures counted in the kernel")
+    var failureOptions: FailureOptions
+
     func validate() throws {
         do {
             _ = try ListenAddress(parsing: listen)
@@ -114,6 +117,7 @@ struct ServeCommand: AsyncParsableCommand {
                 if collection.snatPortRange == nil, let configured = alerting.snatPortRange {
                     configuration.snatPortRange = configured
                 }
+                configuration.failures = failureOptions.programs
             }
         } catch {
             printError("portbudget: \(error)")

@@ -32,6 +32,9 @@ struct TextfileCommand: AsyncParsableCommand {
     @Option(help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: Logger.Level = .info
 
+    @OptionGroup(title: "Failures counted in the kernel")
+    var failureOptions: FailureOptions
+
     func validate() throws {
         let parsed: PrometheusDuration
         do {
@@ -53,7 +56,7 @@ struct TextfileCommand: AsyncParsableCommand {
         }
         let source: CollectionSource
         do {
-            source = try collection.source(logger: logger)
+            source = try collection.source(logger: logger) { $0.failures = failureOptions.programs }
         } catch {
             printError("portbudget: \(error)")
             throw ExitCode(2)

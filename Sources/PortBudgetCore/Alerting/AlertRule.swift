@@ -12,6 +12,9 @@ public struct AlertRule: Sendable, Equatable {
         // Per SNAT group (labels protocol, source_ip, peer_ip, peer_port), and the conntrack table.
         case snatGroupUtilization = "snat_group_utilization"
         case conntrackUtilization = "conntrack_utilization"
+        /// Port allocations the kernel refused per second since the last
+        /// evaluation (the failure collector, docs/failures.md), per namespace.
+        case portAllocationFailuresPerSecond = "port_allocation_failures_per_second"
 
         /// The comparison a rule uses when the config names only a threshold's value.
         public var naturalComparisonIsBelow: Bool { self == .secondsToExhaustion }
@@ -80,7 +83,19 @@ public struct AlertRule: Sendable, Equatable {
                           "summary": t("Ephemeral ports will run out within the hour at the current trend{{ $netns }}."),
                           "description": t("{{ $labels.scope }} {{ $labels.peer_ip }} runs out in about {{ $value | humanizeDuration }}.{{ $holder }}{{ $fix }}"),
                       ]),
-        ] + snatDefaults
+        ] + snatDefaults + failureDefaults
+    }()
+
+    /// Failures already happening: no threshold, any rate above zero pages.
+    static let failureDefaults: [AlertRule] = {
+        func t(_ s: String) -> AlertTemplate { try! AlertTemplate(s) }
+        return [
+            AlertRule(name: "PortBudgetPortAllocationFailures", quantity: .portAllocationFailuresPerSecond,
+                      comparison: .above(0), forSeconds: 0, severity: "critical", annotations: [
+                          "summary": t("The kernel is refusing local ports to applications now{{ $netns }}."),
+                          "description": t("{{ $value | humanize }} connect(), bind(), listen() or UDP send calls per second fail for want of a local port (EADDRNOTAVAIL, EADDRINUSE, EAGAIN); `portbudget trace` shows each one."),
+                      ]),
+        ]
     }()
 
     /// The NAT's port budget and the conntrack table. 0.9 for NAT

@@ -258,6 +258,9 @@ public struct PortBudgetReport: Sendable, Codable, Equatable {
     public var snat: SNAT?
     /// The conntrack table's fill and the kernel's drop statistics.
     public var conntrack: Conntrack?
+    /// Failed port allocations counted in the kernel; present when the
+    /// failure collector ran and succeeded (docs/failures.md).
+    public var failures: PortAllocationFailures?
 
     public init(portRange: PortRange, timeWaitReuse: TimeWaitReuse, tcp: TCP, udp: UDP, udplite: UDP?,
                 thresholds: Thresholds) {
@@ -403,7 +406,7 @@ public struct PortBudgetReport: Sendable, Codable, Equatable {
     enum CodingKeys: String, CodingKey {
         case portRange = "port_range", timeWaitReuse = "time_wait_reuse", tcp, udp, udplite, thresholds, counters
         case status, verdict, attribution, findings
-        case snat, conntrack
+        case snat, conntrack, failures
     }
 
     public init(from decoder: Decoder) throws {
@@ -419,6 +422,7 @@ public struct PortBudgetReport: Sendable, Codable, Equatable {
         attribution = try c.decodeIfPresent(AttributionNote.self, forKey: .attribution)
         snat = try c.decodeIfPresent(SNAT.self, forKey: .snat)
         conntrack = try c.decodeIfPresent(Conntrack.self, forKey: .conntrack)
+        failures = try c.decodeIfPresent(PortAllocationFailures.self, forKey: .failures)
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -434,6 +438,7 @@ public struct PortBudgetReport: Sendable, Codable, Equatable {
         try c.encode(verdict, forKey: .verdict)
         try c.encodeIfPresent(snat, forKey: .snat)
         try c.encodeIfPresent(conntrack, forKey: .conntrack)
+        try c.encodeIfPresent(failures, forKey: .failures)
         try c.encode(findings, forKey: .findings)
         try c.encodeIfPresent(attribution, forKey: .attribution)
     }

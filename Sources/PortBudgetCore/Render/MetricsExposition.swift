@@ -51,6 +51,7 @@ public enum MetricsExposition {
         writeSysctls(exported, into: &w)
         writeCounters(exported.counters, into: &w)
         writeSNAT(exported, into: &w)
+        writeFailures(exported.failures, into: &w)
         writeFindings(report.findings, into: &w)
     }
 

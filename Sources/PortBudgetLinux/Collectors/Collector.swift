@@ -46,6 +46,8 @@ public struct CollectionInProgress {
     public var report: PortBudgetReport?
     /// /proc/net tables read for the kernel counters.
     public var counterTables: [KernelCounter.Source: ProcNetParser.Table] = [:]
+    /// Which namespace this is (inode 0: the agent's own, not looked up).
+    public var netns: NetnsInfo = .own
 
     public init(context: CollectionContext) {
         self.context = context

@@ -20,10 +20,11 @@ public struct CollectorSet: Sendable {
 
     /// Every collector the agent has, in the order they run: the census
     /// needs the sysctls, and skips the dumps sockstat's counts prove empty;
-    /// SNAT needs the census.
-    public static func standard(census: SockDiagCollector, snatPortRange: SNATPortRange) -> CollectorSet {
+    /// SNAT needs the census; the failure counts, when loaded, go into its report.
+    public static func standard(census: SockDiagCollector, snatPortRange: SNATPortRange,
+                                failures: FailureCollector? = nil) -> CollectorSet {
         CollectorSet([SysctlCollector(), SockstatCollector(), census, SnmpCollector(), NetstatCollector(),
-                      ConntrackCollector(snatPortRange: snatPortRange)])
+                      ConntrackCollector(snatPortRange: snatPortRange)] + (failures.map { [$0] } ?? []))
     }
 
     /// The names metrics, logs and messages use, in running order.
@@ -35,6 +36,7 @@ public struct CollectorSet: Sendable {
     public func collect(_ context: CollectionContext, netns: NetnsInfo = .own) -> NamespaceCollection {
         let progress = CollectionProgressReporting.current
         var collection = CollectionInProgress(context: context)
+        collection.netns = netns
         var outcomes: [CollectorOutcome] = []
         for collector in collectors where collector.applies(to: collection) {
             progress?.collectorStarted(collector.name)
