@@ -38,6 +38,12 @@ final class ReportTruthTests: XCTestCase {
         XCTAssertEqual(r.status, .warning)
         XCTAssertEqual(r.verdict, "WARNING: TCP host-wide bind at 100%, 0 of 100 ports left; at 0, bind(addr, 0) and "
                        + "listen() without a port fail with EADDRINUSE")
+        // A bind() the failure collector saw fail is something here spending it: then it pages.
+        var seen = r
+        let bind = FailureKind(protocolNumber: 6, call: .bind, errno: 98)
+        seen.failures = PortAllocationFailures(counts: [FailureCountKey(netnsInode: 1, kind: bind, cgroupID: 7): 3], netnsInode: 1,
+                                               watched: [bind], owners: [:])
+        XCTAssertEqual(seen.status, .critical)
     }
 
     /// bind(addr, 0) before connect(): one connection per port over five

@@ -343,11 +343,16 @@ public struct PortBudgetReport: Sendable, Codable, Equatable {
 
     /// The host-wide bind limit's status for this host's traffic. Only
     /// bind(addr, 0) and listen() without a port fail when it is full, so it
-    /// pages (critical) only when something here binds before connect();
-    /// otherwise (ports taken by connect(), TIME_WAIT) it is at most a warning.
+    /// pages (critical) only when something here spends it: binds before
+    /// connect(), or — with the failure collector — a TCP bind() or listen()
+    /// seen failing. Otherwise (ports taken by connect(), TIME_WAIT) it is at
+    /// most a warning.
     public var tcpBindStatus: Status {
         let raw = thresholds.status(tcp.bindUtilization)
-        return bindBeforeConnectPorts > 0 ? raw : min(raw, .warning)
+        let bindsSeenFailing = failures?.totals.contains {
+            $0.kind.protocolName == "tcp" && [.bind, .listen].contains($0.kind.call) && $0.count > 0
+        } ?? false
+        return bindBeforeConnectPorts > 0 || bindsSeenFailing ? raw : min(raw, .warning)
     }
 
     /// Every limit, worst first: by status level, then by fewest ports left
