@@ -9,6 +9,8 @@ let package = Package(
         .executable(name: "portbudget-loadgen", targets: ["portbudget-loadgen"]),
         // For the micro-benchmarks in Benchmarks/, a package of their own that depends on this one.
         .library(name: "PortBudgetCore", targets: ["PortBudgetCore"]),
+        // The micro-benchmarks make their dump bytes with its encoders.
+        .library(name: "PortBudgetTestSupport", targets: ["PortBudgetTestSupport"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -19,6 +21,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
     ],
     targets: [
         // libmnl plus the sock_diag UAPI, with a shim for what Swift cannot import.
@@ -27,41 +30,78 @@ let package = Package(
             pkgConfig: "libmnl",
             providers: [.apt(["libmnl-dev"])]
         ),
-        // Pure: parsers of /proc text and netlink bytes, the accounting model,
-        // report rendering. No I/O, so tests drive it with fixtures and synthetic bytes.
+        // libbpf (Debian's libbpf-dev) linked statically, so the agent's only
+        // new run-time dependencies are libelf and zlib; a small shim keeps
+        // libbpf's own log lines for the one-line errors the agent prints.
+        .target(
+            name: "CLibBPF",
+            linkerSettings: [.linkedLibrary(":libbpf.a"), .linkedLibrary("elf"), .linkedLibrary("z")]
+        ),
+        // Compiles the failure collector's BPF programs with the toolchain's
+        // clang and embeds the object in the Linux layer.
+        .plugin(name: "FailureProgramsPlugin", capability: .buildTool()),
+        // libxcrypt's crypt_r, which verifies the bcrypt hashes of basic_auth_users.
+        .systemLibrary(
+            name: "CCrypt",
+            providers: [.apt(["libcrypt-dev"])]
+        ),
+        // Pure: parsers of /proc text and netlink bytes, the census and its
+        // diagnosis, the alert state machine, the exposition and check's text.
+        // No I/O, so tests drive it with fixtures and synthetic bytes.
         .target(name: "PortBudgetCore"),
-        // Thin Linux layer: reads procfs files and runs SOCK_DIAG dumps via libmnl.
+        // Thin Linux layer: the collectors (procfs files, SOCK_DIAG and
+        // ctnetlink dumps via libmnl), network namespaces, cgroups, processes.
         .target(
             name: "PortBudgetLinux",
             dependencies: [
-                "CMNL", "PortBudgetCore",
+                "CMNL", "CLibBPF", "PortBudgetCore",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SystemPackage", package: "swift-system"),
-            ]
+            ],
+            exclude: ["Failures/BPF"],
+            plugins: ["FailureProgramsPlugin"]
         ),
-        // The exporter's HTTP side: serves the exposition over SwiftNIO, one
-        // collection per scrape shared by concurrent scrapers.
+        // What every command runs collections with, HTTP or not: the runner
+        // (a collection off the caller's thread, with a deadline), the
+        // coordinator that shares one collection among concurrent askers and
+        // hands it to observers, and the textfile writer's service.
         .target(
-            name: "PortBudgetServer",
+            name: "PortBudgetAgent",
             dependencies: [
                 "PortBudgetCore",
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
-                .product(name: "NIOHTTPCompression", package: "swift-nio-extras"),
-                .product(name: "NIOExtras", package: "swift-nio-extras"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // The exporter's HTTP side: serves the coordinator's exposition over SwiftNIO.
+        .target(
+            name: "PortBudgetServer",
+            dependencies: [
+                "PortBudgetCore", "PortBudgetAgent", "CCrypt",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                // TLS for --web.config.file; already built for async-http-client.
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOHTTPCompression", package: "swift-nio-extras"),
+                .product(name: "NIOExtras", package: "swift-nio-extras"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Blocking socket calls with explicit source addresses: the alert
+        // delivery's pinned source ports, and the load generator's sockets.
+        .target(name: "PortBudgetSockets"),
         // The in-agent alert evaluator: YAML rules, state kept across
-        // collections, delivery to Alertmanager that survives port exhaustion.
+        // collections it observes, delivery to Alertmanager that survives port exhaustion.
         .target(
             name: "PortBudgetAlerting",
             dependencies: [
-                "PortBudgetCore", "PortBudgetServer", "PortBudgetLoad",
+                "PortBudgetCore", "PortBudgetSockets",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -69,12 +109,15 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        // Real-socket load generator shared by the integration tests and the benchmark.
-        .target(name: "PortBudgetLoad"),
+        // For tests only (as swift-nio keeps NIOTestUtils out of NIOCore): encoders
+        // that lay out netlink replies as the kernel does, so decoders are tested without one.
+        .target(name: "PortBudgetTestSupport", dependencies: ["PortBudgetCore"]),
+        // Real-socket load generator for the integration tests and the benchmark.
+        .target(name: "PortBudgetLoad", dependencies: ["PortBudgetSockets"]),
         .executableTarget(
             name: "portbudget",
             dependencies: [
-                "PortBudgetCore", "PortBudgetLinux", "PortBudgetServer", "PortBudgetAlerting",
+                "PortBudgetCore", "PortBudgetLinux", "PortBudgetAgent", "PortBudgetServer", "PortBudgetAlerting",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -91,7 +134,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "portbudget-loadgen",
-            dependencies: ["PortBudgetLoad", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["PortBudgetLoad", "PortBudgetSockets", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         // The benchmark orchestrator (populations in a private netns; check, serve,
         // ss and node_exporter measured against a bare libmnl dump). Glibc and
@@ -99,13 +142,13 @@ let package = Package(
         .executableTarget(name: "portbudget-bench", dependencies: ["CMNL"]),
         .testTarget(
             name: "PortBudgetCoreTests",
-            dependencies: ["PortBudgetCore"],
+            dependencies: ["PortBudgetCore", "PortBudgetTestSupport"],
             resources: [.copy("Fixtures")]
         ),
         .testTarget(
             name: "PortBudgetServerTests",
             dependencies: [
-                "PortBudgetCore", "PortBudgetServer",
+                "PortBudgetCore", "PortBudgetAgent", "PortBudgetServer",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -21,6 +21,7 @@ let package = Package(
             dependencies: [
                 .product(name: "Benchmark", package: "benchmark"),
                 .product(name: "PortBudgetCore", package: root),
+                .product(name: "PortBudgetTestSupport", package: root),
             ],
             path: "Benchmarks/CensusBenchmarks",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]

@@ -1,6 +1,5 @@
 import Foundation
 import PortBudgetCore
-import PortBudgetServer
 import Yams
 
 /// The evaluator's configuration (`serve --config FILE`). Without a file the
@@ -22,7 +21,7 @@ public struct AlertConfig: Sendable {
     public var sourcePorts: ClosedRange<UInt16>?
     public var rules: [AlertRule] = AlertRule.defaults
     /// `snat_port_range`: the NAT range SNAT groups are measured against
-    /// (issue 11); nil keeps the kernel's default. Read at start only.
+    /// from conntrack; nil keeps the kernel's default. Read at start only.
     public var snatPortRange: SNATPortRange?
 
     public init() {}

@@ -1,7 +1,6 @@
 import Foundation
 import Logging
 import PortBudgetCore
-import PortBudgetServer
 import ServiceLifecycle
 
 /// The in-agent evaluator. It learns every collection (its own, every
@@ -16,14 +15,22 @@ import ServiceLifecycle
 /// loop then sends what is due at that moment, so a slow or black-holed
 /// Alertmanager delays pages, never evaluations, and nothing queues up
 /// behind it.
-public actor AlertEvaluator: CollectionHook, Service {
+public actor AlertEvaluator: CollectionObserver, Service {
     /// Builds the delivery for a configuration (nil: no Alertmanagers).
     public typealias MakeDelivery = @Sendable (AlertConfig) -> AlertmanagerDelivery?
+    /// Runs a collection now; the evaluator observes it like any other.
+    public typealias CollectNow = @Sendable () async throws -> Void
 
     /// Projector samples are kept at most this fraction of the evaluation
     /// interval apart: the evaluator's own ticks (which may run a little
     /// early) always land, and extra scrapes in between add nothing.
     public static let sampleSpacingFactor = 0.9
+    /// State changes logged one by one per evaluation; the rest are one line
+    /// per rule and state, so a tenant's thousand namespaces cannot flood the log.
+    public static let loggedTransitions = 10
+    /// Alerts sent to Alertmanager in one post at most, those of namespaces
+    /// listed one by one first; the rest stay due and go with the next posts.
+    public static let alertsPerPost = 500
 
     private var config: AlertConfig
     private let configPath: String?
@@ -38,8 +45,12 @@ public actor AlertEvaluator: CollectionHook, Service {
     /// Trends and rates per network namespace, by name ("" when the agent
     /// watches only its own); a namespace that is gone loses its own.
     private var namespaces: [String: NamespaceTrend] = [:]
-    private var coordinator: ScrapeCoordinator?
+    private var collectNow: CollectNow?
     private var evaluations = 0
+    /// The namespaces the exposition lists one by one (`NamespaceBudget`), nil
+    /// when the agent watches one: alert series outside it are only counted.
+    private var listedNamespaces: Set<String>?
+    private let budget: NamespaceBudget
     private var lastEvaluationFailed = false
     private var reloadSucceeded = true
     private var lastReloadSuccess = Date().timeIntervalSince1970
@@ -50,10 +61,11 @@ public actor AlertEvaluator: CollectionHook, Service {
     /// `external_labels` are merged over them, now and on every reload.
     /// `configPath` is the file SIGHUP reloads.
     public init(config: AlertConfig, configPath: String? = nil, externalLabels: [String: String],
-                generatorURL: String?, logger: Logger, makeDelivery: @escaping MakeDelivery) {
+                budget: NamespaceBudget = NamespaceBudget(), generatorURL: String?, logger: Logger, makeDelivery: @escaping MakeDelivery) {
         self.config = config
         self.configPath = configPath
         self.baseExternalLabels = externalLabels
+        self.budget = budget
         self.makeDelivery = makeDelivery
         self.delivery = makeDelivery(config)
         self.logger = logger
@@ -67,14 +79,15 @@ public actor AlertEvaluator: CollectionHook, Service {
         base.merging(config.externalLabels) { _, configured in configured }
     }
 
-    /// The coordinator whose collections the evaluator triggers between scrapes.
-    public func attach(_ coordinator: ScrapeCoordinator) {
-        self.coordinator = coordinator
+    /// How the evaluator gets a collection between scrapes: whatever it
+    /// calls must hand the collection to `collected(_:writer:)`.
+    public func collect(with collectNow: @escaping CollectNow) {
+        self.collectNow = collectNow
     }
 
     static func now() -> Double { Date().timeIntervalSince1970 }
 
-    // MARK: CollectionHook
+    // MARK: CollectionObserver
 
     public func collected(_ collection: CollectionResult, writer: inout ExpositionWriter) async {
         evaluate(collection, at: Self.now())
@@ -85,6 +98,7 @@ public actor AlertEvaluator: CollectionHook, Service {
     struct NamespaceTrend {
         var projector: ExhaustionProjector
         var icmpRate = CounterRate()
+        var failuresRate = CounterRate()
     }
 
     func trend(_ netns: String) -> NamespaceTrend {
@@ -97,53 +111,59 @@ public actor AlertEvaluator: CollectionHook, Service {
         var trend = trend(netns ?? "")
         trend.projector.observe(report, at: now)
         let rate = trend.icmpRate.update(report.counters["icmp_out_dest_unreachs_total"], at: now)
+        let failures = trend.failuresRate.update(report.failures.map { Int64(clamping: $0.total) }, at: now)
         namespaces[netns ?? ""] = trend
-        return AlertInputs(report: report, icmpUnreachablePerSecond: rate, projections: trend.projector.projections,
-                           labels: netns.map { ["netns": $0] } ?? [:])
+        var inputs = AlertInputs(report: report, icmpUnreachablePerSecond: rate, projections: trend.projector.projections,
+                                 labels: netns.map { ["netns": $0] } ?? [:])
+        inputs.failuresPerSecond = failures
+        return inputs
     }
 
+    /// Every namespace of the collection: one whose census failed keeps its
+    /// alerts as they are; one that is gone resolves them and loses its
+    /// trends. When nothing at all was measured of the agent's one
+    /// namespace, no evaluation happens: no census, no verdict.
     func evaluate(_ collection: CollectionResult, at now: Double) {
-        if let all = collection.namespaces {
-            evaluate(namespaces: all, at: now)
-            return
-        }
-        guard let report = collection.report else {
-            // No census, no verdict: keep every state as it is rather than resolve on missing data.
+        if !collection.acrossNamespaces, let only = collection.namespaces.first, only.report == nil {
             if !lastEvaluationFailed {
-                logger.warning("alert evaluation skipped: the census failed", metadata: ["error": "\(collection.fatalError ?? "")"])
+                logger.warning("alert evaluation skipped: the census failed", metadata: ["error": "\(only.missingReportReason ?? "")"])
             }
             lastEvaluationFailed = true
             return
         }
         lastEvaluationFailed = false
         evaluations += 1
-        let before = Dictionary(uniqueKeysWithValues: machine.alerts.map { ($0.key, $0.value.state) })
-        machine.evaluate(inputs(report, netns: nil, at: now), at: now)
-        logTransitions(from: before)
-    }
-
-    /// Every namespace at once: a namespace whose census failed keeps its
-    /// alerts as they are; one that is gone resolves them and loses its trends.
-    func evaluate(namespaces all: [NamespaceCollection], at now: Double) {
-        evaluations += 1
         var evaluated: [AlertInputs] = []
         var unmeasured: Set<String> = []
-        for namespace in all {
-            if let report = namespace.collection.report {
-                evaluated.append(inputs(report, netns: namespace.netns.name, at: now))
-            } else {
-                unmeasured.insert(namespace.netns.name)
+        for namespace in collection.namespaces {
+            let netns = collection.acrossNamespaces ? namespace.netns.name : nil
+            if let report = namespace.report {
+                evaluated.append(inputs(report, netns: netns, at: now))
+            } else if let netns {
+                unmeasured.insert(netns)
             }
         }
-        let present = Set(all.map(\.netns.name))
-        namespaces = namespaces.filter { present.contains($0.key) }
+        if collection.acrossNamespaces {
+            let present = Set(collection.namespaces.map(\.netns.name))
+            namespaces = namespaces.filter { present.contains($0.key) }
+            listedNamespaces = Set(budget.split(collection.namespaces).listed.map { collection.namespaces[$0].netns.name })
+        } else {
+            listedNamespaces = nil
+        }
         let before = Dictionary(uniqueKeysWithValues: machine.alerts.map { ($0.key, $0.value.state) })
         machine.evaluate(evaluated, unmeasured: unmeasured, at: now)
         logTransitions(from: before)
     }
 
     private func logTransitions(from before: [String: Alert.State]) {
-        for (key, alert) in machine.alerts where before[key] != alert.state {
+        var logged = 0
+        var unlogged: [String: Int] = [:]
+        for (key, alert) in machine.alerts.sorted(by: { $0.key < $1.key }) where before[key] != alert.state {
+            guard logged < Self.loggedTransitions else {
+                unlogged["\(alert.rule) \(alert.state.rawValue)", default: 0] += 1
+                continue
+            }
+            logged += 1
             var metadata: Logger.Metadata = ["alertname": "\(alert.rule)", "state": "\(alert.state.rawValue)",
                                              "value": "\(PrometheusNumber.format(alert.value))"]
             for (name, value) in alert.labels where !["alertname"].contains(name) { metadata[name] = "\(value)" }
@@ -153,13 +173,27 @@ public actor AlertEvaluator: CollectionHook, Service {
             case .resolved: logger.notice("alert resolved", metadata: metadata)
             }
         }
-        for (key, state) in before where machine.alerts[key] == nil && state == .pending {
+        for (change, count) in unlogged.sorted(by: { $0.key < $1.key }) {
+            logger.warning("more alerts changed state than are logged one by one", metadata: ["change": "\(change)", "alerts": "\(count)"])
+        }
+        let cleared = before.filter { machine.alerts[$0.key] == nil && $0.value == .pending }.keys.sorted()
+        for key in cleared.prefix(Self.loggedTransitions) {
             logger.info("pending alert cleared", metadata: ["key": "\(key.split(separator: "\u{0}").joined(separator: ","))"])
+        }
+        if cleared.count > Self.loggedTransitions {
+            logger.info("more pending alerts cleared than are logged one by one", metadata: ["alerts": "\(cleared.count - Self.loggedTransitions)"])
         }
     }
 
+    /// Whether an alert's or projection's namespace is listed one by one.
+    private func listed(_ netns: String?) -> Bool {
+        guard let listedNamespaces, let netns, !netns.isEmpty else { return true }
+        return listedNamespaces.contains(netns)
+    }
+
     func write(into writer: inout ExpositionWriter) {
-        let active = machine.active
+        let everyActive = machine.active
+        let active = everyActive.filter { listed($0.labels["netns"]) }
         writer.family("portbudget_alerts", .gauge,
                       help: "Alerts of the in-agent evaluator that are pending or firing (1), like Prometheus' ALERTS.",
                       active.map { alert in
@@ -170,7 +204,7 @@ public actor AlertEvaluator: CollectionHook, Service {
         // Host-wide per namespace, and the 20 soonest groups over all namespaces.
         var hostWide: [(netns: String, entry: (series: ExhaustionProjector.Series, seconds: Double))] = []
         var groups: [(netns: String, entry: (series: ExhaustionProjector.Series, seconds: Double))] = []
-        for (netns, trend) in namespaces.sorted(by: { $0.key < $1.key }) {
+        for (netns, trend) in namespaces.sorted(by: { $0.key < $1.key }) where listed(netns) {
             for entry in trend.projector.projections {
                 if entry.series.group == nil { hostWide.append((netns, entry)) } else { groups.append((netns, entry)) }
             }
@@ -186,6 +220,13 @@ public actor AlertEvaluator: CollectionHook, Service {
                           }
                           return ExpositionWriter.Sample(labels, entry.seconds)
                       })
+        if listedNamespaces != nil {
+            var unlisted: [String: Int] = ["pending": 0, "firing": 0]
+            for alert in everyActive where !listed(alert.labels["netns"]) { unlisted[alert.state.rawValue, default: 0] += 1 }
+            writer.family("portbudget_alerts_unlisted", .gauge,
+                          help: "Pending or firing alerts of namespaces beyond the namespace budget, counted instead of listed in portbudget_alerts.",
+                          unlisted.sorted { $0.key < $1.key }.map { .init([("alertstate", $0.key)], Double($0.value)) })
+        }
         writer.single("portbudget_alert_rules", .gauge, help: "Rules the in-agent evaluator runs.", machine.rules.count)
         writer.single("portbudget_alert_evaluations_total", .counter,
                       help: "Collections the in-agent evaluator has evaluated.", evaluations)
@@ -259,8 +300,8 @@ public actor AlertEvaluator: CollectionHook, Service {
         let clock = ContinuousClock()
         var next = clock.now
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
-            if let coordinator {
-                do { _ = try await coordinator.scrape() } catch { break }
+            if let collectNow {
+                do { try await collectNow() } catch { break }
             }
             wake.yield()
             let interval = Duration.milliseconds(Int64(config.evaluationInterval * 1000))
@@ -286,7 +327,8 @@ public actor AlertEvaluator: CollectionHook, Service {
         retired = []
         guard let delivery, !delivery.isEmpty else { return }
         let now = Self.now()
-        let due = machine.due(at: now)
+        let due = Array(machine.due(at: now).sorted { listed($0.labels["netns"]) && !listed($1.labels["netns"]) }
+            .prefix(Self.alertsPerPost))
         if due.isEmpty {
             await delivery.send([])
             return

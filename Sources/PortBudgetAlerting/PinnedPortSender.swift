@@ -1,5 +1,5 @@
 import Glibc
-import PortBudgetLoad
+import PortBudgetSockets
 
 /// Posts to Alertmanager from an explicitly chosen local port outside the
 /// ephemeral range. When the host has no ephemeral port left — exactly when

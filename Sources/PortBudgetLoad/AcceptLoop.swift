@@ -1,4 +1,5 @@
 import Glibc
+import PortBudgetSockets
 
 /// Serves listeners with poll(). `close` mode accepts and closes a
 /// connection once the client has closed its end — so the client, which

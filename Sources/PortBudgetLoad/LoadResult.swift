@@ -1,4 +1,5 @@
 import Glibc
+import PortBudgetSockets
 
 /// What a generator step achieved: how many sockets it made, and the error
 /// that stopped it, if any. Printed as one JSON line for the test harness.

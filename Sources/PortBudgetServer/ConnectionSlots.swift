@@ -4,8 +4,9 @@ import NIOCore
 /// The connection cap. Every accepted connection takes a slot. When every
 /// slot is taken, a new connection evicts an idle one rather than being
 /// refused, so connections that do nothing cannot lock a scraper out: first
-/// the oldest connection that never sent a byte, then the keep-alive
-/// connection idle the longest. Only when every slot is busy — a request
+/// the oldest connection that never sent a byte in `freshGrace` since its
+/// accept, then the keep-alive connection idle the longest, then the oldest
+/// connection too new to have sent its first byte. Only when every slot is busy — a request
 /// being received, collected or written, each bounded by a deadline — is the
 /// new connection refused.
 ///
@@ -38,10 +39,19 @@ final class ConnectionSlots: Sendable {
     }
 
     let capacity: Int
+    let freshGrace: TimeAmount
     private let table = NIOLockedValueBox(Table())
 
-    init(capacity: Int) {
+    /// How long a new connection counts as not yet silent. A client's first
+    /// bytes (a request, a TLS ClientHello) usually wait in the socket at
+    /// accept, but are read only after the connection reaches its event loop;
+    /// under a flood of reconnecting clients, evicting such a connection
+    /// before it could be read would starve the very scraper the cap protects.
+    static let defaultFreshGrace = TimeAmount.milliseconds(250)
+
+    init(capacity: Int, freshGrace: TimeAmount = defaultFreshGrace) {
         self.capacity = capacity
+        self.freshGrace = freshGrace
     }
 
     /// Open connections holding a slot.
@@ -53,7 +63,7 @@ final class ConnectionSlots: Sendable {
         table.withLockedValue { table in
             var evicted: (any Channel)?
             if table.entries.count >= capacity {
-                guard let victim = Self.victim(in: table.entries) else { return .refused }
+                guard let victim = Self.victim(in: table.entries, now: .now(), freshGrace: freshGrace) else { return .refused }
                 evicted = table.entries.removeValue(forKey: victim)?.channel
             }
             let id = table.nextID
@@ -80,15 +90,24 @@ final class ConnectionSlots: Sendable {
         _ = table.withLockedValue { $0.entries.removeValue(forKey: id) }
     }
 
-    /// A connection that never sent a byte, the oldest first; else the
-    /// keep-alive connection idle the longest; never a busy one.
-    private static func victim(in entries: [Int: Entry]) -> Int? {
-        var best: (id: Int, entry: Entry)?
+    /// A connection silent past the grace, the oldest first; else the
+    /// keep-alive connection idle the longest; else the oldest connection
+    /// still within its grace; never a busy one.
+    private static func victim(in entries: [Int: Entry], now: NIODeadline, freshGrace: TimeAmount) -> Int? {
+        func rank(_ entry: Entry) -> Int {
+            switch entry.activity {
+            case .fresh: return now - entry.since >= freshGrace ? 0 : 2
+            case .idle: return 1
+            case .busy: return 3
+            }
+        }
+        var best: (id: Int, rank: Int, since: NIODeadline)?
         for (id, entry) in entries where entry.activity != .busy {
-            guard let current = best?.entry else { best = (id, entry); continue }
-            let fresher = entry.activity == .fresh && current.activity == .idle
-            let sameKindOlder = entry.activity == current.activity && entry.since < current.since
-            if fresher || sameKindOlder { best = (id, entry) }
+            let candidate = (id: id, rank: rank(entry), since: entry.since)
+            guard let current = best else { best = candidate; continue }
+            if candidate.rank < current.rank || (candidate.rank == current.rank && candidate.since < current.since) {
+                best = candidate
+            }
         }
         return best?.id
     }

@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import NIOHTTP1
+import PortBudgetAgent
 import PortBudgetCore
 
 /// Answers one HTTP/1.1 connection: `/metrics` from the scrape coordinator,
@@ -21,6 +22,7 @@ final class MetricsHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private let coordinator: ScrapeCoordinator
     private let deadline: RequestDeadlineHandler
+    private let access: WebAccess?
     private let logger: Logger
     private let maxBodyBytes: Int
     private let maxPipelinedRequests: Int
@@ -39,10 +41,11 @@ final class MetricsHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// The server is shutting down: finish the answer in flight, then close.
     private var quiescing = false
 
-    init(coordinator: ScrapeCoordinator, deadline: RequestDeadlineHandler, maxBodyBytes: Int,
+    init(coordinator: ScrapeCoordinator, deadline: RequestDeadlineHandler, access: WebAccess? = nil, maxBodyBytes: Int,
          maxPipelinedRequests: Int, logger: Logger) {
         self.coordinator = coordinator
         self.deadline = deadline
+        self.access = access
         self.maxBodyBytes = maxBodyBytes
         self.maxPipelinedRequests = maxPipelinedRequests
         self.logger = logger
@@ -118,6 +121,29 @@ final class MetricsHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     private func route(context: ChannelHandlerContext, _ head: HTTPRequestHead) {
+        guard let access else {
+            routeAuthorized(context: context, head)
+            return
+        }
+        access.authorize(path: Self.path(of: head.uri), headers: head.headers, on: context.eventLoop)
+            .assumeIsolated().whenSuccess { decision in
+                switch decision {
+                case .allowed:
+                    self.routeAuthorized(context: context, head)
+                case .unauthorized:
+                    var headers = HTTPHeaders()
+                    headers.add(name: "WWW-Authenticate", value: "Basic")
+                    self.respond(context, head, .unauthorized, text: "Unauthorized\n", extra: headers)
+                case .busy:
+                    var headers = HTTPHeaders()
+                    headers.add(name: "Retry-After", value: "1")
+                    self.respond(context, head, .serviceUnavailable,
+                                 text: "too many password checks waiting; try again\n", extra: headers)
+                }
+            }
+    }
+
+    private func routeAuthorized(context: ChannelHandlerContext, _ head: HTTPRequestHead) {
         guard head.method == .GET || head.method == .HEAD else {
             var headers = HTTPHeaders()
             headers.add(name: "Allow", value: "GET, HEAD")
@@ -179,6 +205,7 @@ final class MetricsHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
         guard context.channel.isActive else { return }
         let buffer = context.channel.allocator.buffer(string: body)
         var headers = extra
+        for (name, value) in access?.responseHeaders ?? [] { headers.add(name: name, value: value) }
         headers.add(name: "Content-Type", value: contentType)
         // Set here for every answer (the encoder does not add framing headers;
         // the compressor replaces this with the compressed length).

@@ -1,6 +1,5 @@
 #if canImport(Glibc)
 import Glibc
-#endif
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -8,7 +7,9 @@ import NIOExtras
 import NIOHTTP1
 import NIOHTTPCompression
 import NIOPosix
+import PortBudgetAgent
 import ServiceLifecycle
+#endif
 
 /// The `serve` HTTP server, a `Service` for a `ServiceGroup`. It is bound
 /// before it runs, so a port that cannot be had fails the command at once,
@@ -20,7 +21,7 @@ public final class MetricsServer: Service, Sendable {
     public struct Configuration: Sendable {
         public var listen: ListenAddress
         /// Connections held at once. When all are taken, a new connection
-        /// evicts an idle one (one that never sent a byte first, then the
+        /// evicts an idle one (one silent for 250 ms since its accept first, then the
         /// keep-alive connection idle the longest); it is refused only when
         /// every connection is busy with a request, each bounded by a deadline.
         public var maxConnections: Int
@@ -57,6 +58,9 @@ public final class MetricsServer: Service, Sendable {
         public var refusalLogInterval: TimeAmount = .seconds(10)
         /// How long shutdown waits for answers in flight.
         public var shutdownGrace: TimeAmount = .seconds(3)
+        /// `--web.config.file`: TLS, basic auth and response headers; nil: plain HTTP to anyone.
+        /// With TLS, `headerTimeout` bounds the handshake too: it counts from the accept.
+        public var web: WebAccess?
 
         public init(listen: ListenAddress, maxConnections: Int = 64) {
             self.listen = listen
@@ -167,6 +171,12 @@ public final class MetricsServer: Service, Sendable {
     private static func configure(_ channel: any Channel, _ config: Configuration, slot: ConnectionSlot,
                                   coordinator: ScrapeCoordinator, logger: Logger) throws {
         let sync = channel.pipeline.syncOperations
+        // Below the deadline handler, which then sees decrypted bytes only: a
+        // client that never finishes the handshake is cut at the header timeout.
+        if let tls = config.web?.makeTLSHandler() {
+            try sync.addHandler(TLSHandshakeActivityHandler(slot: slot))
+            try sync.addHandler(tls)
+        }
         let deadline = RequestDeadlineHandler(
             .init(header: config.headerTimeout, idle: config.idleTimeout, write: config.writeTimeout),
             slot: slot, logger: logger)
@@ -188,7 +198,7 @@ public final class MetricsServer: Service, Sendable {
         try sync.addHandler(HTTPResponseCompressor(responseCompressionPredicate: { head, _ in
             head.headers["content-length"].first == "0" ? .doNotCompress : .compressIfPossible
         }))
-        try sync.addHandler(MetricsHTTPHandler(coordinator: coordinator, deadline: deadline,
+        try sync.addHandler(MetricsHTTPHandler(coordinator: coordinator, deadline: deadline, access: config.web,
                                                maxBodyBytes: config.maxBodyBytes,
                                                maxPipelinedRequests: config.maxPipelinedRequests, logger: logger))
     }

@@ -20,7 +20,9 @@ struct Options {
                portbudget-bench --hold --sizes N --netns NAME   (build, then hold until stdin closes)
                portbudget-bench floor
                portbudget-bench soak [--seconds N] [--period N]   (serve under scrapes and abuse, over time)
+               portbudget-bench tls [--scrapes N] [--rounds N]   (scrape latency over TLS vs plain HTTP, see TLSBench.swift)
                portbudget-bench conntrack [--entries N,N,...] [--rounds N]   (the SNAT census, see ConntrackBench.swift)
+               portbudget-bench failures [--rounds N] [--seconds S] [--ci]   (the failure collector's overhead)
                portbudget-bench namespaces [--namespaces N] [--connections N] [--host-sockets N] [--rounds N]
                                            (every network namespace, see NamespacesBench.swift)
         Needs root (a private network namespace). Defaults: --sizes 10000,100000,200000,1000000 --rounds 5.
@@ -200,6 +202,12 @@ do {
     } else if arguments.first == "namespaces" {
         installSignalHandlers()  // issue 9: every namespace, against an ss loop and a bare per-namespace dump
         try NamespacesBench(Array(arguments.dropFirst())).run()
+    } else if arguments.first == "failures" {
+        installSignalHandlers()  // the failure collector's cost on the paths it watches
+        try FailuresBench(Array(arguments.dropFirst())).run()
+    } else if arguments.first == "tls" {
+        installSignalHandlers()  // serve's scrape latency over TLS with keep-alive against plain HTTP
+        try TLSBench(Array(arguments.dropFirst())).run()
     } else if arguments.first == "conntrack" {
         installSignalHandlers()  // issue 11: the SNAT census against conntrack -L and a bare dump
         try ConntrackBench(Array(arguments.dropFirst())).run()

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Glibc
 import PortBudgetLoad
+import PortBudgetSockets
 
 /// Builds real socket populations for portbudget's tests and benchmark.
 /// Each command prints one JSON line {"made":N,"error":…}; with --hold it

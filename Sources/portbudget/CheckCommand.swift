@@ -1,9 +1,9 @@
 import ArgumentParser
-import Logging
 import Foundation
+import Logging
+import PortBudgetAgent
 import PortBudgetCore
 import PortBudgetLinux
-import PortBudgetServer
 
 struct CheckCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -14,13 +14,17 @@ struct CheckCommand: AsyncParsableCommand {
             the collection did not finish within \(CollectionResult.deadline.secondsDescription), \(AllNamespacesCollector.deadline.secondsDescription) with --all-namespaces, or the command line is wrong). Thresholds apply to every utilization: each \
             destination group, host-wide TCP bind, and UDP; where conntrack is readable, also each \
             SNAT group and the conntrack table's fill.
+
+            With --watch SECONDS, failed port allocations are counted in the kernel for that \
+            long before the measurement (docs/failures.md): any failure makes the status \
+            critical; when they cannot be counted (no CAP_BPF and CAP_PERFMON) one line says why \
+            and the status is the census's.
             """)
+
+    @OptionGroup var collection: CollectionOptions
 
     @Flag(help: "Print the report as JSON.")
     var json = false
-
-    @Option(parsing: .unconditional, help: "How many destination groups to list, worst first (0 lists every group).")
-    var top = 20
 
     @Option(parsing: .unconditional, help: "Utilization ratio (0-1] at which the status becomes warning.")
     var warning = 0.8
@@ -34,153 +38,107 @@ struct CheckCommand: AsyncParsableCommand {
     @Flag(help: "Also name the processes holding the ports (scans /proc/PID/fd once, as ss -p does).")
     var processes = false
 
-    @Option(help: "Where procfs is mounted.")
-    var procfs = "/proc"
-
-    @Option(parsing: .unconditional, help: ArgumentHelp("Source ports the NAT (MASQUERADE/SNAT) hands out, for the SNAT budget (default: the kernel's 1024-65535).", valueName: "low-high"))
-    var snatPortRange: String?
-
-    @Option(help: ArgumentHelp("Measure another network namespace: a name from `ip netns add`, a path to a namespace file, or pid:PID.",
-                               valueName: "name|path|pid:PID"))
-    var netns: String?
-
-    @Flag(help: "Measure every network namespace on the host (containers, pods, `ip netns`): one verdict over all, then each.")
-    var allNamespaces = false
-
     /// For the benchmark: the census without naming holders, to price attribution.
     @Flag(help: .hidden)
     var noAttribution = false
 
     /// For tests: the per-family fallback census must agree with the kernel too.
     @Option(help: .hidden)
-    var tcpDumps: Collector.TCPDumps = .bothFamilies
+    var tcpDumps: SockDiagCollector.TCPDumps = .bothFamilies
+
+    @Option(parsing: .unconditional, help: ArgumentHelp("Count failed port allocations in the kernel for this long before measuring (needs CAP_BPF and CAP_PERFMON).", valueName: "seconds"))
+    var watch: Double?
 
     func validate() throws {
-        guard top >= 0 else { throw ValidationError("--top must be 0 or more, got \(top)") }
+        if let watch, !(watch > 0 && watch <= Self.longestWatch) {
+            throw ValidationError("--watch takes seconds above 0 and at most \(Int(Self.longestWatch)), got \(watch)")
+        }
         guard holders >= 0 else { throw ValidationError("--holders must be 0 or more, got \(holders)") }
         if let problem = Thresholds(warning: warning, critical: critical).problem { throw ValidationError(problem) }
-        _ = try parsedSNATPortRange(snatPortRange)
-        if let netns {
-            do { _ = try NetnsTarget(parsing: netns) } catch { throw ValidationError("\(error)") }
-            guard !allNamespaces else { throw ValidationError("--netns and --all-namespaces exclude each other") }
-        }
     }
 
     func run() async throws {
         let logger = makeLogger("portbudget.check", level: .critical)
-        if allNamespaces {
-            try await runAllNamespaces(logger: logger)
-            return
-        }
-        // Another namespace: held open now (so it cannot change under us), entered
-        // by the collection's own thread, whose view of /proc/net is thread-self's.
-        let namespace: NetworkNamespaceHandle?
+        let source: CollectionSource
         do {
-            namespace = try netns.map { try NetworkNamespaceHandle(try NetnsTarget(parsing: $0), procfs: self.procfs) }
+            source = try collection.source(logger: logger) { configuration in
+                configuration.holders = noAttribution ? nil : holders
+                configuration.processes = processes
+                configuration.tcpDumps = tcpDumps
+                configuration.thresholds = Thresholds(warning: warning, critical: critical)
+                if watch != nil { configuration.failures = FailurePrograms.Options() }
+            }
         } catch {
             printError("portbudget: \(error)")
             throw ExitCode(3)
         }
-        let procfs = ProcFS(root: self.procfs, netOfCallingThread: namespace != nil)
-        var configured = Collector(procfs: procfs, logger: logger, tcpDumps: tcpDumps, attribution: noAttribution ? nil : .init(
-            cgroups: CgroupResolver(procfs: procfs), top: holders, processes: processes))
-        configured.snatPortRange = try parsedSNATPortRange(snatPortRange) ?? .kernelDefault
-        let collector = configured
-        let thresholds = Thresholds(warning: warning, critical: critical)
+        try await watchFailures(source)
         // A read stuck on a hung mount must not hang the plugin: give up at
         // the deadline; exiting ends the stuck thread with the process.
-        let collection: CollectionResult
-        switch try await CollectionRunner(deadline: CollectionResult.deadline, collect: {
-            if let namespace {
-                do { try namespace.enterOnThisThread() } catch {
-                    return .notEntered("\(error)")
-                }
-            }
-            return collector.collect(thresholds: thresholds)
-        }).run() {
-        case .finished(let finished): collection = finished
+        let result: CollectionResult
+        switch try await CollectionRunner(deadline: source.deadline, collectorNames: source.collectors.names,
+                                          collect: source.collect).run() {
+        case .finished(let finished): result = finished
         case .overdue(_, let overdue):
             printError("UNKNOWN: \(overdue)")
             throw ExitCode(3)
         }
-        guard let report = collection.report, collection.fatalError == nil else {
-            printError("UNKNOWN: \(collection.fatalError ?? "no report")")
+        if result.acrossNamespaces {
+            try report(namespaces: result)
+        } else {
+            try report(result.namespaces[0])
+        }
+    }
+
+    /// One namespace's verdict, findings and groups; exit status its status.
+    func report(_ namespace: NamespaceCollection) throws {
+        guard let report = namespace.report else {
+            printError("UNKNOWN: \(namespace.missingReportReason ?? "no report")")
             throw ExitCode(3)
         }
-        for failed in collection.outcomes where !failed.success {
-            if failed.name == "conntrack" {
-                printError("portbudget: conntrack collector failed, SNAT and conntrack omitted: \(failed.error ?? "")")
+        for failed in namespace.outcomes where !failed.success {
+            if failed.name == FailureCollector.name {
+                printError("portbudget: failed port allocations not counted: \(failed.error ?? "")")
+                continue
+            }
+            if failed.name == ConntrackCollector.name {
+                printError("portbudget: \(failed.name) collector failed, SNAT and conntrack omitted: \(failed.error ?? "")")
                 continue
             }
             printError("portbudget: \(failed.name) collector failed, counters omitted: \(failed.error ?? "")")
         }
-        // Diagnosed before the --top cut: findings look at every group.
-        let diagnosed = report.diagnosed()
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-            let data = try encoder.encode(diagnosed.limitingGroups(to: top))
+            let data = try encoder.encode(report.limitingGroups(to: collection.top))
             print(String(decoding: data, as: UTF8.self))
         } else {
-            print(CheckReportRenderer.render(diagnosed, top: top), terminator: "")
+            print(CheckReportRenderer.render(report, top: collection.top), terminator: "")
+            if let failures = report.failures, let watch { print(FailureSummary.text(failures, seconds: watch)) }
         }
-        throw ExitCode(report.status.exitCode)
+        throw ExitCode(FailureSummary.exitCode(report.status.exitCode, failures: report.failures))
     }
-}
 
-extension CheckCommand {
-    /// Every namespace, as `serve --all-namespaces` collects them (each
-    /// entered once by a short-lived thread, several collected at once);
-    /// one verdict over all, exit status the worst.
-    func runAllNamespaces(logger: Logger) async throws {
-        let procfs = ProcFS(root: self.procfs)
-        let cgroups = CgroupResolver(procfs: procfs)
-        var configured = Collector(procfs: procfs, logger: logger, tcpDumps: tcpDumps, attribution: noAttribution ? nil : .init(
-            cgroups: cgroups, top: holders, processes: processes))
-        configured.snatPortRange = try parsedSNATPortRange(snatPortRange) ?? .kernelDefault
-        OpenFilesLimit.raiseToHard()
-        let all = AllNamespacesCollector(collector: configured, cgroups: cgroups, logger: logger)
-        let thresholds = Thresholds(warning: warning, critical: critical)
-        let collection: CollectionResult
-        switch try await CollectionRunner(deadline: AllNamespacesCollector.deadline, collect: {
-            all.collect(thresholds: thresholds)
-        }).run() {
-        case .finished(let finished): collection = finished
-        case .overdue(_, let overdue):
-            printError("UNKNOWN: \(overdue)")
-            throw ExitCode(3)
-        }
-        let unreadable = collection.unreadableProcesses
+    /// Every namespace: one verdict over all, then each; exit status the worst.
+    func report(namespaces result: CollectionResult) throws {
+        let unreadable = result.unreadableProcesses
         if unreadable > 0 {
             printError("portbudget: \(unreadable) process\(unreadable == 1 ? "'s" : "es'") network namespace could not be "
                        + "opened (another user's process needs CAP_SYS_PTRACE; some sandboxes hide pid 1); every other namespace is measured")
         }
-        let report = NamespacesReport(namespaces: (collection.namespaces ?? []).map { entry in
-            NamespaceReport(netns: entry.netns, report: entry.collection.report?.diagnosed(),
-                            error: entry.collection.report == nil ? entry.collection.fatalError ?? "no report" : nil)
+        let report = NamespacesReport(namespaces: result.namespaces.map { entry in
+            NamespaceReport(netns: entry.netns, report: entry.report, error: entry.missingReportReason)
         })
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-            print(String(decoding: try encoder.encode(report.limitingGroups(to: top)), as: UTF8.self))
+            print(String(decoding: try encoder.encode(report.limitingGroups(to: collection.top)), as: UTF8.self))
         } else {
-            print(report.render(top: top), terminator: "")
+            print(report.render(top: collection.top, budget: collection.budget), terminator: "")
         }
         for failed in report.unmeasured {
             printError("portbudget: netns \(failed.netns.name) (inode \(failed.netns.inode)) not measured: \(failed.error ?? "")")
         }
         throw ExitCode(report.unmeasured.count == report.namespaces.count ? 3 : report.status.exitCode)
-    }
-}
-
-extension Collector.TCPDumps: ExpressibleByArgument {}
-
-/// `--snat-port-range` checked: nil when not given; a one-line usage error when not a range.
-func parsedSNATPortRange(_ text: String?) throws -> SNATPortRange? {
-    guard let text else { return nil }
-    do {
-        return try SNATPortRange(parsing: text)
-    } catch {
-        throw ValidationError("--snat-port-range \(error.description)")
     }
 }

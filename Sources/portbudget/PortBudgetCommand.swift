@@ -11,7 +11,7 @@ struct PortBudgetCommand: AsyncParsableCommand {
         commandName: "portbudget",
         abstract: "Sees ephemeral-port exhaustion coming, per destination and host-wide.",
         version: version,
-        subcommands: [CheckCommand.self, ServeCommand.self, TextfileCommand.self],
+        subcommands: [CheckCommand.self, ServeCommand.self, TextfileCommand.self, TraceCommand.self],
         defaultSubcommand: nil)
 
     /// Exit statuses for command lines the agent cannot run: `check` follows

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Glibc
 import Logging
+import PortBudgetAgent
 import PortBudgetAlerting
 import PortBudgetCore
 import PortBudgetLinux
@@ -10,7 +11,7 @@ import ServiceLifecycle
 struct ServeCommand: AsyncParsableCommand {
     /// Port 9958: in the 9100–9999 exporter range, and not taken by any
     /// exporter we could find (the project wiki's allocation list could not be
-    /// checked offline; see deploy/README.md).
+    /// checked offline; see docs/deployment.md).
     static let defaultListen = ":9958"
 
     static let configuration = CommandConfiguration(
@@ -26,15 +27,23 @@ struct ServeCommand: AsyncParsableCommand {
             the port census itself fails, only build info and the collector gauges are served.
 
             With --config FILE, the built-in alert evaluator runs the file's rules over every \
-            group every evaluation_interval and posts to its Alertmanagers (see the README).
+            group every evaluation_interval and posts to its Alertmanagers (see docs/alerting.md).
 
-            With --all-namespaces every network namespace on the host is measured on each \
-            scrape, through netlink sockets and files opened once inside it: each namespace's \
-            series carry a netns label, portbudget_netns_info says who lives in it, --top bounds \
-            the group series across all namespaces, and alerts carry the netns label. A namespace \
+            With --all-namespaces every network namespace on the host is measured in the \
+            background every --collection-interval and a scrape answers from the latest complete \
+            collection (portbudget_collection_age_seconds says how old): each namespace's series \
+            carry a netns label, portbudget_netns_info says who lives in it, --top bounds the group \
+            series across all namespaces, and alerts carry the netns label. At most \(NamespaceBudget.defaultListed) \
+            namespaces are exported one by one — the host's own, then those owned by the host's user \
+            namespace, then the worst — and the rest summed (portbudget_namespaces{state}). A namespace \
             the agent cannot enter is listed with portbudget_scrape_collector_success{collector="netns"} 0.
 
-            SIGHUP reloads --config as Prometheus does: the file is validated first, and on an \
+            With --web.config.file FILE (the exporter toolkit's format: tls_server_config, \
+            basic_auth_users, http_server_config.headers; docs/web-config.md), serve speaks TLS, \
+            asks for client certificates and basic-auth passwords as the file says.
+
+            SIGHUP reloads --config (and --web.config.file, \
+            portbudget_web_config_last_reload_successful) as Prometheus does: the file is validated first, and on an \
             error the running rules stay and the error is logged \
             (portbudget_config_last_reload_successful 0). SIGTERM or SIGINT stops the server \
             cleanly (exit 0). Exit status 2: bad command line \
@@ -46,11 +55,7 @@ struct ServeCommand: AsyncParsableCommand {
                                valueName: "host:port"))
     var listen = defaultListen
 
-    @Option(parsing: .unconditional, help: "Export per-destination series for the N most utilized groups only (0: all). Aggregates cover every group.")
-    var top = 20
-
-    @Option(help: "Where procfs is mounted.")
-    var procfs = "/proc"
+    @OptionGroup var collection: CollectionOptions
 
     @Option(parsing: .unconditional, help: "Connections held at once. Beyond it a new connection evicts an idle one; it is refused only when all are busy.")
     var maxConnections = 64
@@ -59,14 +64,19 @@ struct ServeCommand: AsyncParsableCommand {
                                valueName: "file"))
     var config: String?
 
+    @Option(name: .customLong("web.config.file"),
+            help: ArgumentHelp("TLS, client certificates, basic auth and response headers, in the Prometheus exporter toolkit's web configuration format (see docs/web-config.md). Re-read on SIGHUP; certificate files also when they change.",
+                               valueName: "file"))
+    var webConfigFile: String?
+
     @Option(help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: Logger.Level = .info
 
-    @Option(parsing: .unconditional, help: ArgumentHelp("Source ports the NAT (MASQUERADE/SNAT) hands out, for the SNAT budget (default: the config's snat_port_range, else the kernel's 1024-65535).", valueName: "low-high"))
-    var snatPortRange: String?
+    @Option(parsing: .unconditional, help: "With --all-namespaces: how often to collect in the background, as a Prometheus duration (scrapes answer from the latest collection).")
+    var collectionInterval = "15s"
 
-    @Flag(help: "Watch every network namespace on the host (containers, pods, `ip netns`): every per-namespace series gains a netns label. Needs CAP_SYS_ADMIN and CAP_SYS_PTRACE (see the README).")
-    var allNamespaces = false
+    @OptionGroup(title: "Failures counted in the kernel")
+    var failureOptions: FailureOptions
 
     func validate() throws {
         do {
@@ -74,9 +84,14 @@ struct ServeCommand: AsyncParsableCommand {
         } catch {
             throw ValidationError(error.description)
         }
-        guard top >= 0 else { throw ValidationError("--top must be 0 or more, got \(top)") }
         guard maxConnections >= 1 else { throw ValidationError("--max-connections must be 1 or more, got \(maxConnections)") }
-        _ = try parsedSNATPortRange(snatPortRange)
+        let interval: PrometheusDuration
+        do {
+            interval = try PrometheusDuration(parsing: collectionInterval)
+        } catch {
+            throw ValidationError("--collection-interval \(error.description)")
+        }
+        guard interval.milliseconds > 0 else { throw ValidationError("--collection-interval must be above zero, got \(collectionInterval)") }
     }
 
     func run() async throws {
@@ -88,28 +103,58 @@ struct ServeCommand: AsyncParsableCommand {
             printError("portbudget: \(error)")
             throw ExitCode(2)
         }
+        let web: WebAccess?
+        do {
+            web = try webConfigFile.map { try WebAccess(path: $0, logger: logger) }
+        } catch {
+            printError("portbudget: \(error)")
+            throw ExitCode(2)
+        }
         let address = try ListenAddress(parsing: listen)
-        let setup = CollectionSetup(
-            procfs: procfs, snatPortRange: try parsedSNATPortRange(snatPortRange) ?? alerting.snatPortRange ?? .kernelDefault,
-            allNamespaces: allNamespaces)
-        let evaluator = makeEvaluator(alerting, procfs: ProcFS(root: procfs), address: address, logger: logger)
-        let coordinator = ScrapeCoordinator(top: top, version: PortBudgetCommand.version, hooks: [evaluator],
-                                            deadline: setup.deadline, collect: setup.makeCollect(logger: logger))
-        await evaluator.attach(coordinator)
-        let server = try await MetricsServer.bind(.init(listen: address, maxConnections: maxConnections),
-                                                  coordinator: coordinator, logger: logger)
-        let hangup = HangupService(logger: logger) { await evaluator.reloadConfigFile() }
+        let source: CollectionSource
+        do {
+            source = try collection.source(logger: logger) { configuration in
+                if collection.snatPortRange == nil, let configured = alerting.snatPortRange {
+                    configuration.snatPortRange = configured
+                }
+                configuration.failures = failureOptions.programs
+            }
+        } catch {
+            printError("portbudget: \(error)")
+            throw ExitCode(2)
+        }
+        let evaluator = makeEvaluator(alerting, procfs: ProcFS(root: collection.procfs), address: address,
+                                      scheme: web?.usesTLS == true ? "https" : "http", logger: logger)
+        // Across every namespace a collection can take seconds: collect in the
+        // background and answer scrapes from the latest one.
+        let freshness: ScrapeCoordinator.Freshness = collection.allNamespaces
+            ? .background(interval: try PrometheusDuration(parsing: collectionInterval).duration) : .perScrape
+        let observers: [any CollectionObserver] = [evaluator] + (web.map { [$0] } ?? [])
+        let coordinator = ScrapeCoordinator(top: collection.top, version: PortBudgetCommand.version, observers: observers,
+                                            deadline: source.deadline, collectorNames: source.collectors.names,
+                                            freshness: freshness, budget: collection.budget, collect: source.collect)
+        await evaluator.collect { _ = try await coordinator.scrape() }
+        var serverConfiguration = MetricsServer.Configuration(listen: address, maxConnections: maxConnections)
+        serverConfiguration.web = web
+        let server = try await MetricsServer.bind(serverConfiguration, coordinator: coordinator, logger: logger)
+        let hangup = HangupService(logger: logger) {
+            await evaluator.reloadConfigFile()
+            web?.reload()
+        }
         let group = ServiceGroup(configuration: .init(
-            services: [server, evaluator, hangup], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            services: freshness == .perScrape ? [server, evaluator, hangup] : [server, coordinator, evaluator, hangup],
+            gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
     }
 
     /// The evaluator, with the delivery each configuration gets. The pinned
     /// source ports for deliveries default to the 8 just below the ephemeral range.
-    func makeEvaluator(_ alerting: AlertConfig, procfs: ProcFS, address: ListenAddress, logger: Logger) -> AlertEvaluator {
+    func makeEvaluator(_ alerting: AlertConfig, procfs: ProcFS, address: ListenAddress, scheme: String,
+                       logger: Logger) -> AlertEvaluator {
         let host = hostName()
         return AlertEvaluator(config: alerting, configPath: config, externalLabels: ["instance": "\(host):\(address.port)"],
-                              generatorURL: "http://\(host):\(address.port)/metrics", logger: logger) { alerting in
+                              budget: collection.budget,
+                              generatorURL: "\(scheme)://\(host):\(address.port)/metrics", logger: logger) { alerting in
             guard !alerting.alertmanagers.isEmpty else { return nil }
             var sourcePorts = alerting.sourcePorts
             if sourcePorts == nil, let sysctls = try? procfs.portSysctls(), sysctls.rangeLow > 1032 {

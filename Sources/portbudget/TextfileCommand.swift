@@ -1,8 +1,8 @@
 import ArgumentParser
 import Logging
+import PortBudgetAgent
 import PortBudgetCore
 import PortBudgetLinux
-import PortBudgetServer
 import ServiceLifecycle
 
 struct TextfileCommand: AsyncParsableCommand {
@@ -27,20 +27,13 @@ struct TextfileCommand: AsyncParsableCommand {
     @Flag(help: "Write once and exit.")
     var once = false
 
-    @Option(parsing: .unconditional, help: "Export per-destination series for the N most utilized groups only (0: all). Aggregates cover every group.")
-    var top = 20
-
-    @Option(help: "Where procfs is mounted.")
-    var procfs = "/proc"
+    @OptionGroup var collection: CollectionOptions
 
     @Option(help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: Logger.Level = .info
 
-    @Option(parsing: .unconditional, help: ArgumentHelp("Source ports the NAT (MASQUERADE/SNAT) hands out, for the SNAT budget (default: the kernel's 1024-65535).", valueName: "low-high"))
-    var snatPortRange: String?
-
-    @Flag(help: "Watch every network namespace on the host (containers, pods, `ip netns`): every per-namespace series gains a netns label. Needs CAP_SYS_ADMIN and CAP_SYS_PTRACE (see the README).")
-    var allNamespaces = false
+    @OptionGroup(title: "Failures counted in the kernel")
+    var failureOptions: FailureOptions
 
     func validate() throws {
         let parsed: PrometheusDuration
@@ -50,8 +43,6 @@ struct TextfileCommand: AsyncParsableCommand {
             throw ValidationError("--interval \(error.description)")
         }
         guard parsed.milliseconds > 0 else { throw ValidationError("--interval must be above zero, got \(interval)") }
-        guard top >= 0 else { throw ValidationError("--top must be 0 or more, got \(top)") }
-        _ = try parsedSNATPortRange(snatPortRange)
     }
 
     func run() async throws {
@@ -63,11 +54,18 @@ struct TextfileCommand: AsyncParsableCommand {
             printError("portbudget: \(error)")
             throw ExitCode(2)
         }
-        let setup = CollectionSetup(procfs: procfs, snatPortRange: try parsedSNATPortRange(snatPortRange) ?? .kernelDefault,
-                                    allNamespaces: allNamespaces)
+        let source: CollectionSource
+        do {
+            source = try collection.source(logger: logger) { $0.failures = failureOptions.programs }
+        } catch {
+            printError("portbudget: \(error)")
+            throw ExitCode(2)
+        }
         let service = TextfileService(
-            writer: writer, interval: try PrometheusDuration(parsing: interval).duration, top: top,
-            version: PortBudgetCommand.version, deadline: setup.deadline, logger: logger, collect: setup.makeCollect(logger: logger))
+            writer: writer, interval: try PrometheusDuration(parsing: interval).duration, top: collection.top,
+            version: PortBudgetCommand.version, budget: collection.budget, deadline: source.deadline,
+            collectorNames: source.collectors.names,
+            logger: logger, collect: source.collect)
         if once {
             try await service.writeOnce()
             return

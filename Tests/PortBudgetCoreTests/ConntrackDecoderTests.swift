@@ -1,5 +1,6 @@
 import XCTest
 @testable import PortBudgetCore
+import PortBudgetTestSupport
 
 final class ConntrackDecoderTests: XCTestCase {
     /// 10.1.0.2:37018 → 10.2.0.2:8080, masqueraded to 10.2.0.1:40006.
@@ -21,7 +22,7 @@ final class ConntrackDecoderTests: XCTestCase {
         reply: ConntrackTuple(source: IPAddress("10.2.0.2")!, destination: IPAddress("10.2.0.1")!, icmpID: 99))
 
     func decodeAll(_ bytes: [UInt8], sequence: UInt32? = nil) throws
-        -> ([ConntrackDecoder.Message], NetlinkDumpDecoder.Progress)
+        -> ([ConntrackDecoder.Message], NetlinkFrameDecoder.Progress)
     {
         var messages: [ConntrackDecoder.Message] = []
         let progress = try bytes.withUnsafeBytes { raw in
@@ -31,7 +32,7 @@ final class ConntrackDecoderTests: XCTestCase {
     }
 
     func testRoundTripsEntriesOfBothFamiliesAndICMP() throws {
-        var encoder = ConntrackEncoder()
+        var encoder = NetlinkReplyEncoder()
         encoder.append(natTCP)
         encoder.append(plainUDP6)
         encoder.append(icmp)
@@ -46,7 +47,7 @@ final class ConntrackDecoderTests: XCTestCase {
     /// The layout ctnetlink uses, byte for byte: nlmsghdr, nfgenmsg, then
     /// CTA_TUPLE_ORIG (nested) → CTA_TUPLE_IP (nested) → CTA_IP_V4_SRC.
     func testKnownBytesOfAnIPv4Entry() throws {
-        var encoder = ConntrackEncoder()
+        var encoder = NetlinkReplyEncoder()
         encoder.append(natTCP)
         let b = encoder.bytes
         XCTAssertEqual(Array(b[4..<6]), [0x00, 0x01])  // (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_NEW
@@ -62,7 +63,7 @@ final class ConntrackDecoderTests: XCTestCase {
         var s0 = ConntrackStatistics(), s1 = ConntrackStatistics()
         s0.insertFailed = 4; s0.drop = 4; s0.searchRestart = 1
         s1.insertFailed = 3; s1.earlyDrop = 2; s1.clashResolve = 5; s1.found = 9
-        var encoder = ConntrackEncoder()
+        var encoder = NetlinkReplyEncoder()
         encoder.append(cpu: 0, s0)
         encoder.append(cpu: 1, s1)
         encoder.appendDone()
@@ -72,36 +73,22 @@ final class ConntrackDecoderTests: XCTestCase {
         let sum = s0 + s1
         XCTAssertEqual([sum.insertFailed, sum.drop, sum.earlyDrop, sum.searchRestart, sum.clashResolve], [7, 4, 2, 1, 5])
 
-        var table = ConntrackEncoder()
+        var table = NetlinkReplyEncoder()
         table.appendTableSize(entries: 10, limit: 262_144)
         table.appendError(0)  // the ACK that closes a request sent with NLM_F_ACK
         let (sizes, end) = try decodeAll(table.bytes)
         XCTAssertEqual(sizes, [.tableSize(entries: 10, limit: 262_144)])
         XCTAssertEqual(end, .done)
-        var old = ConntrackEncoder()
+        var old = NetlinkReplyEncoder()
         old.appendTableSize(entries: 3, limit: nil)
         XCTAssertEqual(try decodeAll(old.bytes).0, [.tableSize(entries: 3, limit: nil)])
     }
 
-    func testKernelErrorsSurfaceWithErrno() {
-        var denied = ConntrackEncoder()
-        denied.appendError(-1)  // EPERM: no CAP_NET_ADMIN
-        XCTAssertThrowsError(try decodeAll(denied.bytes)) {
-            XCTAssertEqual($0 as? ConntrackDecoder.DecodeError, .kernelError(errno: 1))
-        }
-        var failed = ConntrackEncoder()
-        failed.append(natTCP)
-        failed.appendDone(error: -4)
-        XCTAssertThrowsError(try decodeAll(failed.bytes)) {
-            XCTAssertEqual($0 as? ConntrackDecoder.DecodeError, .kernelError(errno: 4))
-        }
-    }
-
     func testStaleSequenceNumbersAndOtherSubsystemsAreSkipped() throws {
-        var stale = ConntrackEncoder(sequence: 6)
+        var stale = NetlinkReplyEncoder(sequence: 6)
         stale.append(natTCP)
         stale.appendDone()
-        var current = ConntrackEncoder(sequence: 7)
+        var current = NetlinkReplyEncoder(sequence: 7)
         current.append(plainUDP6)
         current.appendMessage(type: 2 << 8 | 0, payload: [2, 0, 0, 0])  // NFNL_SUBSYS_CTNETLINK_EXP: not ours
         current.appendDone()
@@ -111,13 +98,13 @@ final class ConntrackDecoderTests: XCTestCase {
     }
 
     func testBufferWithoutDoneAsksForMore() throws {
-        var encoder = ConntrackEncoder()
+        var encoder = NetlinkReplyEncoder()
         encoder.append(natTCP)
         XCTAssertEqual(try decodeAll(encoder.bytes).1, .more)
     }
 
     func testEveryTruncationIsAnErrorNeverACrash() {
-        var encoder = ConntrackEncoder()
+        var encoder = NetlinkReplyEncoder()
         encoder.append(natTCP)
         encoder.append(plainUDP6)
         let whole = encoder.bytes
@@ -128,7 +115,7 @@ final class ConntrackDecoderTests: XCTestCase {
     }
 
     func testHostileLengthsAreRejected() {
-        var encoder = ConntrackEncoder()
+        var encoder = NetlinkReplyEncoder()
         encoder.append(natTCP)
         let good = encoder.bytes
         func mutated(_ at: Int, _ bytes: [UInt8]) -> [UInt8] {
@@ -138,43 +125,43 @@ final class ConntrackDecoderTests: XCTestCase {
         }
         // The outer tuple attribute claims more than the message holds.
         XCTAssertThrowsError(try decodeAll(mutated(20, [0xff, 0x0f]))) {
-            guard case .badAttribute = $0 as? ConntrackDecoder.DecodeError else { return XCTFail("\($0)") }
+            guard case .badAttribute = $0 as? NetlinkDecodeError else { return XCTFail("\($0)") }
         }
         // An attribute shorter than its own header.
         XCTAssertThrowsError(try decodeAll(mutated(24, [2, 0]))) {
-            guard case .badAttribute = $0 as? ConntrackDecoder.DecodeError else { return XCTFail("\($0)") }
+            guard case .badAttribute = $0 as? NetlinkDecodeError else { return XCTFail("\($0)") }
         }
         // An IPv4 address attribute of 3 bytes, its padding kept.
         XCTAssertThrowsError(try decodeAll(mutated(28, [7, 0]))) {
-            guard case .badAttributeSize = $0 as? ConntrackDecoder.DecodeError else { return XCTFail("\($0)") }
+            guard case .badAttributeSize = $0 as? NetlinkDecodeError else { return XCTFail("\($0)") }
         }
         // A message shorter than its nfgenmsg.
         XCTAssertThrowsError(try decodeAll([18, 0, 0, 0, 0, 1, 2, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0])) {
-            guard case .shortMessage = $0 as? ConntrackDecoder.DecodeError else { return XCTFail("\($0)") }
+            guard case .shortMessage = $0 as? NetlinkDecodeError else { return XCTFail("\($0)") }
         }
         // A family that is neither AF_INET nor AF_INET6.
         XCTAssertThrowsError(try decodeAll(mutated(16, [7]))) {
-            XCTAssertEqual($0 as? ConntrackDecoder.DecodeError, .unknownFamily(offset: 0, family: 7))
+            XCTAssertEqual($0 as? NetlinkDecodeError, .unknownFamily(offset: 0, family: 7))
         }
         // An IPv6 address in an AF_INET entry.
         XCTAssertThrowsError(try decodeAll(mutated(30, [3]))) {
-            guard case .badAttributeSize = $0 as? ConntrackDecoder.DecodeError else { return XCTFail("\($0)") }
+            guard case .badAttributeSize = $0 as? NetlinkDecodeError else { return XCTFail("\($0)") }
         }
     }
 
     func testEntriesMissingWhatTheKernelAlwaysSendsAreRejected() {
         var payload: [UInt8] = [2, 0, 0, 0]
-        ConntrackEncoder.attribute(&payload, ConntrackDecoder.Attribute.status, [0, 0, 0, 0x10])
-        var encoder = ConntrackEncoder()
+        NetlinkReplyEncoder.attribute(&payload, ConntrackDecoder.Attribute.status, [0, 0, 0, 0x10])
+        var encoder = NetlinkReplyEncoder()
         encoder.appendMessage(type: 0x100, payload: payload)
         XCTAssertThrowsError(try decodeAll(encoder.bytes)) {
-            XCTAssertEqual($0 as? ConntrackDecoder.DecodeError, .incompleteEntry(offset: 0, missing: "CTA_TUPLE_ORIG"))
+            XCTAssertEqual($0 as? NetlinkDecodeError, .missingAttribute(offset: 0, name: "CTA_TUPLE_ORIG"))
         }
     }
 
     func testRandomBytesNeverCrash() {
         var generator = SystemRandomNumberGenerator()
-        var encoder = ConntrackEncoder()
+        var encoder = NetlinkReplyEncoder()
         for _ in 0..<4 { encoder.append(natTCP); encoder.append(plainUDP6) }
         let seed = encoder.bytes
         for _ in 0..<3000 {

@@ -16,9 +16,9 @@ final class NamespacesExpositionTests: XCTestCase {
         return census.report(thresholds: Thresholds())
     }
 
-    func collection(_ report: PortBudgetReport?, failing: String? = nil) -> CollectionResult {
-        CollectionResult(report: report, outcomes: [CollectorOutcome(name: failing ?? "sockdiag", seconds: 0.001,
-                                                                     error: failing.map { "\($0) failed" })])
+    func entry(_ netns: NetnsInfo, _ report: PortBudgetReport?, failing: String? = nil) -> NamespaceCollection {
+        NamespaceCollection(netns: netns, report: report,
+                            outcomes: [CollectorOutcome(name: failing ?? "sockdiag", seconds: 0.001, error: failing.map { "\($0) failed" })])
     }
 
     var namespaces: CollectionResult {
@@ -30,11 +30,10 @@ final class NamespacesExpositionTests: XCTestCase {
         var named = pod
         named.pod = "web-1"
         return CollectionResult(namespaces: [
-            NamespaceCollection(netns: NetnsInfo(name: "host", inode: 4026531840, pids: [2], comm: "kthreadd"),
-                                collection: collection(host)),
-            NamespaceCollection(netns: named, collection: collection(report(used: 20, peerPort: 5432, range: 41000...41019))),
-            NamespaceCollection(netns: NetnsInfo(name: "blue", inode: 4026532002), collection: collection(nil, failing: "netns")),
-        ], unreadableProcesses: 1)
+            entry(NetnsInfo(name: "host", inode: 4026531840, pids: [2], comm: "kthreadd"), host),
+            entry(named, report(used: 20, peerPort: 5432, range: 41000...41019)),
+            entry(NetnsInfo(name: "blue", inode: 4026532002), nil, failing: "netns"),
+        ], acrossNamespaces: true, unreadableProcesses: 1)
     }
 
     func samples(_ text: String, _ family: String) -> [String] {
@@ -82,11 +81,12 @@ final class NamespacesExpositionTests: XCTestCase {
     func testWhoEachNamespaceIsAndAnUnmeasuredOne() {
         let text = MetricsExposition.render(namespaces, top: 20, version: "1")
         XCTAssertEqual(samples(text, "portbudget_netns_info"), [
-            #"portbudget_netns_info{netns="host",inode="4026531840",pid="2",comm="kthreadd",unit="",container_id="",pod_uid="",pod=""} 1"#,
-            #"portbudget_netns_info{netns="pod:web-1",inode="4026532001",pid="4242",comm="nginx",unit="cri-containerd-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef.scope",container_id="0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",pod_uid="0a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d",pod="web-1"} 1"#,
-            #"portbudget_netns_info{netns="blue",inode="4026532002",pid="",comm="",unit="",container_id="",pod_uid="",pod=""} 1"#,
+            #"portbudget_netns_info{netns="host",inode="4026531840",pid="2",comm="kthreadd",unit="",container_id="",pod_uid="",pod="",owner_uid=""} 1"#,
+            #"portbudget_netns_info{netns="pod:web-1",inode="4026532001",pid="4242",comm="nginx",unit="cri-containerd-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef.scope",container_id="0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",pod_uid="0a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d",pod="web-1",owner_uid=""} 1"#,
+            #"portbudget_netns_info{netns="blue",inode="4026532002",pid="",comm="",unit="",container_id="",pod_uid="",pod="",owner_uid=""} 1"#,
         ])
-        XCTAssertEqual(samples(text, "portbudget_namespaces"), ["portbudget_namespaces 3"])
+        XCTAssertEqual(samples(text, "portbudget_namespaces"), [#"portbudget_namespaces{state="exported",reason=""} 3"#,
+                                                                #"portbudget_namespaces{state="summed",reason=""} 0"#])
         XCTAssertEqual(samples(text, "portbudget_namespace_unreadable_processes"), ["portbudget_namespace_unreadable_processes 1"])
         XCTAssertTrue(text.contains(#"portbudget_scrape_collector_success{netns="blue",collector="netns"} 0"#))
         XCTAssertFalse(text.contains(#"portbudget_ports_usable{netns="blue"}"#), "no number for an unmeasured namespace")

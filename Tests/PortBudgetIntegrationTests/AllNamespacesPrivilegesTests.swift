@@ -180,8 +180,8 @@ final class AllNamespacesPrivilegesTests: XCTestCase {
         let info = lines.first { $0.hasPrefix(#"portbudget_netns_info{netns="\#(held)","#) }
         let inode = try XCTUnwrap(try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(setup.heldPID)/ns/net"))
         XCTAssertEqual(info, #"portbudget_netns_info{netns="\#(held)",inode="\#(inode.dropFirst(5).dropLast())",pid="\#(setup.heldPID)","#
-                       + #"comm="python3",unit="",container_id="",pod_uid="",pod=""} 1"#)
-        let count = lines.first { $0.hasPrefix("portbudget_namespaces ") }.flatMap { Int($0.split(separator: " ")[1]) }
+                       + #"comm="python3",unit="",container_id="",pod_uid="",pod="",owner_uid=""} 1"#)
+        let count = lines.first { $0.hasPrefix(#"portbudget_namespaces{state="exported""#) }.flatMap { Int($0.split(separator: " ")[1]) }
         XCTAssertGreaterThanOrEqual(count ?? 0, 3, "host, the bound namespace and the held one")
         XCTAssertTrue(lines.contains { $0.hasPrefix("portbudget_build_info{version=") }, "build_info carries no netns")
         let stopped = try XCTUnwrap(serve.stop(SIGTERM), "serve still running 5 s after SIGTERM")

@@ -30,6 +30,7 @@ final class ExporterProcess {
     }
 
     var stderrText: String { stderr.snapshot() }
+    var stdoutText: String { stdout.snapshot() }
 
     /// Sends `signal` and waits up to `timeout` seconds for the exit.
     /// Returns the exit status and how long it took, or nil if it is still running.

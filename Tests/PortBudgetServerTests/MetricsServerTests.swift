@@ -1,12 +1,13 @@
 import Foundation
+import Glibc
 import Logging
 import NIOCore
+import PortBudgetAgent
 import PortBudgetCore
 import PortBudgetServer
 import ServiceLifecycle
 import XCTest
 #if canImport(Glibc)
-import Glibc
 #endif
 
 /// The HTTP side over real loopback sockets, with a synthetic collector.

@@ -1,12 +1,13 @@
 import Foundation
-#if canImport(Glibc)
 import Glibc
-#endif
 import Logging
+import PortBudgetAgent
 import PortBudgetCore
 import PortBudgetServer
 import ServiceLifecycle
 import XCTest
+#if canImport(Glibc)
+#endif
 
 final class ScrapeCoordinatorTests: XCTestCase {
     func testConcurrentScrapesShareOneCollection() async throws {
@@ -40,7 +41,7 @@ final class ScrapeCoordinatorTests: XCTestCase {
     /// The extension point for the alert evaluator: one call per collection,
     /// and its families land in the exposition after the standard ones.
     func testHooksSeeEachCollectionOnceAndAddFamilies() async throws {
-        final class Hook: CollectionHook, @unchecked Sendable {
+        final class Hook: CollectionObserver, @unchecked Sendable {
             let lock = NSLock()
             var calls = 0
             func collected(_ collection: CollectionResult, writer: inout ExpositionWriter) async {
@@ -51,7 +52,7 @@ final class ScrapeCoordinatorTests: XCTestCase {
         }
         let hook = Hook()
         let collector = SyntheticCollector(delay: 0.2)
-        let coordinator = ScrapeCoordinator(top: 20, version: "test", hooks: [hook]) { collector.collect() }
+        let coordinator = ScrapeCoordinator(top: 20, version: "test", observers: [hook]) { collector.collect() }
         async let a = coordinator.scrape()
         async let b = coordinator.scrape()
         let (first, second) = try await (a, b)
@@ -64,6 +65,9 @@ final class ScrapeCoordinatorTests: XCTestCase {
 /// A collection that really blocks — the way a read on a hung mount does —
 /// in the sockdiag collector, after sysctl succeeded, until released.
 final class StuckCollector: @unchecked Sendable {
+    /// The agent's collectors in their order, as `serve` hands them to the coordinator.
+    static let collectorNames = ["sysctl", "sockdiag", "sockstat", "snmp", "netstat", "conntrack"]
+
     private let lock = NSLock()
     private var count = 0
     private var released = false
@@ -96,13 +100,14 @@ final class CollectionDeadlineTests: XCTestCase {
     func testAStuckCollectionIsAnsweredAtTheDeadlineAndNotStartedTwice() async throws {
         let stuck = StuckCollector()
         defer { stuck.release() }
-        let coordinator = ScrapeCoordinator(top: 20, version: "test", deadline: .seconds(1)) { stuck.collect() }
+        let coordinator = ScrapeCoordinator(top: 20, version: "test", deadline: .seconds(1),
+                                            collectorNames: StuckCollector.collectorNames) { stuck.collect() }
         var started = Date()
         let first = try await coordinator.scrape()
         let waited = Date().timeIntervalSince(started)
         XCTAssertGreaterThanOrEqual(waited, 0.9, "answered before the deadline")
         XCTAssertLessThan(waited, 3, "not answered at the deadline")
-        XCTAssertNil(first.collection.report)
+        XCTAssertNil(first.collection.namespaces[0].report)
         XCTAssertTrue(first.exposition.contains("portbudget_build_info{version=\"test\"} 1\n"), first.exposition)
         XCTAssertTrue(first.exposition.contains("portbudget_scrape_collector_success{collector=\"sysctl\"} 1\n"))
         XCTAssertTrue(first.exposition.contains("portbudget_scrape_collector_success{collector=\"sockdiag\"} 0\n"),
@@ -110,7 +115,7 @@ final class CollectionDeadlineTests: XCTestCase {
         XCTAssertTrue(first.exposition.contains("portbudget_scrape_collector_success{collector=\"netstat\"} 0\n"),
                       "not reached, so its metrics are absent too")
         XCTAssertFalse(first.exposition.contains("portbudget_tcp_groups"), "no census may be claimed")
-        XCTAssertEqual(first.collection.outcomes.first { $0.name == "sockdiag" }?.error, "did not finish within 1 s")
+        XCTAssertEqual(first.collection.namespaces[0].outcomes.first { $0.name == "sockdiag" }?.error, "did not finish within 1 s")
 
         // Still stuck: answered at once, the same failure, and no second collection.
         for _ in 0..<3 {
@@ -126,11 +131,11 @@ final class CollectionDeadlineTests: XCTestCase {
         stuck.release()
         let deadline = Date().addingTimeInterval(5)
         var fresh = try await coordinator.scrape()
-        while fresh.collection.report == nil && Date() < deadline {
+        while fresh.collection.namespaces[0].report == nil && Date() < deadline {
             try await Task.sleep(for: .milliseconds(50))
             fresh = try await coordinator.scrape()
         }
-        XCTAssertNotNil(fresh.collection.report)
+        XCTAssertNotNil(fresh.collection.namespaces[0].report)
         XCTAssertEqual(stuck.collections, 2)
         XCTAssertTrue(fresh.exposition.contains("portbudget_scrape_collector_success{collector=\"sockdiag\"} 1\n"))
     }

@@ -1,11 +1,12 @@
 import Foundation
+import Glibc
 import Logging
 import NIOCore
+import PortBudgetAgent
 import PortBudgetCore
 import PortBudgetServer
 import XCTest
 #if canImport(Glibc)
-import Glibc
 #endif
 
 /// Clients that misbehave on purpose — silent, trickling, pipelining without
@@ -89,9 +90,10 @@ final class ServerHardeningTests: XCTestCase {
         let keepAlive = try open()
         try RawHTTPClient.send(keepAlive, RawHTTPClient.keepAliveRequest("/healthz"))
         XCTAssertEqual(try RawHTTPClient.readResponse(keepAlive).status, 200)
-        // Newer than the keep-alive connection's idle start, and still the first to go.
+        // Newer than the keep-alive connection's idle start, and still the first
+        // to go once silent past the fresh-connection grace (250 ms).
         let silent = try open()
-        try await Task.sleep(for: .milliseconds(100))
+        try await Task.sleep(for: .milliseconds(400))
         XCTAssertEqual(try client.fetch("/healthz").status, 200)
         XCTAssertTrue(RawHTTPClient.closedByServer(silent, within: 1))
         try RawHTTPClient.send(keepAlive, RawHTTPClient.keepAliveRequest("/healthz"))

@@ -1,4 +1,5 @@
 import Foundation
+import PortBudgetAgent
 import PortBudgetServer
 import XCTest
 

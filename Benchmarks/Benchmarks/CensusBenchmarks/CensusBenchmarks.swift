@@ -1,5 +1,6 @@
 import Benchmark
 import PortBudgetCore
+import PortBudgetTestSupport
 
 /// The shape of a busy proxy: 200,000 TCP sockets towards 100 destinations
 /// (2,000 distinct local ports each), one in ten in TIME_WAIT.
@@ -21,12 +22,12 @@ enum Workload {
     /// The records as the kernel sends them, in ~32 KiB batches (what one recvmsg returns).
     static let batches: [[UInt8]] = {
         var out: [[UInt8]] = []
-        var encoder = NetlinkDumpEncoder(sequence: 7)
+        var encoder = NetlinkReplyEncoder(sequence: 7)
         for record in records {
             encoder.append(record)
             if encoder.bytes.count > 32 * 1024 - 88 {
                 out.append(encoder.bytes)
-                encoder = NetlinkDumpEncoder(sequence: 7)
+                encoder = NetlinkReplyEncoder(sequence: 7)
             }
         }
         encoder.appendDone()
@@ -52,7 +53,7 @@ let benchmarks: @Sendable () -> Void = {
             var count = 0
             for batch in batches {
                 _ = try batch.withUnsafeBytes { raw in
-                    try NetlinkDumpDecoder.decode(raw, sequence: 7) { record in count &+= Int(record.localPort & 1) }
+                    try InetDiagDecoder.decode(raw, sequence: 7) { record in count &+= Int(record.localPort & 1) }
                 }
             }
             blackHole(count)
@@ -78,7 +79,7 @@ let benchmarks: @Sendable () -> Void = {
             var census = PortCensus(sysctls: Workload.sysctls)
             for batch in batches {
                 _ = try batch.withUnsafeBytes { raw in
-                    try NetlinkDumpDecoder.decode(raw, sequence: 7) { census.addTCP($0, explicitlyBound: false) }
+                    try InetDiagDecoder.decode(raw, sequence: 7) { census.addTCP($0, explicitlyBound: false) }
                 }
             }
             blackHole(census.report(thresholds: Thresholds()))

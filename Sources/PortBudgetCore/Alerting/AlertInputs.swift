@@ -24,6 +24,9 @@ public struct AlertInputs: Sendable {
     public var report: PortBudgetReport
     /// ICMP destination-unreachable messages sent per second since the last evaluation.
     public var icmpUnreachablePerSecond: Double?
+    /// Failed port allocations per second since the last evaluation; nil
+    /// without the failure collector or before a second evaluation.
+    public var failuresPerSecond: Double?
     public var projections: [(series: ExhaustionProjector.Series, seconds: Double)]
     /// The report's diagnosis, warning or worse only: what alerts explain themselves with.
     public let findings: [Finding]
@@ -36,7 +39,7 @@ public struct AlertInputs: Sendable {
         self.labels = labels
         self.icmpUnreachablePerSecond = icmpUnreachablePerSecond
         self.projections = projections
-        findings = (report.findings ?? Diagnosis.findings(for: report)).filter { $0.severity != .info }
+        findings = report.findings.filter { $0.severity != .info }
         var holders: [String: String] = [:]
         for g in report.tcp.groups {
             guard let top = g.holders, !top.isEmpty else { continue }
@@ -118,6 +121,8 @@ public struct AlertInputs: Sendable {
             return [AlertSample(value: Double((v4 ?? 0) + (v6 ?? 0)), fix: fix(kind: .udp))]
         case .icmpPortUnreachablePerSecond:
             return icmpUnreachablePerSecond.map { [AlertSample(value: $0)] } ?? []
+        case .portAllocationFailuresPerSecond:
+            return failuresPerSecond.map { [AlertSample(value: $0)] } ?? []
         case .snatGroupUtilization:
             return report.snat?.groups.map {
                 AlertSample(labels: ["protocol": $0.protocol, "source_ip": $0.sourceIP, "peer_ip": $0.peerIP,

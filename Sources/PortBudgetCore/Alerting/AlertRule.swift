@@ -9,9 +9,12 @@ public struct AlertRule: Sendable, Equatable {
         case udpSocketsInUse = "udp_sockets_in_use"
         case icmpPortUnreachablePerSecond = "icmp_port_unreachable_per_second"
         case secondsToExhaustion = "seconds_to_exhaustion"
-        // issue 11: per SNAT group (labels protocol, source_ip, peer_ip, peer_port), and the conntrack table.
+        // Per SNAT group (labels protocol, source_ip, peer_ip, peer_port), and the conntrack table.
         case snatGroupUtilization = "snat_group_utilization"
         case conntrackUtilization = "conntrack_utilization"
+        /// Port allocations the kernel refused per second since the last
+        /// evaluation (the failure collector, docs/failures.md), per namespace.
+        case portAllocationFailuresPerSecond = "port_allocation_failures_per_second"
 
         /// The comparison a rule uses when the config names only a threshold's value.
         public var naturalComparisonIsBelow: Bool { self == .secondsToExhaustion }
@@ -50,7 +53,7 @@ public struct AlertRule: Sendable, Equatable {
         self.annotations = annotations
     }
 
-    /// The rules that apply without a config file (documented in the README).
+    /// The rules that apply without a config file (documented in docs/alerting.md).
     public static let defaults: [AlertRule] = {
         func t(_ s: String) -> AlertTemplate { try! AlertTemplate(s) }
         let group = "{{ $labels.local_ip }} → {{ $labels.peer_ip }}:{{ $labels.peer_port }}"
@@ -80,10 +83,22 @@ public struct AlertRule: Sendable, Equatable {
                           "summary": t("Ephemeral ports will run out within the hour at the current trend{{ $netns }}."),
                           "description": t("{{ $labels.scope }} {{ $labels.peer_ip }} runs out in about {{ $value | humanizeDuration }}.{{ $holder }}{{ $fix }}"),
                       ]),
-        ] + snatDefaults
+        ] + snatDefaults + failureDefaults
     }()
 
-    /// issue 11: the NAT's port budget and the conntrack table. 0.9 for NAT
+    /// Failures already happening: no threshold, any rate above zero pages.
+    static let failureDefaults: [AlertRule] = {
+        func t(_ s: String) -> AlertTemplate { try! AlertTemplate(s) }
+        return [
+            AlertRule(name: "PortBudgetPortAllocationFailures", quantity: .portAllocationFailuresPerSecond,
+                      comparison: .above(0), forSeconds: 0, severity: "critical", annotations: [
+                          "summary": t("The kernel is refusing local ports to applications now{{ $netns }}."),
+                          "description": t("{{ $value | humanize }} connect(), bind(), listen() or UDP send calls per second fail for want of a local port (EADDRNOTAVAIL, EADDRINUSE, EAGAIN); `portbudget trace` shows each one."),
+                      ]),
+        ]
+    }()
+
+    /// The NAT's port budget and the conntrack table. 0.9 for NAT
     /// groups because the kernel's bounded port search fails some
     /// connections before a group is full (docs/model.md).
     static let snatDefaults: [AlertRule] = {

@@ -1,0 +1,81 @@
+import Logging
+import PortBudgetCore
+import ServiceLifecycle
+
+/// `portbudget textfile`: collects and rewrites DIR/portbudget.prom every
+/// interval until graceful shutdown. A write in progress when SIGTERM
+/// arrives finishes first; the file is never left half-written.
+///
+/// A collection that misses its deadline (`CollectionRunner`) skips that
+/// write with a logged error, and the interval keeps its rhythm; while it
+/// stays stuck, each tick skips at once without starting another. SIGTERM
+/// does not wait for a stuck collection.
+public struct TextfileService: Service {
+    public typealias Collect = @Sendable () -> CollectionResult
+
+    private let writer: TextfileWriter
+    private let interval: Duration
+    private let top: Int
+    private let version: String
+    private let budget: NamespaceBudget
+    private let logger: Logger
+    private let runner: CollectionRunner
+
+    /// `deadline`: how long a collection may take before its write is
+    /// skipped (`CollectionResult.deadline`; tests shorten it).
+    public init(writer: TextfileWriter, interval: Duration, top: Int, version: String, budget: NamespaceBudget = NamespaceBudget(),
+                deadline: Duration = CollectionResult.deadline, collectorNames: [String] = [], logger: Logger,
+                collect: @escaping Collect) {
+        self.writer = writer
+        self.interval = interval
+        self.top = top
+        self.version = version
+        self.budget = budget
+        self.logger = logger
+        self.runner = CollectionRunner(deadline: deadline, collectorNames: collectorNames, collect: collect)
+    }
+
+    /// One collection written out. Throws `TextfileError` when the file could
+    /// not be written, `CollectionRunner.Overdue` (nothing written) when the
+    /// collection missed its deadline, `CancellationError` on shutdown.
+    public func writeOnce() async throws {
+        let collection: CollectionResult
+        switch try await runner.run() {
+        case .finished(let finished): collection = finished
+        case .overdue(_, let overdue): throw overdue
+        }
+        // The agent's own namespace's failures; other namespaces' are in the file and logged once by the collectors.
+        for namespace in collection.namespaces where !collection.acrossNamespaces || namespace.netns.name == NetnsInfo.ownName {
+            for failed in namespace.outcomes where !failed.success {
+                logger.warning("collector failed", metadata: ["collector": "\(failed.name)", "error": "\(failed.error ?? "")"])
+            }
+        }
+        try writer.write(MetricsExposition.render(collection, top: top, version: version, budget: budget))
+    }
+
+    public func run() async throws {
+        logger.info("writing textfile", metadata: ["path": "\(writer.path)", "interval": "\(interval)"])
+        let clock = ContinuousClock()
+        try await cancelWhenGracefulShutdown { [self] in
+            do {
+                while true {
+                    let start = clock.now
+                    do {
+                        try await writeOnce()
+                    } catch let error as TextfileError {
+                        // Keep going: a full disk may clear up. node_exporter's
+                        // node_textfile_mtime_seconds shows the file going stale.
+                        logger.error("textfile not written", metadata: ["error": "\(error)"])
+                    } catch let error as CollectionRunner.Overdue {
+                        // The old file stays; its mtime shows it going stale.
+                        logger.error("textfile not written", metadata: ["error": "\(error)"])
+                    }
+                    try await Task.sleep(until: start + interval, clock: clock)
+                }
+            } catch is CancellationError {
+                return
+            }
+        }
+        logger.info("stopped")
+    }
+}

@@ -1,0 +1,98 @@
+import Logging
+import PortBudgetCore
+
+/// What `check`, `serve` and `textfile` collect, built in one place: which
+/// namespaces they watch, the registered collectors each one runs, and how
+/// long a collection may take.
+public final class CollectionSource: Sendable {
+    /// Which network namespaces a command watches.
+    public enum Scope: Sendable {
+        /// The namespace the agent runs in.
+        case own
+        /// Another one, held open since start, entered by the collecting thread (`--netns`).
+        case netns(NetworkNamespaceHandle, name: String)
+        /// Every namespace on the host (`--all-namespaces`).
+        case all
+    }
+
+    /// Everything a command decides about its collections.
+    public struct Configuration: Sendable {
+        public var procfs: String
+        public var scope: Scope
+        public var snatPortRange: SNATPortRange
+        /// Holders named per budget (0: all); nil names none (the benchmark prices attribution with it).
+        public var holders: Int?
+        /// Name processes as well as cgroups (`check --processes`).
+        public var processes: Bool
+        public var tcpDumps: SockDiagCollector.TCPDumps
+        /// What statuses and findings are judged against; `serve` and
+        /// `textfile` export raw ratios and use the defaults.
+        public var thresholds: Thresholds
+        /// The failure collector's programs (`serve`, `textfile`); nil: not loaded.
+        public var failures: FailurePrograms.Options? = nil
+
+        public init(procfs: String = "/proc", scope: Scope = .own, snatPortRange: SNATPortRange = .kernelDefault,
+                    holders: Int? = MetricsExposition.holdersHostWide, processes: Bool = false,
+                    tcpDumps: SockDiagCollector.TCPDumps = .bothFamilies, thresholds: Thresholds = Thresholds()) {
+            self.procfs = procfs
+            self.scope = scope
+            self.snatPortRange = snatPortRange
+            self.holders = holders
+            self.processes = processes
+            self.tcpDumps = tcpDumps
+            self.thresholds = thresholds
+        }
+    }
+
+    public let collectors: CollectorSet
+    /// How long one collection may take before it is given up on.
+    public let deadline: Duration
+    private let watching: Watching
+    private let procfs: ProcFS
+    private let logger: Logger
+
+    /// The scope, with what collecting it keeps across collections.
+    private enum Watching {
+        case own
+        case netns(NetworkNamespaceHandle, name: String)
+        case all(AllNamespacesCollector)
+    }
+
+    public init(_ configuration: Configuration, logger: Logger) {
+        let procfs = ProcFS(root: configuration.procfs)
+        let cgroups = CgroupResolver(procfs: procfs)
+        let census = SockDiagCollector(
+            tcpDumps: configuration.tcpDumps,
+            attribution: configuration.holders.map { .init(cgroups: cgroups, top: $0, processes: configuration.processes) },
+            thresholds: configuration.thresholds)
+        collectors = CollectorSet.standard(
+            census: census, snatPortRange: configuration.snatPortRange,
+            failures: configuration.failures.map { FailureCollector(options: $0, cgroups: cgroups, procfs: procfs) })
+        self.procfs = procfs
+        self.logger = logger
+        switch configuration.scope {
+        case .own: watching = .own
+        case let .netns(handle, name): watching = .netns(handle, name: name)
+        case .all:
+            watching = .all(AllNamespacesCollector(collectors: collectors, procfs: procfs, cgroups: cgroups, logger: logger))
+        }
+        if case .all = configuration.scope { deadline = AllNamespacesCollector.deadline } else { deadline = CollectionResult.deadline }
+    }
+
+    /// One collection. Blocking: run it on a thread of its own
+    /// (`CollectionRunner`) — with `--netns` that thread enters the namespace.
+    public func collect() -> CollectionResult {
+        switch watching {
+        case .own:
+            return CollectionResult(namespaces: [collectors.collect(CollectionContext(procfs: procfs, logger: logger))],
+                                    acrossNamespaces: false)
+        case let .netns(handle, name):
+            do { try handle.enterOnThisThread() } catch { return .notEntered("\(error)") }
+            let context = CollectionContext(procfs: ProcFS(root: procfs.root, netOfCallingThread: true), logger: logger)
+            return CollectionResult(namespaces: [collectors.collect(context, netns: NetnsInfo(name: name, inode: handle.inode))],
+                                    acrossNamespaces: false)
+        case let .all(every):
+            return every.collect()
+        }
+    }
+}

@@ -1,0 +1,140 @@
+import Glibc
+import Logging
+import PortBudgetCore
+
+/// The port census: every TCP, UDP and UDP-Lite socket of the namespace from
+/// SOCK_DIAG dumps, folded into groups against the range, with their holders
+/// named when asked. Needs the sysctls; makes the report, diagnosed. Dumps
+/// the namespace's own counters prove empty are not made (`SocketPresence`).
+public struct SockDiagCollector: Collector {
+    public static let name = "sockdiag"
+
+    /// How the TCP census asks the kernel: one TCPDIAG_GETSOCK walk per dump
+    /// for both families (the default), or SOCK_DIAG_BY_FAMILY per family —
+    /// the fallback for kernels that refuse the first, selectable so tests
+    /// hold both to the kernel.
+    public enum TCPDumps: String, Sendable, CaseIterable { case bothFamilies = "both-families", perFamily = "per-family" }
+
+    /// Who holds the ports: cgroups always (where a v2 hierarchy exists),
+    /// processes on demand.
+    public struct Attribution: Sendable {
+        public var cgroups: CgroupResolver
+        /// Holders listed per budget; 0 lists all.
+        public var top: Int
+        /// Scan /proc/PID/fd for each socket's process: `check --processes`, once per run.
+        public var processes: Bool
+
+        public init(cgroups: CgroupResolver, top: Int, processes: Bool = false) {
+            self.cgroups = cgroups
+            self.top = top
+            self.processes = processes
+        }
+    }
+
+    public let tcpDumps: TCPDumps
+    public let attribution: Attribution?
+    /// What statuses and findings are judged against (`check --warning/--critical`).
+    public let thresholds: Thresholds
+
+    public init(tcpDumps: TCPDumps = .bothFamilies, attribution: Attribution?, thresholds: Thresholds) {
+        self.tcpDumps = tcpDumps
+        self.attribution = attribution
+        self.thresholds = thresholds
+    }
+
+    public func update(_ collection: inout CollectionInProgress) throws {
+        guard let sysctls = collection.sysctls else { throw CollectorSkipped("port sysctls unreadable") }
+        let presence = SocketPresence(sockstat: collection.counterTables[.sockstat],
+                                      sockstat6: collection.counterTables[.sockstat6])
+        collection.report = try attributedReport(sysctls, presence: presence, context: collection.context)
+    }
+
+    /// The census's report, its budgets naming their holders when asked.
+    func attributedReport(_ sysctls: PortSysctls, presence: SocketPresence, context: CollectionContext) throws -> PortBudgetReport {
+        guard let attribution else {
+            return try census(sysctls, presence: presence, context: context).report(thresholds: thresholds)
+        }
+        let census = try census(sysctls, presence: presence, context: context, trackingInodes: attribution.processes)
+        var naming = HolderNaming(cgroupRoot: attribution.cgroups.root, owners: [:], top: attribution.top)
+        for (id, resolution) in attribution.cgroups.resolve(census.cgroupIDs) {
+            if case let .owner(owner) = resolution { naming.owners[id] = owner }
+        }
+        if attribution.processes {
+            let scan = SocketOwners.scan(procfs: context.procfs, wanted: census.socketInodes)
+            if scan.unreadable > 0 {
+                context.logger.warning("some processes' descriptors could not be read; their sockets name no process",
+                                       metadata: ["processes": "\(scan.unreadable)"])
+            }
+            naming.processes = scan.owners
+        }
+        return census.report(thresholds: thresholds, naming: naming)
+    }
+
+    /// Streams the TCP and UDP dumps of both families into a census, leaving
+    /// out the dumps `presence` proves empty.
+    public func census(_ sysctls: PortSysctls, presence: SocketPresence = .unknown, context: CollectionContext,
+                       trackingInodes: Bool = false) throws -> PortCensus {
+        let dumper = try context.sockets?.sockDiag ?? SockDiagDumper()
+        var census = PortCensus(sysctls: sysctls)
+        if trackingInodes { census.trackSocketInodes() }
+        if tcpDumps == .bothFamilies,
+           let folded = try tcpBothFamilies(dumper, census, hashed: presence.tcpHashed, logger: context.logger) {
+            census = folded
+        } else {
+            let explicit = PortCensus.tcpFilter(sysctls, explicit: true)
+            let auto = PortCensus.tcpFilter(sysctls, explicit: false)
+            for family in [IPAddress.Family.v4, .v6] {
+                try dumper.dump(family: family, proto: .tcp, filter: explicit) { census.addTCP($0, explicitlyBound: true) }
+                try dumper.dump(family: family, proto: .tcp, filter: auto) { census.addTCP($0, explicitlyBound: false) }
+            }
+        }
+        let udp = PortCensus.udpFilter(sysctls)
+        for (family, present) in [(IPAddress.Family.v4, presence.udp), (.v6, presence.udp6)] where present {
+            try dumper.dump(family: family, proto: .udp, filter: udp) { census.addUDP($0) }
+        }
+        // UDP-Lite has its own port table; kernels without it answer ENOENT or similar.
+        do {
+            for (family, present) in [(IPAddress.Family.v4, presence.udplite), (.v6, presence.udplite6)] where present {
+                try dumper.dump(family: family, proto: .udplite, filter: udp) { census.addUDP($0, lite: true) }
+            }
+            census.noteUDPLiteDumped()
+        } catch let error as SockDiagError where Self.notSupported.contains(error.errno) {
+            context.logger.debug("UDP-Lite not dumpable", metadata: ["error": "\(error)"])
+        }
+        return census
+    }
+
+    /// Errors by which a kernel says it does not take a request at all.
+    static let notSupported: Set<Int32> = [ENOENT, EINVAL, EOPNOTSUPP, EPROTONOSUPPORT]
+
+    /// Folds TCP with two dumps that each cover both address families, so
+    /// the kernel walks its socket tables twice rather than four times: (1)
+    /// explicitly bound or peerless sockets (listeners, bound-only) in every
+    /// state, (2) auto-bound sockets in the established hash only, which
+    /// also skips a second walk of the bind table. Each walk visits every TCP
+    /// socket of the namespace, wanted or not, and is most of a census's cost.
+    /// When nothing of the namespace is `hashed` (no TCP socket in use or in
+    /// TIME_WAIT), only bound-only sockets can exist: the first dump asks
+    /// for those alone (the kernel then walks only its bind table) and the
+    /// second is not made. Nil, with nothing folded, when the kernel does not
+    /// take the request (then the caller dumps per family).
+    func tcpBothFamilies(_ dumper: SockDiagDumper, _ start: PortCensus, hashed: Bool, logger: Logger) throws -> PortCensus? {
+        var census = start
+        let sysctls = census.sysctls
+        do {
+            try dumper.dumpTCPAllFamilies(states: hashed ? TCPState.allStates : TCPState.mask(TCPState.boundInactive),
+                                          filter: PortCensus.tcpExplicitOrUnconnectedFilter(sysctls)) {
+                census.addTCP($0, explicitlyBound: true)
+            }
+        } catch let error as SockDiagError where Self.notSupported.contains(error.errno) {
+            logger.debug("TCPDIAG_GETSOCK not taken, dumping per family", metadata: ["error": "\(error)"])
+            return nil
+        }
+        guard hashed else { return census }
+        try dumper.dumpTCPAllFamilies(states: PortCensus.connectedStates,
+                                      filter: PortCensus.tcpFilter(sysctls, explicit: false)) {
+            census.addTCP($0, explicitlyBound: false)
+        }
+        return census
+    }
+}

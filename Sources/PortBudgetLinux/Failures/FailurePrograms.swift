@@ -1,0 +1,193 @@
+import CLibBPF
+import Foundation
+import Glibc
+import PortBudgetCore
+
+/// Why the failure programs could not be loaded, in one line that names
+/// what is missing (a capability, tracefs) and the kernel's or libbpf's own words.
+public struct FailureProgramsUnavailable: Error, CustomStringConvertible, Sendable {
+    public let description: String
+}
+
+/// The failure collector's BPF programs (Failures/BPF/failures.bpf.c), loaded
+/// and attached for as long as this object lives. Its maps are host-wide:
+/// counts carry the network namespace's inode, so one load serves every
+/// namespace. Reading only reads maps; nothing here runs per failure.
+public final class FailurePrograms: @unchecked Sendable {
+    public struct Options: Sendable, Equatable {
+        /// Also count bind(addr, 0) EADDRINUSE and UDP connect() EAGAIN through
+        /// syscall tracepoints, which slow every syscall of the host (see
+        /// docs/failures.md for the measured cost); needs tracefs.
+        public var syscallHooks: Bool
+
+        public init(syscallHooks: Bool = false) { self.syscallHooks = syscallHooks }
+    }
+
+    /// The programs only the syscall-hook option loads.
+    static let syscallPrograms = ["bind_enter", "bind_exit", "connect_enter", "connect_exit"]
+    /// The drops array's slots, by the reason the exposition names.
+    static let dropReasons = [(PB_DROP_COUNT_KEYS, "count_keys"), (PB_DROP_EVENTS, "events"), (PB_DROP_PENDING, "pending")]
+
+    public let options: Options
+    /// The failure kinds these programs count.
+    public let watched: [FailureKind]
+    private let object: OpaquePointer
+    private var links: [OpaquePointer] = []
+    private let countsFD: Int32
+    private let dropsFD: Int32
+    private let configFD: Int32
+    let eventsFD: Int32
+
+    public init(options: Options = Options()) throws(FailureProgramsUnavailable) {
+        self.options = options
+        watched = FailureKind.alwaysWatched + (options.syscallHooks ? FailureKind.watchedThroughSyscalls : [])
+        pb_libbpf_capture_logs()
+        guard let bytes = Data(base64Encoded: FailureProgramsObject.base64) else {
+            throw FailureProgramsUnavailable(description: "the embedded BPF object is not valid base64 (a build fault)")
+        }
+        let opened: OpaquePointer? = bytes.withUnsafeBytes { object in
+            "portbudget_failures".withCString { name in
+                var options = bpf_object_open_opts()
+                options.sz = MemoryLayout<bpf_object_open_opts>.size
+                options.object_name = name
+                return bpf_object__open_mem(object.baseAddress, object.count, &options)
+            }
+        }
+        guard let object = opened else {
+            throw FailureProgramsUnavailable(description: Self.explain("opening the BPF object", errno: errno))
+        }
+        self.object = object
+        var failure: FailureProgramsUnavailable?
+        var fds: [Int32] = []
+        do {
+            if !options.syscallHooks {
+                for name in Self.syscallPrograms {
+                    if let program = bpf_object__find_program_by_name(object, name) { bpf_program__set_autoload(program, false) }
+                }
+            }
+            let loaded = bpf_object__load(object)
+            if loaded != 0 {
+                failure = FailureProgramsUnavailable(description: Self.explain("loading the BPF programs", errno: -loaded))
+            } else {
+                fds = ["counts", "drops", "config", "events"].map { (name: String) in bpf_object__find_map_fd_by_name(object, name) }
+                var program = bpf_object__next_program(object, nil)
+                while let current = program, failure == nil {
+                    if bpf_program__autoload(current) {
+                        if let link = bpf_program__attach(current) {
+                            links.append(link)
+                        } else {
+                            let name = String(cString: bpf_program__name(current))
+                            let section = String(cString: bpf_program__section_name(current))
+                            failure = FailureProgramsUnavailable(description: Self.explain(
+                                "attaching \(name) (\(section))", errno: errno, tracefs: section.hasPrefix("tracepoint/")))
+                        }
+                    }
+                    program = bpf_object__next_program(object, current)
+                }
+            }
+        }
+        if let failure {
+            for link in links { bpf_link__destroy(link) }
+            bpf_object__close(object)
+            throw failure
+        }
+        (countsFD, dropsFD, configFD, eventsFD) = (fds[0], fds[1], fds[2], fds[3])
+    }
+
+    deinit {
+        for link in links { bpf_link__destroy(link) }
+        bpf_object__close(object)
+    }
+
+    /// Every counter the kernel keeps, all namespaces.
+    public func counts() throws(FailureProgramsUnavailable) -> [FailureCountKey: UInt64] {
+        var out: [FailureCountKey: UInt64] = [:]
+        var key = pb_count_key()
+        var next = pb_count_key()
+        var havePrevious = false
+        while true {
+            let step = havePrevious ? bpf_map_get_next_key(countsFD, &key, &next) : bpf_map_get_next_key(countsFD, nil, &next)
+            if step != 0 {
+                if errno == ENOENT { break }
+                throw FailureProgramsUnavailable(description: "reading the failure counts: \(String(cString: strerror(errno)))")
+            }
+            var value: UInt64 = 0
+            // A key deleted between the two calls is simply skipped (the programs never delete).
+            if bpf_map_lookup_elem(countsFD, &next, &value) == 0, let call = FailureCall(rawValue: next.call) {
+                let kind = FailureKind(protocolNumber: next.protocol, call: call, errno: next.error)
+                out[FailureCountKey(netnsInode: UInt64(next.netns_inode), kind: kind, cgroupID: next.cgroup_id),
+                    default: 0] += value
+            }
+            key = next
+            havePrevious = true
+        }
+        return out
+    }
+
+    /// Failures the kernel side could not count or deliver, by reason.
+    public func drops() -> [String: UInt64] {
+        var out: [String: UInt64] = [:]
+        for (slot, reason) in Self.dropReasons {
+            var index = UInt32(slot.rawValue)
+            var value: UInt64 = 0
+            if bpf_map_lookup_elem(dropsFD, &index, &value) == 0 { out[reason] = value }
+        }
+        return out
+    }
+
+    /// Turns the per-failure events on (while `portbudget trace` reads them) or off.
+    public func emitEvents(_ on: Bool) {
+        var index = UInt32(PB_CONFIG_EMIT_EVENTS.rawValue)
+        var value: UInt64 = on ? 1 : 0
+        _ = bpf_map_update_elem(configFD, &index, &value, UInt64(BPF_ANY))
+    }
+
+    /// One line: what failed, what is missing for it, and libbpf's own first words.
+    static func explain(_ step: String, errno code: Int32, tracefs: Bool = false) -> String {
+        var missing: [String] = []
+        if code == EPERM || code == EACCES {
+            let effective = Capabilities.effective()
+            let admin = effective.contains(.sysAdmin)
+            if !effective.contains(.bpf) && !admin { missing.append("CAP_BPF") }
+            if !effective.contains(.perfmon) && !admin { missing.append("CAP_PERFMON") }
+            if tracefs && !effective.contains(.dacReadSearch) { missing.append("CAP_DAC_READ_SEARCH (to read tracefs event ids)") }
+        }
+        if tracefs, let problem = Tracefs.problem() { missing.append(problem) }
+        var line = "failure collector unavailable: \(step) failed: \(String(cString: strerror(code)))"
+        if !missing.isEmpty { line += "; needs " + missing.joined(separator: ", ") }
+        let libbpf = String(cString: pb_libbpf_first_message())
+        if !libbpf.isEmpty { line += " (libbpf: \(libbpf))" }
+        return line
+    }
+}
+
+/// The calling process's effective capabilities, from /proc/self/status.
+struct Capabilities: OptionSet {
+    let rawValue: UInt64
+    static let dacReadSearch = Capabilities(rawValue: 1 << 2)
+    static let sysAdmin = Capabilities(rawValue: 1 << 21)
+    static let perfmon = Capabilities(rawValue: 1 << 38)
+    static let bpf = Capabilities(rawValue: 1 << 39)
+
+    static func effective() -> Capabilities {
+        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("CapEff:") }),
+              let bits = UInt64(line.dropFirst(7).trimmingCharacters(in: .whitespaces), radix: 16)
+        else { return [] }
+        return Capabilities(rawValue: bits)
+    }
+}
+
+/// Where tracepoint programs find their event ids.
+enum Tracefs {
+    static let mountPoints = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"]
+
+    /// Why tracefs cannot serve event ids, or nil when it can.
+    static func problem() -> String? {
+        for path in mountPoints where access(path + "/events", F_OK) == 0 {
+            return access(path + "/events/syscalls", R_OK | X_OK) == 0 ? nil
+                : "read access to \(path)/events (CAP_DAC_READ_SEARCH)"
+        }
+        return "tracefs mounted at /sys/kernel/tracing (mount -t tracefs tracefs /sys/kernel/tracing)"
+    }
+}

@@ -1,0 +1,306 @@
+import Foundation
+import Glibc
+import Logging
+import PortBudgetCore
+
+/// `--all-namespaces` (`check`, `serve`, `textfile`): every network
+/// namespace on the host in one collection. Each collection rescans (one
+/// stat per bind mount, one readlink per process) and collects every
+/// namespace through a `NamespaceSession`: its sockets and files, opened from
+/// inside it. Sessions of up to `sessionCapacity` namespaces — the best
+/// ranked (`NamespaceBudget.ranked`): the host's own, then host-owned ones,
+/// then the worst — stay open between collections; any other namespace is
+/// entered again, collected and closed, so the descriptors held stay bounded
+/// however many namespaces a tenant creates. Sessions of namespaces no
+/// longer seen are closed, which lets the kernel free them.
+///
+/// A namespace that cannot be opened (no CAP_SYS_ADMIN, out of descriptors)
+/// is reported unmeasured, with its `netns` collector failed, and retried
+/// after `retryInterval`; a session whose dump fails is reopened at the next
+/// collection. Collections must not overlap (`CollectionRunner` ensures it).
+public final class AllNamespacesCollector: @unchecked Sendable {
+    /// How long a collection over every namespace may take before it is
+    /// given up on (instead of `CollectionResult.deadline`): each
+    /// namespace's dump walks the kernel's host-wide socket hash, so the
+    /// whole takes namespaces × host sockets (docs/benchmarks.md) — seconds
+    /// on a node with a hundred pods and a few hundred thousand sockets.
+    public static let deadline: Duration = .seconds(30)
+    /// How long a namespace that could not be opened waits before the next try.
+    public static let retryInterval: Double = 30
+    /// Namespaces collected at once: at most this many, and no more than
+    /// the machine has cores. Each is one thread walking the kernel's hash.
+    public static let parallelism = min(4, max(1, ProcessInfo.processInfo.activeProcessorCount))
+    /// Namespaces whose sessions stay open between collections, at most:
+    /// 128 × `NamespaceSession.descriptorsPerNamespace` (13) is 1,664
+    /// descriptors, which with the agent's own and the sessions being
+    /// opened by the workers stays under 2,048. Fewer when the open-files
+    /// limit is lower (see `capacity(openFilesLimit:)`).
+    public static let sessionCapacity = 128
+    /// Descriptors left for everything but kept sessions: the server's
+    /// connections, the sessions the workers open and close, libraries.
+    public static let descriptorReserve = 256
+
+    /// The sessions the open-files limit leaves room for, up to `sessionCapacity`.
+    public static func capacity(openFilesLimit: UInt64) -> Int {
+        let room = Int(min(openFilesLimit, UInt64(Int.max))) - descriptorReserve
+            - parallelism * NamespaceSession.descriptorsPerNamespace
+        return max(0, min(sessionCapacity, room / NamespaceSession.descriptorsPerNamespace))
+    }
+
+    /// What the workers do for each namespace, in the scan's order.
+    enum Slot {
+        /// Collect through a session kept open.
+        case kept(NamespaceSession)
+        /// Open a session, collect, and keep it only if room is left.
+        case open(NamespaceDiscovery.Sighting)
+        /// Report without collecting.
+        case unmeasured(NamespaceCollection)
+    }
+
+    /// What the workers fill in, each at its own index, and the sessions they
+    /// opened and kept.
+    final class Results: @unchecked Sendable {
+        private let lock = NSLock()
+        private var entries: [NamespaceCollection?]
+        private(set) var opened: [UInt64: NamespaceSession] = [:]
+        private(set) var failed: [UInt64: (info: NetnsInfo, error: String)] = [:]
+        private var room: Int
+        init(count: Int, room: Int) {
+            entries = Array(repeating: nil, count: count)
+            self.room = room
+        }
+        subscript(index: Int) -> NamespaceCollection? {
+            get { lock.withLock { entries[index] } }
+            set { lock.withLock { entries[index] = newValue } }
+        }
+        /// Keeps `session` if it is wanted and there is room for one more.
+        func keep(_ session: NamespaceSession, wanted: Bool) -> Bool {
+            lock.withLock {
+                guard wanted, room > 0 else { return false }
+                room -= 1
+                opened[session.handle.inode] = session
+                return true
+            }
+        }
+        func fail(_ inode: UInt64, _ info: NetnsInfo, _ error: String) { lock.withLock { failed[inode] = (info, error) } }
+    }
+
+    private let collectors: CollectorSet
+    private let procfs: ProcFS
+    private let cgroups: CgroupResolver?
+    private let logger: Logger
+    private let capacity: Int
+    private let agentUserNamespace: UInt64?
+    private let lock = NSLock()
+    private var sessions: [UInt64: NamespaceSession] = [:]
+    /// Who each namespace seen is, named once: a name must not change
+    /// between collections, and naming reads several files.
+    private var known: [UInt64: NetnsInfo] = [:]
+    /// The namespaces whose sessions should be kept, best ranked first, from the last collection.
+    private var preferred: Set<UInt64> = []
+    private var failures: [UInt64: (info: NetnsInfo, error: String, at: Double)] = [:]
+    /// Failure reasons already logged, so a host full of pods logs a missing
+    /// privilege once, not once per pod and scrape.
+    private var loggedReasons: Set<String> = []
+    private var loggedUnreadable = false
+
+    /// Each namespace runs `collectors` through its own session.
+    /// `openFilesLimit` (the soft RLIMIT_NOFILE) bounds the sessions kept.
+    public init(collectors: CollectorSet, procfs: ProcFS, cgroups: CgroupResolver?, logger: Logger,
+                openFilesLimit: UInt64 = OpenFilesLimit.current) {
+        self.collectors = collectors
+        self.procfs = procfs
+        self.cgroups = cgroups
+        self.logger = logger
+        capacity = Self.capacity(openFilesLimit: openFilesLimit)
+        agentUserNamespace = NetworkNamespaceHandle.ownUserNamespace(procfs: procfs.root)
+    }
+
+    public func collect() -> CollectionResult {
+        lock.withLock { collectLocked() }
+    }
+
+    private func collectLocked() -> CollectionResult {
+        let progress = CollectionProgressReporting.current
+        progress?.collectorStarted("netns discovery")
+        let scan = NamespaceDiscovery.scan(procfs: procfs)
+        let now = Self.monotonicSeconds()
+        let seen = Set(scan.sightings.map(\.inode))
+        // Gone: closing the session's descriptors lets the kernel free the namespace.
+        sessions = sessions.filter { seen.contains($0.key) && preferred.contains($0.key) }
+        failures = failures.filter { seen.contains($0.key) }
+        known = known.filter { seen.contains($0.key) }
+        let conntrackLoaded = ConntrackCollector.loaded(procfs: procfs)
+        var slots: [Slot] = []
+        for sighting in scan.sightings {
+            if let failed = failures[sighting.inode], now - failed.at < Self.retryInterval {
+                slots.append(.unmeasured(Self.unmeasured(failed.info, failed.error)))
+            } else if let session = sessions[sighting.inode] {
+                slots.append(.kept(session))
+            } else {
+                slots.append(.open(sighting))
+            }
+        }
+        // The namespaces' collections, several at once: each walks the
+        // kernel's host-wide socket hash, so wall time grows with namespaces
+        // times sockets, and spreading the walks over cores divides it.
+        let results = Results(count: slots.count, room: capacity - sessions.count)
+        let names = NameBook(known: known, taken: Set(known.values.map(\.name)))
+        let width = max(1, min(Self.parallelism, slots.count))
+        let work = slots
+        DispatchQueue.concurrentPerform(iterations: width) { worker in
+            for index in stride(from: worker, to: work.count, by: width) {
+                switch work[index] {
+                case let .unmeasured(entry): results[index] = entry
+                case let .kept(session): results[index] = collect(session, progress: progress)
+                case let .open(sighting):
+                    results[index] = open(sighting, names: names, conntrack: conntrackLoaded, results: results,
+                                          progress: progress)
+                }
+            }
+        }
+        known = names.known
+        for (inode, session) in results.opened { sessions[inode] = session }
+        for (inode, failed) in results.failed {
+            failures[inode] = (failed.info, failed.error, now)
+            logOnce(failed.error, netns: failed.info.name)
+        }
+        var collected: [NamespaceCollection] = []
+        for index in slots.indices {
+            guard let entry = results[index] else { continue }
+            // A socket left mid-dump may hold stale replies: start afresh next time.
+            let broken = entry.outcomes.contains {
+                !$0.success && [SockDiagCollector.name, ConntrackCollector.name].contains($0.name)
+            }
+            if broken || (conntrackLoaded && sessions[entry.netns.inode]?.sockets.conntrack == nil) {
+                sessions[entry.netns.inode] = nil
+            }
+            collected.append(entry)
+        }
+        // Next time, keep the sessions of the best ranked namespaces.
+        preferred = Set(NamespaceBudget.ranked(collected).prefix(capacity).map { collected[$0].netns.inode })
+        if scan.unreadable > 0, !loggedUnreadable {
+            loggedUnreadable = true
+            logger.warning("some processes' network namespaces cannot be opened (another user's process needs CAP_SYS_PTRACE; some sandboxes hide pid 1); every other namespace is measured",
+                           metadata: ["processes": "\(scan.unreadable)"])
+        }
+        var result = CollectionResult(namespaces: collected, acrossNamespaces: true, unreadableProcesses: scan.unreadable)
+        result.keptSessions = sessions.count
+        result.openDescriptors = OpenFilesLimit.openDescriptors(procfs: procfs)
+        return result
+    }
+
+    /// One namespace's collection through its session's sockets and files.
+    private func collect(_ session: NamespaceSession, progress: (any CollectionProgress)?) -> NamespaceCollection {
+        let context = CollectionContext(
+            procfs: ProcFS(root: procfs.root, netOfCallingThread: true, pinned: session.files),
+            sockets: session.sockets, logger: logger)
+        // A deadline missed here names the namespace as well as the collector.
+        let named = progress.map { NamedProgress(outer: $0, netns: session.info.name) }
+        return CollectionProgressReporting.$current.withValue(named) {
+            collectors.collect(context, netns: session.info)
+        }
+    }
+
+    /// Opens a namespace not kept open, collects it, and keeps its session
+    /// if there is room; nil when it is gone since the scan.
+    private func open(_ sighting: NamespaceDiscovery.Sighting, names: NameBook, conntrack: Bool, results: Results,
+                      progress: (any CollectionProgress)?) -> NamespaceCollection? {
+        progress?.collectorStarted("netns opening \(sighting.name ?? sighting.path)")
+        guard let found = NamespaceDiscovery.open(sighting, procfs: procfs, cgroups: cgroups,
+                                                  agentUserNamespace: agentUserNamespace,
+                                                  known: names.info(sighting.inode)) else { return nil }
+        let info = names.name(found.info)
+        do {
+            let session = try NamespaceSession.open(found, info: info, procfs: procfs.root, conntrack: conntrack)
+            let entry = collect(session, progress: progress)
+            // The first collection keeps whatever fits; later ones the best ranked.
+            _ = results.keep(session, wanted: preferred.isEmpty || preferred.contains(sighting.inode))
+            return entry
+        } catch {
+            results.fail(sighting.inode, info, "\(error)")
+            return Self.unmeasured(info, "\(error)")
+        }
+    }
+
+    static func unmeasured(_ info: NetnsInfo, _ error: String) -> NamespaceCollection {
+        NamespaceCollection(netns: info, report: nil,
+                            outcomes: [CollectorOutcome(name: NetnsInfo.enteringCollector, seconds: 0, error: error)])
+    }
+
+    /// One warning per distinct reason (the path stripped), naming the first namespace it hit.
+    private func logOnce(_ reason: String, netns: String) {
+        guard loggedReasons.insert(NamespaceBudget.reason(reason)).inserted else {
+            logger.debug("network namespace not measured", metadata: ["netns": "\(netns)", "error": "\(reason)"])
+            return
+        }
+        logger.warning("network namespace not measured; others with the same cause are not logged again",
+                       metadata: ["netns": "\(netns)", "error": "\(reason)"])
+    }
+
+    static func monotonicSeconds() -> Double { CollectorSet.monotonicSeconds() }
+
+    /// The namespaces' names, shared by the workers: each new one is made
+    /// unique once and remembered.
+    final class NameBook: @unchecked Sendable {
+        private let lock = NSLock()
+        private(set) var known: [UInt64: NetnsInfo]
+        private(set) var taken: Set<String>
+        init(known: [UInt64: NetnsInfo], taken: Set<String>) {
+            self.known = known
+            self.taken = taken
+        }
+        func info(_ inode: UInt64) -> NetnsInfo? { lock.withLock { known[inode] } }
+        func name(_ found: NetnsInfo) -> NetnsInfo {
+            lock.withLock {
+                if let named = known[found.inode] { return named }
+                var info = found
+                info.name = NamespaceDiscovery.unique(found, taken: taken)
+                taken.insert(info.name)
+                known[found.inode] = info
+                return info
+            }
+        }
+    }
+}
+
+/// Tells whoever waits with a deadline which collector of which namespace
+/// is at work. Finished outcomes are not passed on: they repeat for every
+/// namespace, and a collection given up on reports none of them.
+struct NamedProgress: CollectionProgress {
+    let outer: any CollectionProgress
+    let netns: String
+
+    func collectorStarted(_ name: String) { outer.collectorStarted("\(name) in netns \(netns)") }
+    func collectorFinished(_ outcome: CollectorOutcome) {}
+}
+
+/// The open-files limit, raised for `--all-namespaces`, which keeps
+/// `NamespaceSession.descriptorsPerNamespace` descriptors per namespace.
+public enum OpenFilesLimit {
+    /// Raises the soft RLIMIT_NOFILE to the hard limit (as Go programs and
+    /// systemd's own advice do: the soft limit of 1024 exists for select()),
+    /// and returns the limit now in force.
+    @discardableResult
+    public static func raiseToHard() -> UInt64 {
+        var limit = rlimit()
+        guard getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return 0 }
+        if limit.rlim_cur < limit.rlim_max {
+            var raised = limit
+            raised.rlim_cur = limit.rlim_max
+            if setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &raised) == 0 { return UInt64(raised.rlim_cur) }
+        }
+        return UInt64(limit.rlim_cur)
+    }
+
+    /// The soft RLIMIT_NOFILE in force.
+    public static var current: UInt64 {
+        var limit = rlimit()
+        return getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0 ? UInt64(limit.rlim_cur) : 1024
+    }
+
+    /// Descriptors this process holds now (entries of /proc/self/fd), or nil when unreadable.
+    public static func openDescriptors(procfs: ProcFS) -> Int? {
+        DirectoryEntries.list(procfs.root + "/self/fd").map { $0.count }
+    }
+}

@@ -1,0 +1,239 @@
+import CMNL  // keeps SOCK_STREAM and friends unambiguous in this target (see HTTP.swift)
+import Glibc
+
+/// `portbudget-bench failures`: what the failure collector's programs cost
+/// on the paths they watch, measured interleaved in one run, in a private
+/// network namespace. Workloads: loopback TCP connect()+close() (RST, so no
+/// TIME_WAIT piles up), UDP sendto() on an already-bound socket, and
+/// getpid() (watched by nothing). Variants: no collector; `serve` with the
+/// collector (BTF tracepoints only); `serve --failure-syscall-hooks`. Also the
+/// agent's CPU while idle, and the counts at the end, which must be zero:
+/// every call in the run succeeded.
+struct FailuresBench {
+    var rounds = 5
+    var seconds = 1.0
+    var binDir = Options.ownDirectory()
+
+    static let usage = """
+        usage: portbudget-bench failures [--rounds N] [--seconds S] [--ci] [--bin-dir DIR]
+        Defaults: --rounds 5 --seconds 1 (per workload, variant and round); --ci: 2 rounds of 0.3 s.
+        """
+
+    enum Variant: String, CaseIterable {
+        case without = "without collector"
+        case collector = "collector"
+        case syscallHooks = "collector + syscall hooks"
+    }
+
+    enum Workload: String, CaseIterable {
+        case connectClose = "TCP connect()+close() /s"
+        case udpSend = "UDP sendto() on a bound socket /s"
+        case getpid = "getpid() /s"
+    }
+
+    init(_ args: [String]) throws {
+        var arguments = BenchArguments(args, usage: Self.usage)
+        while let flag = arguments.next() {
+            switch flag {
+            case "--rounds":
+                guard let n = Int(try arguments.value()), n >= 1 else { throw BenchError("--rounds takes a number ≥ 1") }
+                rounds = n
+            case "--seconds":
+                guard let s = Double(try arguments.value()), s > 0, s <= 60 else { throw BenchError("--seconds takes 0 < S ≤ 60") }
+                seconds = s
+            case "--ci": (rounds, seconds) = (2, 0.3)
+            case "--bin-dir": binDir = try arguments.value()
+            case "-h", "--help": arguments.help()
+            default: throw arguments.unknown
+            }
+        }
+    }
+
+    func run() throws {
+        guard Self.unshareNetwork() == 0 else { throw BenchError("unshare(CLONE_NEWNET): errno \(errno) (needs root)") }
+        guard try Child.run(["ip", "link", "set", "lo", "up"]).status == 0 else { throw BenchError("ip link set lo up failed") }
+        try writeFile("/proc/sys/net/ipv4/ip_local_port_range", "1024 65535\n")
+        let listener = try Self.tcpListener(port: 7000)
+        Self.startAcceptor(listener)
+        let (sender, receiverPort) = try Self.udpPair()
+
+        var rates: [Variant: [Workload: [Double]]] = [:]
+        var idleCPU: [Variant: [Double]] = [:]
+        var countedAtEnd: [Variant: Int] = [:]
+        for round in 0..<rounds {
+            // Interleaved: each round starts with a different variant.
+            let order = Variant.allCases.indices.map { Variant.allCases[($0 + round) % Variant.allCases.count] }
+            for variant in order {
+                let agent = try start(variant)
+                defer { agent?.terminate(); _ = try? agent?.wait() }
+                let cpuBefore = agent.map { Self.cpuSeconds($0.pid) } ?? 0
+                let idleStart = monotonicSeconds()
+                usleep(UInt32(seconds * 1e6))
+                if let agent { idleCPU[variant, default: []].append((Self.cpuSeconds(agent.pid) - cpuBefore) / (monotonicSeconds() - idleStart)) }
+                for workload in Workload.allCases {
+                    let rate = try measure(workload, sender: sender, receiverPort: receiverPort)
+                    rates[variant, default: [:]][workload, default: []].append(rate)
+                }
+                if let agent, round == rounds - 1 { countedAtEnd[variant] = try Self.failuresCounted() }
+                _ = agent
+            }
+            log("failures bench: round \(round + 1)/\(rounds) done")
+        }
+
+        var out = "| workload | " + Variant.allCases.map(\.rawValue).joined(separator: " | ") + " |\n"
+        out += "|---|" + String(repeating: "---:|", count: Variant.allCases.count) + "\n"
+        for workload in Workload.allCases {
+            let base = median(rates[.without]?[workload] ?? []) ?? 0
+            out += "| \(workload.rawValue) | " + Variant.allCases.map { variant in
+                let m = median(rates[variant]?[workload] ?? []) ?? 0
+                return variant == .without ? Format.thousands(Int(m)) : "\(Format.thousands(Int(m))) (\(Self.percent(m / base)))"
+            }.joined(separator: " | ") + " |\n"
+        }
+        out += "| agent CPU while idle | – | " + [Variant.collector, .syscallHooks].map {
+            Self.percent(median(idleCPU[$0] ?? []) ?? 0) + " of a core"
+        }.joined(separator: " | ") + " |\n"
+        out += "| failures counted during the run (expected 0) | – | " + [Variant.collector, .syscallHooks].map {
+            countedAtEnd[$0].map(String.init) ?? "?"
+        }.joined(separator: " | ") + " |\n"
+        writeAll(1, "\nFailure collector overhead, medians of \(rounds) interleaved rounds of \(seconds) s; \(machineDescription())\n\n" + out)
+        if countedAtEnd.values.contains(where: { $0 != 0 }) { throw BenchError("the collector counted failures that did not happen") }
+    }
+
+    /// `serve` with the variant's programs, in this namespace, once it reports them loaded.
+    func start(_ variant: Variant) throws -> Child? {
+        guard variant != .without else { return nil }
+        let agent = try Child.spawn([binDir + "/portbudget", "serve", "--listen", "127.0.0.1:\(Self.agentPort)"]
+                                    + (variant == .syscallHooks ? ["--failure-syscall-hooks"] : []), quietStderr: true)
+        let deadline = monotonicSeconds() + 30
+        while monotonicSeconds() < deadline {
+            if let body = try? HTTP.get(port: Self.agentPort, path: "/metrics", timeout: 5).body,
+               body.contains(#"portbudget_scrape_collector_success{collector="failures"}"#) {
+                guard body.contains(#"portbudget_scrape_collector_success{collector="failures"} 1"#) else {
+                    throw BenchError("serve could not load the failure collector (run as root)")
+                }
+                return agent
+            }
+            usleep(100_000)
+        }
+        throw BenchError("serve did not answer on 127.0.0.1:\(Self.agentPort) within 30 s")
+    }
+
+    static let agentPort: UInt16 = 9958
+
+    static func failuresCounted() throws -> Int {
+        let body = try HTTP.get(port: agentPort, path: "/metrics", timeout: 10).body
+        return body.split(separator: "\n").filter { $0.hasPrefix("portbudget_port_allocation_failures_total{") }
+            .compactMap { $0.split(separator: " ").last.flatMap { Double($0) } }.reduce(0) { $0 + Int($1) }
+    }
+
+    func measure(_ workload: Workload, sender: Int32, receiverPort: UInt16) throws -> Double {
+        let start = monotonicSeconds()
+        let end = start + seconds
+        var done = 0
+        switch workload {
+        case .connectClose:
+            var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
+            while monotonicSeconds() < end {
+                for _ in 0..<64 {
+                    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+                    setsockopt(fd, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
+                    var address = Self.loopback(7000)
+                    let rc = withUnsafePointer(to: &address) {
+                        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+                    }
+                    close(fd)
+                    guard rc == 0 else { throw BenchError("connect 127.0.0.1:7000: errno \(errno)") }
+                }
+                done += 64
+            }
+        case .udpSend:
+            var address = Self.loopback(receiverPort)
+            var byte: UInt8 = 0
+            while monotonicSeconds() < end {
+                for _ in 0..<256 {
+                    let rc = withUnsafePointer(to: &address) {
+                        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                            sendto(sender, &byte, 1, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                        }
+                    }
+                    guard rc == 1 else { throw BenchError("sendto: errno \(errno)") }
+                }
+                done += 256
+            }
+        case .getpid:
+            while monotonicSeconds() < end {
+                // glibc no longer caches the pid: every call enters the kernel.
+                for _ in 0..<4096 { _ = getpid() }
+                done += 4096
+            }
+        }
+        return Double(done) / (monotonicSeconds() - start)
+    }
+
+    /// unshare(CLONE_NEWNET), looked up at run time: Glibc declares it only under _GNU_SOURCE.
+    static func unshareNetwork() -> Int32 {
+        typealias Unshare = @convention(c) (Int32) -> Int32
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "unshare") else { return -1 }
+        return unsafeBitCast(symbol, to: Unshare.self)(0x4000_0000)
+    }
+
+    static func loopback(_ port: UInt16) -> sockaddr_in {
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = port.bigEndian
+        address.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
+        return address
+    }
+
+    static func tcpListener(port: UInt16) throws -> Int32 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var one: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, 4)
+        var address = loopback(port)
+        let rc = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard rc == 0, listen(fd, 4096) == 0 else { throw BenchError("listen 127.0.0.1:\(port): errno \(errno)") }
+        return fd
+    }
+
+    /// Accepts and closes every connection, so the backlog never fills.
+    static func startAcceptor(_ listener: Int32) {
+        var thread = pthread_t()
+        let context = UnsafeMutableRawPointer(bitPattern: Int(listener) + 1)
+        pthread_create(&thread, nil, { raw in
+            let fd = Int32(Int(bitPattern: raw) - 1)
+            while true {
+                let client = accept(fd, nil, nil)
+                if client >= 0 { close(client) }
+            }
+        }, context)
+    }
+
+    /// A bound sender and a bound receiver whose queue simply overflows (drops, never blocks the sender).
+    static func udpPair() throws -> (sender: Int32, receiverPort: UInt16) {
+        let receiver = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        let sender = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        for (fd, port) in [(receiver, UInt16(7001)), (sender, UInt16(7002))] {
+            var address = loopback(port)
+            let rc = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            guard rc == 0 else { throw BenchError("bind UDP 127.0.0.1:\(port): errno \(errno)") }
+        }
+        return (sender, 7001)
+    }
+
+    /// User + system CPU seconds of a process so far.
+    static func cpuSeconds(_ pid: pid_t) -> Double {
+        guard let stat = readFile("/proc/\(pid)/stat"), let close = stat.lastIndex(of: ")") else { return 0 }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        guard fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
+        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+
+    static func percent(_ ratio: Double) -> String {
+        let value = (ratio * 1000).rounded() / 10
+        return "\(value) %"
+    }
+}

@@ -1,0 +1,124 @@
+import Foundation
+import XCTest
+
+/// An unprivileged user floods the host with user + network namespaces,
+/// each with its range drained, while `serve --all-namespaces` runs as
+/// root under a tight open-files limit: the root-owned namespace near
+/// exhaustion stays in every scrape and in `check`, descriptors and memory
+/// stay bounded, and once the tenant is gone nothing of it is left.
+/// (The full-size flood — 1,500 namespaces — is `scripts/bench namespaces --flood`.)
+final class NamespaceFloodTests: XCTestCase {
+    /// The tenant's namespaces: more than the agent lists, and more than it keeps sessions for under the limit below.
+    static let tenantNamespaces = 40
+    static let tenantUID = 4242
+    /// The open-files limit the agent runs under: room for 22 kept sessions
+    /// (`AllNamespacesCollector.capacity`), so most tenant namespaces are entered anew each time.
+    static let openFilesLimit = 600
+    static let listed = 8
+
+    /// One tenant namespace: a user namespace of uid 4242 with a network
+    /// namespace whose 2-port range two connections drain.
+    static let tenantScript = """
+        import socket, subprocess, sys
+        subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+        open("/proc/sys/net/ipv4/ip_local_port_range", "w").write("40000 40001")
+        server = socket.socket(); server.bind(("127.0.0.1", 9000)); server.listen(16)
+        held = [socket.create_connection(("127.0.0.1", 9000)) for _ in range(2)]
+        print("ready", flush=True); sys.stdin.read()
+        """
+
+    func samples(_ text: String) -> [Substring] { text.split(separator: "\n").filter { !$0.hasPrefix("#") } }
+
+    func sample(_ text: String, _ prefix: String) -> Double? {
+        samples(text).first { $0.hasPrefix(prefix) }.flatMap { Double($0.split(separator: " ").last ?? "") }
+    }
+
+    func status(_ pid: Int32, _ field: String) -> Int? {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return nil }
+        return text.split(separator: "\n").first { $0.hasPrefix(field + ":") }
+            .flatMap { Int($0.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") }
+    }
+
+    func descriptors(_ pid: Int32) -> Int {
+        (0..<5).map { _ in usleep(50_000); return (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").count) ?? -1 }
+            .min() ?? -1
+    }
+
+    func testATenantsFloodNeitherHidesTheHostsExhaustionNorExhaustsTheAgent() throws {
+        let home = try NetworkNamespace(range: (45000, 45999))
+        let nearlyFull = try NetworkNamespace(range: (46000, 46009))
+        try nearlyFull.hold(["listen", "--at", "127.0.0.1:7000"])
+        try nearlyFull.hold(["connect", "--to", "127.0.0.1:7000", "--count", "9", "--hold"])
+        let agent = try ExporterProcess([
+            "nsenter", "--net=/run/netns/\(home.name)", "prlimit", "--nofile=\(Self.openFilesLimit):\(Self.openFilesLimit)", "--",
+            Binaries.portbudget, "serve", "--all-namespaces", "--listen", "127.0.0.1:9958",
+            "--collection-interval", "250ms", "--listed-namespaces", "\(Self.listed)",
+        ])
+        let pid = agent.process.processIdentifier
+        _ = try agent.await("/healthz") { home.httpGet("http://127.0.0.1:9958/healthz") }
+        func scrape() -> String? { home.httpGet("http://127.0.0.1:9958/metrics", maxTime: 40) }
+        let group = #"portbudget_tcp_group_ports_used{netns="\#(nearlyFull.name)",local_ip="127.0.0.1",peer_ip="127.0.0.1",peer_port="7000"} "#
+        let first = try XCTUnwrap(scrape(), agent.stderrText)
+        XCTAssertEqual(sample(first, group), 9, first)
+        let baseline = descriptors(pid)
+
+        var tenants: [HeldProcess] = []
+        defer { for tenant in tenants { tenant.release() } }
+        for _ in 0..<Self.tenantNamespaces {
+            let tenant = try HeldProcess(["setpriv", "--reuid=\(Self.tenantUID)", "--regid=\(Self.tenantUID)", "--clear-groups",
+                                          "unshare", "-Urn", "python3", "-c", Self.tenantScript])
+            tenants.append(tenant)
+            XCTAssertEqual(tenant.firstLine(timeout: 10), "ready", tenant.stderrText())
+        }
+        // Until every tenant namespace has been collected at least once.
+        var flooded = ""
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline {
+            flooded = try XCTUnwrap(scrape(), agent.stderrText)
+            if (sample(flooded, #"portbudget_namespaces{state="summed""#) ?? 0) >= Double(Self.tenantNamespaces - Self.listed) { break }
+            usleep(200_000)
+        }
+        for round in 0..<5 {
+            let text = try XCTUnwrap(round == 0 ? flooded : scrape(), "scrape \(round): \(agent.stderrText.suffix(2000))")
+            XCTAssertEqual(sample(text, group), 9, "the host-owned namespace's 9-of-10 group, scrape \(round)")
+            XCTAssertEqual(sample(text, #"portbudget_namespaces{state="exported""#), Double(Self.listed))
+            XCTAssertGreaterThanOrEqual(sample(text, #"portbudget_namespaces{state="summed""#) ?? 0,
+                                        Double(Self.tenantNamespaces - Self.listed), "the tenant's namespaces are summed")
+            XCTAssertEqual(sample(text, #"portbudget_summed_namespaces_max_utilization_ratio{limit="tcp_bind"}"#), 1,
+                           "their drained ranges are not hidden, only summed")
+            // Worst first alone would list 8 of the tenant's drained namespaces and none at 90%.
+            XCTAssertTrue(text.contains(#"portbudget_netns_info{netns="\#(nearlyFull.name)""#),
+                          "a host-owned namespace ranks before every tenant namespace")
+            XCTAssertGreaterThan(samples(text).filter { $0.hasPrefix("portbudget_netns_info{") && $0.contains(#"owner_uid="""#) }.count, 1)
+            XCTAssertLessThanOrEqual(samples(text).count, 20_000)
+            XCTAssertLessThanOrEqual(text.utf8.count, 4 << 20)
+            XCTAssertLessThanOrEqual(descriptors(pid), Self.openFilesLimit, "descriptors")
+            XCTAssertLessThanOrEqual(status(pid, "VmRSS") ?? .max, 256 << 10, "RSS in kB")
+            usleep(300_000)
+        }
+        XCTAssertFalse(agent.stderrText.contains("Too many open files"), agent.stderrText.suffix(2000).description)
+        let check = Command.run(["nsenter", "--net=/run/netns/\(home.name)", Binaries.portbudget, "check", "--all-namespaces",
+                                 "--listed-namespaces", "\(Self.listed)"], timeout: 60)
+        XCTAssertEqual(check.status, 2, check.stderr)
+        let table = check.stdout.split(separator: "\n")
+        XCTAssertTrue(table.contains { $0.hasPrefix(nearlyFull.name + " ") }, check.stdout)
+        XCTAssertTrue(table.contains { $0.hasPrefix("… and ") && $0.contains("in user namespaces of unprivileged users") },
+                      check.stdout)
+
+        // The tenant leaves: back to the baseline.
+        for tenant in tenants { tenant.release() }
+        tenants = []
+        var after = ""
+        let gone = Date().addingTimeInterval(30)
+        while Date() < gone {
+            after = try XCTUnwrap(scrape(), agent.stderrText)
+            if sample(after, #"portbudget_namespaces{state="summed""#) == 0 { break }
+            usleep(200_000)
+        }
+        XCTAssertEqual(sample(after, #"portbudget_namespaces{state="summed""#), 0, after)
+        XCTAssertEqual(sample(after, group), 9)
+        XCTAssertLessThanOrEqual(descriptors(pid), baseline, "every tenant session closed")
+        XCTAssertTrue(agent.process.isRunning)
+        XCTAssertEqual(agent.stop()?.status, 0)
+    }
+}
