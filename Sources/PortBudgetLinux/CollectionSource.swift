@@ -9,8 +9,11 @@ public final class CollectionSource: Sendable {
     public enum Scope: Sendable {
         /// The namespace the agent runs in.
         case own
-        /// Another one, held open since start, entered by the collecting thread (`--netns`).
-        case netns(NetworkNamespaceHandle, name: String)
+        /// Others, each held open since start and entered in turn by the
+        /// collecting thread (`--netns`, repeatable): one namespace is
+        /// reported as the agent's own is; several as `--all-namespaces`
+        /// does, each series with its netns label.
+        case netns([(handle: NetworkNamespaceHandle, name: String)])
         /// Every namespace on the host (`--all-namespaces`).
         case all
     }
@@ -54,7 +57,7 @@ public final class CollectionSource: Sendable {
     /// The scope, with what collecting it keeps across collections.
     private enum Watching {
         case own
-        case netns(NetworkNamespaceHandle, name: String)
+        case netns([(handle: NetworkNamespaceHandle, name: String)])
         case all(AllNamespacesCollector)
     }
 
@@ -72,7 +75,7 @@ public final class CollectionSource: Sendable {
         self.logger = logger
         switch configuration.scope {
         case .own: watching = .own
-        case let .netns(handle, name): watching = .netns(handle, name: name)
+        case let .netns(namespaces): watching = .netns(namespaces)
         case .all:
             watching = .all(AllNamespacesCollector(collectors: collectors, procfs: procfs, cgroups: cgroups, logger: logger))
         }
@@ -86,11 +89,25 @@ public final class CollectionSource: Sendable {
         case .own:
             return CollectionResult(namespaces: [collectors.collect(CollectionContext(procfs: procfs, logger: logger))],
                                     acrossNamespaces: false)
-        case let .netns(handle, name):
+        case let .netns(namespaces) where namespaces.count == 1:
+            let (handle, name) = namespaces[0]
             do { try handle.enterOnThisThread() } catch { return .notEntered("\(error)") }
             let context = CollectionContext(procfs: ProcFS(root: procfs.root, netOfCallingThread: true), logger: logger)
             return CollectionResult(namespaces: [collectors.collect(context, netns: NetnsInfo(name: name, inode: handle.inode))],
                                     acrossNamespaces: false)
+        case let .netns(namespaces):
+            // One after another on this thread; one that cannot be entered is
+            // listed with why, the others are still measured.
+            let context = CollectionContext(procfs: ProcFS(root: procfs.root, netOfCallingThread: true), logger: logger)
+            let collected = namespaces.map { handle, name -> NamespaceCollection in
+                let info = NetnsInfo(name: name, inode: handle.inode)
+                do { try handle.enterOnThisThread() } catch {
+                    return NamespaceCollection(netns: info, report: nil, outcomes: [
+                        CollectorOutcome(name: NetnsInfo.enteringCollector, seconds: 0, error: "\(error)")])
+                }
+                return collectors.collect(context, netns: info)
+            }
+            return CollectionResult(namespaces: collected, acrossNamespaces: true)
         case let .all(every):
             return every.collect()
         }

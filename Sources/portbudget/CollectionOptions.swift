@@ -15,9 +15,9 @@ struct CollectionOptions: ParsableArguments {
     @Option(parsing: .unconditional, help: ArgumentHelp("Source ports the NAT (MASQUERADE/SNAT) hands out, for the SNAT budget (default: serve's --config snat_port_range, else the kernel's 1024-65535).", valueName: "low-high"))
     var snatPortRange: String?
 
-    @Option(help: ArgumentHelp("Watch another network namespace: a name from `ip netns add`, a path to a namespace file, or pid:PID. Needs CAP_SYS_ADMIN.",
+    @Option(help: ArgumentHelp("Watch another network namespace: a name from `ip netns add`, a path to a namespace file, or pid:PID. Needs CAP_SYS_ADMIN. Repeat it to watch several: each series then gains a netns label, and check gives one verdict over all.",
                                valueName: "name|path|pid:PID"))
-    var netns: String?
+    var netns: [String] = []
 
     @Flag(help: "Watch every network namespace on the host (containers, pods, `ip netns`): check gives one verdict over all, then each; every exported series gains a netns label. Needs CAP_SYS_ADMIN and CAP_SYS_PTRACE (see docs/namespaces.md).")
     var allNamespaces = false
@@ -31,10 +31,13 @@ struct CollectionOptions: ParsableArguments {
         guard top >= 0 else { throw ValidationError("--top must be 0 or more, got \(top)") }
         guard listedNamespaces >= 1 else { throw ValidationError("--listed-namespaces must be 1 or more, got \(listedNamespaces)") }
         _ = try parsedSNATPortRange
-        if let netns {
-            do { _ = try NetnsTarget(parsing: netns) } catch { throw ValidationError("\(error)") }
-            guard !allNamespaces else { throw ValidationError("--netns and --all-namespaces exclude each other") }
+        for target in netns {
+            do { _ = try NetnsTarget(parsing: target) } catch { throw ValidationError("\(error)") }
         }
+        if let twice = Dictionary(grouping: netns, by: { $0 }).first(where: { $0.value.count > 1 })?.key {
+            throw ValidationError("--netns \(twice) is given twice")
+        }
+        guard netns.isEmpty || !allNamespaces else { throw ValidationError("--netns and --all-namespaces exclude each other") }
     }
 
     /// `--snat-port-range` checked: nil when not given; a one-line usage error when not a range.
@@ -54,11 +57,12 @@ struct CollectionOptions: ParsableArguments {
     /// range). Opening `--netns`'s namespace can fail: the error says why.
     func source(logger: Logger, adjust: (inout CollectionSource.Configuration) -> Void = { _ in }) throws -> CollectionSource {
         var configuration = CollectionSource.Configuration(procfs: procfs, snatPortRange: try parsedSNATPortRange ?? .kernelDefault)
-        if let netns {
-            // Held open now, so the namespace cannot change under us; entered
+        if !netns.isEmpty {
+            // Held open now, so a namespace cannot change under us; entered
             // by each collection's own thread, whose /proc/net is thread-self's.
-            let target = try NetnsTarget(parsing: netns)
-            configuration.scope = .netns(try NetworkNamespaceHandle(target, procfs: procfs), name: netns)
+            configuration.scope = .netns(try netns.map { name in
+                (handle: try NetworkNamespaceHandle(try NetnsTarget(parsing: name), procfs: procfs), name: name)
+            })
         } else if allNamespaces {
             configuration.scope = .all
             let limit = OpenFilesLimit.raiseToHard()

@@ -22,10 +22,11 @@ final class DiagnosisAlertTests: XCTestCase {
         let description = try XCTUnwrap(machine.active.first?.annotations["description"])
         XCTAssertEqual(description,
                        "10.0.0.1 → 10.0.0.2:443 uses 97% of its ports; new connect() calls to it fail with EADDRNOTAVAIL "
-                       + "at 100%. Cause: time_wait — sysctl -w net.ipv4.tcp_tw_reuse=1; keep connections alive (never "
+                       + "at 100%. Cause: narrow_range — sysctl -w net.ipv4.ip_local_port_range=\"32768 60999\"; "
+                       + "time_wait — sysctl -w net.ipv4.tcp_tw_reuse=1; keep connections alive (never "
                        + "tcp_tw_recycle); hot_destination — pool or keep alive connections to 10.0.0.2:443; each added "
-                       + "destination IP or port, or source IP, adds 100 ports (1.67 new connections/s); narrow_range — "
-                       + "sysctl -w net.ipv4.ip_local_port_range=\"32768 60999\". See docs/runbook.md#time_wait.")
+                       + "destination IP or port, or source IP, adds 100 ports (1.67 new connections/s). "
+                       + "See docs/runbook.md#narrow_range.")
         // The fix is not a label: the alert keeps its identity as the diagnosis moves.
         XCTAssertNil(machine.active.first?.labels["fix"])
     }
@@ -54,8 +55,9 @@ final class DiagnosisAlertTests: XCTestCase {
         let inputs = AlertInputs(report: census.report(thresholds: Thresholds()), icmpUnreachablePerSecond: nil,
                                  projections: [])
         let fix = inputs.samples(.udpUtilization)[0].fix
-        XCTAssertTrue(fix.hasPrefix(" Cause: udp_pressure — shorter idle timeouts"), fix)
-        XCTAssertTrue(fix.contains("narrow_range — sysctl -w net.ipv4.ip_local_port_range"), fix)
+        // The narrow range is the root cause, so it comes first.
+        XCTAssertTrue(fix.hasPrefix(" Cause: narrow_range — sysctl -w net.ipv4.ip_local_port_range"), fix)
+        XCTAssertTrue(fix.contains("udp_pressure — shorter idle timeouts"), fix)
         XCTAssertFalse(fix.contains("hot_destination"), fix)
     }
 }

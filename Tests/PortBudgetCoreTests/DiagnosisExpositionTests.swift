@@ -27,10 +27,10 @@ final class DiagnosisExpositionTests: XCTestCase {
         }
         let lines = findingLines(census.report(thresholds: Thresholds()))
         XCTAssertEqual(lines, [
+            #"portbudget_finding{id="narrow_range",severity="critical",scope="range",fix="sysctl -w net.ipv4.ip_local_port_range=\"32768 60999\""} 1"#,
             #"portbudget_finding{id="time_wait",severity="critical",scope="tcp_destination",local_ip="10.0.0.1",peer_ip="10.0.0.2",peer_port="443",fix="sysctl -w net.ipv4.tcp_tw_reuse=1; keep connections alive (never tcp_tw_recycle)"} 1"#,
             #"portbudget_finding{id="hot_destination",severity="critical",scope="tcp_destination",local_ip="10.0.0.1",peer_ip="10.0.0.2",peer_port="443",fix="pool or keep alive connections to 10.0.0.2:443; each added destination IP or port, or source IP, adds 100 ports (1.67 new connections/s)"} 1"#,
-            #"portbudget_finding{id="narrow_range",severity="critical",scope="range",fix="sysctl -w net.ipv4.ip_local_port_range=\"32768 60999\""} 1"#,
-            #"portbudget_finding{id="hot_destination",severity="warning",scope="tcp_destination",local_ip="10.0.0.1",peer_ip="10.0.0.2",peer_port="80",fix="pool or keep alive connections to 10.0.0.2:80; each added destination IP or port, or source IP, adds 100 ports (1.67 new connections/s)"} 1"#,
+            #"portbudget_finding{id="hot_destination",severity="warning",scope="tcp_destination",local_ip="10.0.0.1",peer_ip="10.0.0.2",peer_port="80",fix="spread the connections to 10.0.0.2:80 over more destination IPs or ports, or more source IPs: each adds 100 ports"} 1"#,
         ])
     }
 

@@ -93,8 +93,13 @@ final class DiagnosisTests: XCTestCase {
 
     // MARK: - One cause each
 
+    /// Churn (most ports in TIME_WAIT): the fix carries the reuse arithmetic.
     func testAHotDestinationCarriesTheArithmetic() throws {
-        let r = report { c in for p in ports(40000..<40090) { c.addTCP(tcp(p), explicitlyBound: false) } }
+        var sysctls = small
+        sysctls.tcpTwReuse = 0
+        let r = report(sysctls) { c in
+            for p in ports(40000..<40090) { c.addTCP(tcp(p, state: TCPState.timeWait, expiresMs: 30_000), explicitlyBound: false) }
+        }
         let f = try only(Diagnosis.findings(for: r), .hotDestination)
         XCTAssertEqual(f.severity, .warning)
         XCTAssertEqual(f.scope, Finding.Scope(r.tcp.groups[0]))
@@ -257,8 +262,9 @@ final class DiagnosisTests: XCTestCase {
         XCTAssertEqual(r.tcp.singleConnectionPorts, 90)
         XCTAssertEqual(r.tcp.autoConnections, 90)
         let findings = Diagnosis.findings(for: r)
-        XCTAssertEqual(findings.map(\.id), [.bindBeforeConnect, .narrowRange])
-        let f = findings[0]
+        // The narrow range is the root cause and leads.
+        XCTAssertEqual(findings.map(\.id), [.narrowRange, .bindBeforeConnect])
+        let f = findings[1]
         XCTAssertEqual(f.severity, .warning)
         XCTAssertEqual(f.scope.kind, .tcpBind)
         XCTAssertEqual(f.evidence["bound_ports"], 90)
@@ -314,8 +320,8 @@ final class DiagnosisTests: XCTestCase {
     func testUDPPressureSaysWhatFailsNext() throws {
         let r = report { c in for p in ports(40000..<40085) { c.addUDP(udp(p)) } }
         let findings = Diagnosis.findings(for: r)
-        XCTAssertEqual(findings.map(\.id), [.udpPressure, .narrowRange])
-        let f = findings[0]
+        XCTAssertEqual(findings.map(\.id), [.narrowRange, .udpPressure])
+        let f = findings[1]
         XCTAssertEqual(f.severity, .warning)
         XCTAssertEqual(f.scope.kind, .udp)
         XCTAssertEqual(f.evidence["bound_ports"], 85)
@@ -325,9 +331,10 @@ final class DiagnosisTests: XCTestCase {
 
     // MARK: - Ranking, thresholds, contract
 
-    /// Critical before warning; within a severity, the finding whose limit has
-    /// fewest ports left (the listener's restart risk rides on TCP bind, 3
-    /// left, before UDP's 18); on a tie, the specific cause first.
+    /// Critical before warning; within a severity, the root cause (a narrow
+    /// range) first, then the finding whose limit has fewest ports left (the
+    /// listener's restart risk rides on TCP bind, 3 left, before UDP's 18);
+    /// on a tie, the specific cause first.
     func testMixedCausesRankBySeverityThenWhatFailsFirst() {
         var sysctls = small
         sysctls.tcpTwReuse = 0
@@ -339,7 +346,7 @@ final class DiagnosisTests: XCTestCase {
             for p in ports(40000..<40082) { c.addUDP(udp(p)) }
         }
         let findings = Diagnosis.findings(for: r)
-        XCTAssertEqual(findings.map(\.id), [.timeWait, .hotDestination, .narrowRange, .listenerInRange, .udpPressure])
+        XCTAssertEqual(findings.map(\.id), [.narrowRange, .timeWait, .hotDestination, .listenerInRange, .udpPressure])
         XCTAssertEqual(findings.map(\.severity), [.critical, .critical, .critical, .warning, .warning])
     }
 
@@ -347,7 +354,7 @@ final class DiagnosisTests: XCTestCase {
         var r = report { c in for p in ports(40000..<40070) { c.addTCP(tcp(p), explicitlyBound: false) } }
         XCTAssertEqual(Diagnosis.findings(for: r), [])
         r.thresholds = Thresholds(warning: 0.6, critical: 0.9)
-        XCTAssertEqual(Diagnosis.findings(for: r).map(\.id), [.hotDestination, .narrowRange])
+        XCTAssertEqual(Diagnosis.findings(for: r).map(\.id), [.narrowRange, .hotDestination])
     }
 
     func testPerDestinationFindingsAreBounded() {
@@ -377,9 +384,9 @@ final class DiagnosisTests: XCTestCase {
         let data = try JSONEncoder().encode(r)
         let object = try XCTUnwrap(JSONSerialization.jsonObject(with: data) as? [String: Any])
         let list = try XCTUnwrap(object["findings"] as? [[String: Any]])
-        XCTAssertEqual(list.map { $0["id"] as? String }, ["hot_destination", "narrow_range", "listener_in_range"])
-        XCTAssertEqual(list[0]["runbook"] as? String, "docs/runbook.md#hot_destination")
-        XCTAssertEqual((list[0]["scope"] as? [String: Any])?["peer_port"] as? Int, 80)
+        XCTAssertEqual(list.map { $0["id"] as? String }, ["narrow_range", "hot_destination", "listener_in_range"])
+        XCTAssertEqual(list[1]["runbook"] as? String, "docs/runbook.md#hot_destination")
+        XCTAssertEqual((list[1]["scope"] as? [String: Any])?["peer_port"] as? Int, 80)
         XCTAssertEqual(try JSONDecoder().decode(PortBudgetReport.self, from: data), r)
     }
 

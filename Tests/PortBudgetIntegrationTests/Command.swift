@@ -97,6 +97,14 @@ final class HeldProcess {
 
     func stderrText() -> String { stderr.snapshot() }
 
+    /// Writes one line to the child's standard input.
+    func send(_ line: String) {
+        try? input.fileHandleForWriting.write(contentsOf: Data((line + "\n").utf8))
+    }
+
+    /// Everything the child printed on standard output so far.
+    func stdoutText() -> String { stdout.snapshot() }
+
     func release() {
         try? input.fileHandleForWriting.close()
         let deadline = Date().addingTimeInterval(5)

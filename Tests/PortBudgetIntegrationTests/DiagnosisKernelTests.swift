@@ -75,7 +75,8 @@ final class DiagnosisKernelTests: XCTestCase {
 
         let all = try findings(ns)
         let f = try only(all, .timeWait)
-        XCTAssertEqual(all.first?.id, .timeWait, "\(all.map(\.id))")
+        // The 100-port range is the root cause and leads; the destination's cause comes next.
+        XCTAssertEqual(all.prefix(2).map(\.id), [.narrowRange, .timeWait], "\(all.map(\.id))")
         XCTAssertEqual(f.severity, .warning)
         XCTAssertEqual(f.scope.peerIP, "10.77.0.1")
         XCTAssertEqual(f.scope.peerPort, 8080)
@@ -106,7 +107,7 @@ final class DiagnosisKernelTests: XCTestCase {
 
         let all = try findings(ns)
         let f = try only(all, .finWait2)
-        XCTAssertEqual(all.first?.id, .finWait2, "\(all.map(\.id))")
+        XCTAssertEqual(all.prefix(2).map(\.id), [.narrowRange, .finWait2], "\(all.map(\.id))")
         XCTAssertEqual(f.severity, .warning)
         XCTAssertEqual(f.scope.peerIP, "127.0.0.1")
         XCTAssertEqual(f.evidence["fin_wait2"], Double(built))
@@ -127,8 +128,8 @@ final class DiagnosisKernelTests: XCTestCase {
                                     "--hold"]).made, 90)
 
         let all = try findings(ns)
-        XCTAssertEqual(all.map(\.id), [.bindBeforeConnect, .narrowRange])
-        let f = all[0]
+        XCTAssertEqual(all.map(\.id), [.narrowRange, .bindBeforeConnect])
+        let f = all[1]
         XCTAssertEqual(f.severity, .warning)
         XCTAssertEqual(f.scope.kind, .tcpBind)
         XCTAssertEqual(f.evidence["bound_ports"], 90)
@@ -141,8 +142,8 @@ final class DiagnosisKernelTests: XCTestCase {
 
         let text = ns.run([Binaries.portbudget, "check"])
         XCTAssertEqual(text.status, 1)
-        XCTAssertTrue(text.stdout.contains("Why, and what to do\n\nWARNING bind_before_connect (TCP host-wide bind)"),
-                      text.stdout)
+        XCTAssertTrue(text.stdout.contains("Why, and what to do\n\nWARNING narrow_range (port range)"), text.stdout)
+        XCTAssertTrue(text.stdout.contains("\nWARNING bind_before_connect (TCP host-wide bind)"), text.stdout)
     }
 
     /// The same bind pressure from plain connect()s: the kernel shares ports
@@ -165,14 +166,16 @@ final class DiagnosisKernelTests: XCTestCase {
         XCTAssertEqual(try ns.hold(["connect", "--to", "127.0.0.1:8080", "--count", "90", "--hold"]).made, 90)
 
         let all = try findings(ns)
-        XCTAssertEqual(all.map(\.id), [.hotDestination, .narrowRange, .listenerInRange])
+        XCTAssertEqual(all.map(\.id), [.narrowRange, .hotDestination, .listenerInRange])
         XCTAssertEqual(all.map(\.severity), [.warning, .warning, .warning])
-        let hot = all[0]
+        let hot = all[1]
         XCTAssertEqual(hot.evidence["used"], 90)
         XCTAssertEqual(hot.evidence["capacity"], 99)
         XCTAssertEqual(try XCTUnwrap(hot.evidence["sustainable_connects_per_second"]), 99.0 / 60, accuracy: 1e-9)
-        XCTAssertTrue(hot.fix.contains("99 ports ÷ 60 s = 1.65 new connections per second"), hot.fix)
-        let narrow = all[1]
+        // 90 live connections, no TIME_WAIT: concurrency, so more budgets lead, not keep-alive.
+        XCTAssertTrue(hot.fix.hasPrefix("Each added destination IP or port, or source IP, is a budget of its own of 99 ports"),
+                      hot.fix)
+        let narrow = all[0]
         XCTAssertEqual(narrow.evidence["suggested_low"], 32768)
         XCTAssertEqual(narrow.evidence["suggested_high"], 60999)
         XCTAssertEqual(narrow.ports, [40050])
@@ -193,15 +196,15 @@ final class DiagnosisKernelTests: XCTestCase {
         XCTAssertEqual(try ns.hold(["udp", "--bind", "[::]:0", "--count", "30", "--hold"]).made, 30)
 
         let all = try findings(ns)
-        XCTAssertEqual(all.map(\.id), [.udpPressure, .narrowRange])
-        let f = all[0]
+        XCTAssertEqual(all.map(\.id), [.narrowRange, .udpPressure])
+        let f = all[1]
         XCTAssertEqual(f.severity, .warning)
         XCTAssertEqual(f.evidence["bound_ports"], 90)
         XCTAssertEqual(f.evidence["sockets"], 90)
         XCTAssertEqual(f.portsLeft, 10)
         XCTAssertTrue(f.cause.contains("DNS lookups and NTP are what fail next"), f.cause)
 
-        for command in all[1].commands { try apply(command, in: ns) }
+        for command in all[0].commands { try apply(command, in: ns) }
         assertNothingAboveInfo(try findings(ns))
     }
 
@@ -217,12 +220,12 @@ final class DiagnosisKernelTests: XCTestCase {
         guard built >= 95 else { return }
 
         let all = try findings(ns)
-        XCTAssertEqual(all.map(\.id), [.timeWait, .hotDestination, .narrowRange, .listenerInRange, .udpPressure])
+        XCTAssertEqual(all.map(\.id), [.narrowRange, .timeWait, .hotDestination, .listenerInRange, .udpPressure])
         XCTAssertEqual(all.map(\.severity), [.critical, .critical, .critical, .warning, .warning])
-        XCTAssertEqual(all[0].commands, ["sysctl -w net.ipv4.tcp_tw_reuse=2"])
-        XCTAssertEqual(all[0].evidence["loopback"], 1)
+        XCTAssertEqual(all[1].commands, ["sysctl -w net.ipv4.tcp_tw_reuse=2"])
+        XCTAssertEqual(all[1].evidence["loopback"], 1)
 
-        try apply(all[0].commands[0], in: ns)
+        try apply(all[1].commands[0], in: ns)
         usleep(1_200_000)
         let after = try findings(ns)
         XCTAssertFalse(after.contains { $0.scope.kind == .tcpDestination }, "\(after.map(\.id))")
@@ -239,8 +242,8 @@ final class DiagnosisKernelTests: XCTestCase {
         let text = try serve.await("answer on /metrics") { ns.httpGet("http://127.0.0.1:9958/metrics") }
         let series = text.split(separator: "\n").filter { $0.hasPrefix("portbudget_finding{") }.map(String.init)
         XCTAssertEqual(series, [
-            #"portbudget_finding{id="hot_destination",severity="warning",scope="tcp_destination",local_ip="127.0.0.1",peer_ip="127.0.0.1",peer_port="8080",fix="pool or keep alive connections to 127.0.0.1:8080; each added destination IP or port, or source IP, adds 99 ports (1.65 new connections/s)"} 1"#,
             #"portbudget_finding{id="narrow_range",severity="warning",scope="range",fix="sysctl -w net.ipv4.ip_local_reserved_ports=40050; sysctl -w net.ipv4.ip_local_port_range=\"32768 60999\""} 1"#,
+            #"portbudget_finding{id="hot_destination",severity="warning",scope="tcp_destination",local_ip="127.0.0.1",peer_ip="127.0.0.1",peer_port="8080",fix="spread the connections to 127.0.0.1:8080 over more destination IPs or ports, or more source IPs: each adds 99 ports"} 1"#,
             #"portbudget_finding{id="listener_in_range",severity="warning",scope="range",fix="sysctl -w net.ipv4.ip_local_reserved_ports=40050, or move the listeners out of the range"} 1"#,
         ])
         _ = serve.stop()
@@ -263,8 +266,8 @@ final class DiagnosisKernelTests: XCTestCase {
         // The listener's 5 clients use plain connect(): they may share ports with the 35.
         XCTAssertTrue((81...86).contains(report.tcp.boundPorts), "\(report.tcp.boundPorts)")
         let all = try XCTUnwrap(report.findings)
-        XCTAssertEqual(all.map(\.id), [.bindBeforeConnect, .narrowRange, .listenerInRange])
-        let f = all[0]
+        XCTAssertEqual(all.map(\.id), [.narrowRange, .bindBeforeConnect, .listenerInRange])
+        let f = all[1]
         XCTAssertEqual(f.severity, .warning)
         XCTAssertEqual(f.evidence["explicit_connected_ports"], 45)
         XCTAssertGreaterThanOrEqual(try XCTUnwrap(f.evidence["bind_before_connect_ports"]), 45)

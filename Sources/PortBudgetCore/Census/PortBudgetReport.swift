@@ -279,12 +279,22 @@ public struct PortBudgetReport: Sendable, Codable, Equatable {
         public var utilization: Double
         public var used: Int
         public var capacity: Int
+        /// Its status for this host's traffic (see `PortBudgetReport.tcpBindStatus`).
+        public var status: Status = .ok
+        /// Host-wide bind only: the ports bound before connect() fill the
+        /// range, so a connect() to a destination nothing uses yet fails too.
+        public var newDestinationsBlocked = false
 
+        /// What the kernel refuses at 0 left, and nothing it still allows:
+        /// ports chosen by connect() and TIME_WAIT entries do not stop a
+        /// connect() to a new destination, only explicitly bound ones do.
         public var failure: String {
             switch kind {
-            case .group: return "connect() fails with EADDRNOTAVAIL"
-            case .tcpBind: return "bind(addr, 0) fails with EADDRINUSE, then connect() to new destinations with EADDRNOTAVAIL"
-            case .udp: return "UDP connect()/sendto() autobind fails with EAGAIN, bind() with EADDRINUSE"
+            case .group: return "connect() to it fails with EADDRNOTAVAIL"
+            case .tcpBind:
+                return "bind(addr, 0) and listen() without a port fail with EADDRINUSE"
+                    + (newDestinationsBlocked ? ", and connect() to any new destination with EADDRNOTAVAIL (every port is bound before connect())" : "")
+            case .udp: return "a UDP socket's autobind (connect(), sendto()) fails with EAGAIN, bind(addr, 0) with EADDRINUSE"
             case .snatGroup: return "the NAT drops new connections to it (conntrack insert_failed rises)"
             case .conntrackTable: return "new connections are dropped (\"nf_conntrack: table full\")"
             }
@@ -306,24 +316,67 @@ public struct PortBudgetReport: Sendable, Codable, Equatable {
         static func hostPort(_ ip: String, _ port: Int) -> String { ip.contains(":") ? "[\(ip)]:\(port)" : "\(ip):\(port)" }
     }
 
+    /// Ports the busiest destination holds, from the aggregates (so it
+    /// survives a --top cut): every group has the same capacity.
+    public var busiestGroupPorts: Int {
+        Int((tcp.maxGroupUtilization * Double(max(0, portRange.usable - tcp.explicitBoundPorts))).rounded())
+    }
+
+    /// Ports taken by bind(addr, 0) before connect(), inferred: plain
+    /// connect() shares a port between destinations and bind(addr, 0) never
+    /// does, so single-connection ports beyond what the busiest destination
+    /// alone explains were bound first. A lower bound; 0 with one destination.
+    public var inferredBindBeforeConnectPorts: Int {
+        tcp.groupCount > 1 ? max(0, tcp.singleConnectionPorts - busiestGroupPorts) : 0
+    }
+
+    /// Ports bound before connect(), seen (an explicit port) or inferred:
+    /// the evidence that something on this host spends host-wide bind headroom.
+    public var bindBeforeConnectPorts: Int { tcp.explicitConnectedPorts + inferredBindBeforeConnectPorts }
+
+    /// Ports a connect() to a new destination may not take: explicit binds,
+    /// and, once bind-before-connect is seen, every port carrying a single
+    /// connection (its bucket is bound; the kernel keeps it from connect()).
+    public var portsClosedToNewDestinations: Int {
+        min(portRange.usable, tcp.explicitBoundPorts + (inferredBindBeforeConnectPorts > 0 ? tcp.singleConnectionPorts : 0))
+    }
+
+    /// The host-wide bind limit's status for this host's traffic. Only
+    /// bind(addr, 0) and listen() without a port fail when it is full, so it
+    /// pages (critical) only when something here spends it: binds before
+    /// connect(), or — with the failure collector — a TCP bind() or listen()
+    /// seen failing. Otherwise (ports taken by connect(), TIME_WAIT) it is at
+    /// most a warning.
+    public var tcpBindStatus: Status {
+        let raw = thresholds.status(tcp.bindUtilization)
+        let bindsSeenFailing = failures?.totals.contains {
+            $0.kind.protocolName == "tcp" && [.bind, .listen].contains($0.kind.call) && $0.count > 0
+        } ?? false
+        return bindBeforeConnectPorts > 0 || bindsSeenFailing ? raw : min(raw, .warning)
+    }
+
     /// Every limit, worst first: by status level, then by fewest ports left
     /// (what fails first); a destination before the host-wide limits on a
     /// tie, since it is the more specific answer.
     public var limits: [Limit] {
         var out: [Limit] = []
         if let worst = tcp.groups.first {
-            out.append(Limit(kind: .group(worst), utilization: worst.utilization, used: worst.used, capacity: worst.capacity))
+            out.append(Limit(kind: .group(worst), utilization: worst.utilization, used: worst.used, capacity: worst.capacity,
+                             status: thresholds.status(worst.utilization)))
         }
-        out.append(Limit(kind: .tcpBind, utilization: tcp.bindUtilization, used: tcp.boundPorts, capacity: portRange.usable))
-        out.append(Limit(kind: .udp, utilization: udp.utilization, used: udp.boundPorts, capacity: portRange.usable))
+        out.append(Limit(kind: .tcpBind, utilization: tcp.bindUtilization, used: tcp.boundPorts, capacity: portRange.usable,
+                         status: tcpBindStatus, newDestinationsBlocked: portsClosedToNewDestinations >= portRange.usable))
+        out.append(Limit(kind: .udp, utilization: udp.utilization, used: udp.boundPorts, capacity: portRange.usable,
+                         status: thresholds.status(udp.utilization)))
         if let worst = snat?.groups.first {
-            out.append(Limit(kind: .snatGroup(worst), utilization: worst.utilization, used: worst.used, capacity: worst.capacity))
+            out.append(Limit(kind: .snatGroup(worst), utilization: worst.utilization, used: worst.used, capacity: worst.capacity,
+                             status: thresholds.status(worst.utilization)))
         }
         if let table = conntrack, table.limit > 0 {
             out.append(Limit(kind: .conntrackTable, utilization: table.utilization, used: Int(table.entries),
-                             capacity: Int(table.limit)))
+                             capacity: Int(table.limit), status: thresholds.status(table.utilization)))
         }
-        func key(_ l: Limit) -> (Int32, Int) { (-thresholds.status(l.utilization).exitCode, l.capacity - l.used) }
+        func key(_ l: Limit) -> (Int32, Int) { (-l.status.exitCode, l.capacity - l.used) }
         return out.enumerated().sorted { a, b in
             let (ka, kb) = (key(a.element), key(b.element))
             return ka != kb ? ka < kb : a.offset < b.offset
@@ -332,8 +385,9 @@ public struct PortBudgetReport: Sendable, Codable, Equatable {
 
     /// The worst status over every group (not only the listed ones), bind and UDP.
     public var status: Status {
-        thresholds.status(max(tcp.maxGroupUtilization, tcp.bindUtilization, udp.utilization,
-                              snat?.maxGroupUtilization ?? 0, conntrack?.utilization ?? 0))
+        max(thresholds.status(max(tcp.maxGroupUtilization, udp.utilization, snat?.maxGroupUtilization ?? 0,
+                                  conntrack?.utilization ?? 0)),
+            tcpBindStatus)
     }
 
     /// The one-line verdict of `check`.

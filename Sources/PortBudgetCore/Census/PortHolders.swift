@@ -172,6 +172,19 @@ public struct ProcessHolder: Sendable, Codable, Equatable {
     public var pid: Int32
     public var comm: String
     public var ports: Int
+    /// On the first of a list only: how many processes hold as many ports
+    /// as it does (itself included), when more than one does — then naming
+    /// it alone would claim what its peers hold.
+    public var tiedProcesses: Int? = nil
+
+    public init(pid: Int32, comm: String, ports: Int, tiedProcesses: Int? = nil) {
+        self.pid = pid
+        self.comm = comm
+        self.ports = ports
+        self.tiedProcesses = tiedProcesses
+    }
+
+    enum CodingKeys: String, CodingKey { case pid, comm, ports, tiedProcesses = "tied_processes" }
 }
 
 /// How holders were found, said once per report: where the cgroup v2 root
@@ -202,8 +215,12 @@ extension PortCensus {
     }
 
     static func processes(_ tally: [ProcessRef: Set<UInt16>], top: Int) -> [ProcessHolder] {
-        let sorted = tally.map { ProcessHolder(pid: $0.key.pid, comm: $0.key.comm, ports: $0.value.count) }
+        var sorted = tally.map { ProcessHolder(pid: $0.key.pid, comm: $0.key.comm, ports: $0.value.count) }
             .sorted { $0.ports != $1.ports ? $0.ports > $1.ports : $0.pid < $1.pid }
+        if let most = sorted.first?.ports {
+            let tied = sorted.prefix { $0.ports == most }.count
+            if tied > 1 { sorted[0].tiedProcesses = tied }
+        }
         return top > 0 ? Array(sorted.prefix(top)) : sorted
     }
 }

@@ -2,10 +2,8 @@
 /// the numbers that show it and the change that fixes it. Encodes to the
 /// `findings` entries of `check --json`.
 ///
-/// Attribution (which process holds the ports) does not exist yet; when it
-/// lands, a finding gains the holders as one more field, and the causes that
-/// depend on an application (bind_before_connect, fin_wait2, udp_pressure)
-/// name it in their evidence.
+/// Causes that depend on an application (hot_destination, time_wait,
+/// bind_before_connect) name the holders the report carries in their text.
 public struct Finding: Sendable, Codable, Equatable {
     /// The causes, in the order that breaks ties between equally severe
     /// findings about the same limit: the specific cause before the generic
@@ -191,6 +189,9 @@ public enum Diagnosis {
         return out.enumerated().sorted { a, b in
             let (x, y) = (a.element, b.element)
             if x.severity != y.severity { return x.severity > y.severity }
+            // A range narrower than the kernel's default explains every other
+            // limit it is as severe as: it is the root cause, so it leads.
+            if (x.id == .narrowRange) != (y.id == .narrowRange) { return x.id == .narrowRange }
             if x.portsLeft != y.portsLeft { return x.portsLeft < y.portsLeft }
             if x.id != y.id { return x.id.rank < y.id.rank }
             return a.offset < b.offset
@@ -199,30 +200,74 @@ public enum Diagnosis {
 
     // MARK: - Causes
 
+    /// The lead fix follows the pattern: ports held mostly by closing
+    /// connections (TIME_WAIT, FIN_WAIT2) are churn, and reusing connections
+    /// is the fix; ports held by live connections are concurrency, which
+    /// only more (destination IP, port, source IP) budgets relieve.
     static func hotDestination(_ g: PortBudgetReport.Group, _ r: PortBudgetReport) -> Finding {
         let severity = Severity(r.thresholds.status(g.utilization))!
         let destination = PortBudgetReport.Limit.hostPort(g.peerIP, g.peerPort)
         let perSecond = Double(g.capacity) / Double(timeWaitSeconds)
+        let closing = g.timeWait + g.finWait2
+        let churn = g.used > 0 && Double(closing) >= causeShare * Double(g.used)
+        let live = max(0, g.used - closing)
         var cause = "Connections from \(g.localIP) to \(destination) hold \(g.used) of the \(g.capacity) ports a "
-            + "connect() to it may use (\(PortBudgetReport.percent(g.utilization))); at 0 left, connect() fails with EADDRNOTAVAIL."
-        if g.timeWait > 0 || g.finWait2 > 0 {
-            cause += " Of the sockets towards it, \(g.timeWait) are in TIME_WAIT and \(g.finWait2) in FIN_WAIT2."
+            + "connect() to it may use (\(PortBudgetReport.percent(g.utilization))); at 0 left, connect() to it fails with EADDRNOTAVAIL."
+        cause += churn
+            ? " \(closing) of them are closing (\(g.timeWait) in TIME_WAIT, \(g.finWait2) in FIN_WAIT2): connections are opened and closed faster than their ports come back."
+            : " \(live) of them are live connections (\(g.timeWait) in TIME_WAIT, \(g.finWait2) in FIN_WAIT2): this is how many are open at once, not churn."
+        if let who = opener(g) { cause += " Opened by \(who)." }
+        let spread = "Each added destination IP or port, or source IP, is a budget of its own of \(g.capacity) ports"
+        let fix: String
+        let action: String
+        if churn {
+            fix = "Reuse connections to \(destination) (keep-alive, a connection pool): when this host closes first, "
+                + "each closed connection holds its port \(timeWaitSeconds) s in TIME_WAIT, so without reuse this "
+                + "destination sustains \(g.capacity) ports ÷ \(timeWaitSeconds) s = \(rate(perSecond)) new connections per "
+                + "second. \(spread) (\(rate(perSecond)) connections per second more): spread the traffic over several."
+            action = "pool or keep alive connections to \(destination); each added destination IP or port, or source "
+                + "IP, adds \(g.capacity) ports (\(rate(perSecond)) new connections/s)"
+        } else {
+            fix = "\(spread): spread these long-lived connections over several — more addresses or ports on "
+                + "\(g.peerIP)'s side (more backend listeners, more IPs behind the service), or more source addresses "
+                + "on this host, the proxy choosing among them. Keep-alive does not help connections that already "
+                + "stay open; if fewer would do the same work, cap how many the application keeps to \(destination)."
+            action = "spread the connections to \(destination) over more destination IPs or ports, or more source "
+                + "IPs: each adds \(g.capacity) ports"
         }
-        let fix = "Reuse connections to \(destination) (keep-alive, a connection pool): when this host closes first, "
-            + "each closed connection holds its port \(timeWaitSeconds) s in TIME_WAIT, so without reuse this "
-            + "destination sustains \(g.capacity) ports ÷ \(timeWaitSeconds) s = \(rate(perSecond)) new connections per "
-            + "second. Each added destination IP or port, "
-            + "or source IP, is a budget of its own of \(g.capacity) ports (\(rate(perSecond)) connections per second "
-            + "more): spread the traffic over several."
         return Finding(
             id: .hotDestination, severity: severity, scope: .init(g), cause: cause,
             evidence: ["used": Double(g.used), "capacity": Double(g.capacity), "utilization": g.utilization,
                        "time_wait": Double(g.timeWait), "fin_wait2": Double(g.finWait2),
+                       "live": Double(live), "churn": churn ? 1 : 0,
                        "sustainable_connects_per_second": perSecond],
-            fix: fix,
-            action: "pool or keep alive connections to \(destination); each added destination IP or port, or source "
-                + "IP, adds \(g.capacity) ports (\(rate(perSecond)) new connections/s)",
-            portsLeft: g.free)
+            fix: fix, action: action, portsLeft: g.free)
+    }
+
+    /// Who opens connections to a destination, as the report names them:
+    /// the holders of its live sockets (TIME_WAIT has no owner). Nil when
+    /// none is named.
+    static func opener(_ g: PortBudgetReport.Group) -> String? {
+        holderPhrase(g.holders, g.processes, unit: "live connection")
+    }
+
+    /// "nginx.service (12 ports), process nginx 4711 (12 ports)", or for
+    /// processes tied at the top, "50 processes with 1 port each (nc 31483, …)".
+    static func holderPhrase(_ holders: [Holder]?, _ processes: [ProcessHolder]?, unit: String = "port") -> String? {
+        var parts: [String] = []
+        func count(_ n: Int) -> String { "\(n) \(unit)\(n == 1 ? "" : "s")" }
+        if let cgroups = holders, !cgroups.isEmpty {
+            parts.append(cgroups.prefix(3).map { "\($0.shortName) (\(count($0.ports)))" }.joined(separator: ", "))
+        }
+        if let first = processes?.first {
+            if let tied = first.tiedProcesses {
+                parts.append("\(tied) processes with \(count(first.ports)) each (\(first.comm) \(first.pid), …)")
+            } else {
+                parts.append("process " + processes!.prefix(3).map { "\($0.comm) \($0.pid) (\(count($0.ports)))" }
+                    .joined(separator: ", "))
+            }
+        }
+        return parts.isEmpty ? nil : parts.joined(separator: "; ")
     }
 
     /// Would the kernel reuse this destination's TIME_WAIT entries (past the
@@ -263,11 +308,15 @@ public enum Diagnosis {
         let cause = "TIME_WAIT holds \(g.timeWait) of the \(g.used) ports in use towards \(destination) "
             + "(\(PortBudgetReport.percent(g.utilization)) of \(g.capacity)), and the kernel will not hand them to a "
             + "new connect(): \(why). This host closes first, so each closed connection keeps its port \(timeWaitSeconds) s."
+            + (opener(g).map { " Who opens connections to \(destination): \($0) (TIME_WAIT entries have no owner)." }
+                ?? " No live connection to \(destination) is open now, and TIME_WAIT entries have no owner: "
+                + "`ss -tnp dst \(destination)` while the load runs names who opens them.")
+        let who = g.holders?.first?.shortName ?? g.processes?.first?.comm
         let fix = "Let connect() reuse TIME_WAIT entries older than \(t.reuseDelayMs) ms: "
             + commands.joined(separator: "; ") + " (persist in /etc/sysctl.d/). That is safe for outgoing "
-            + "connections: timestamps tell an old segment from a new one. Better still, keep connections open "
-            + "(keep-alive, pooling) so fewer close. Never tcp_tw_recycle: it broke clients behind NAT and "
-            + "Linux 4.12 removed it."
+            + "connections: timestamps tell an old segment from a new one. Better still, keep connections to "
+            + "\(destination) open\(who.map { " in \($0)" } ?? "") (upstream keep-alive, pooling) so fewer close. "
+            + "Never tcp_tw_recycle: it broke clients behind NAT and Linux 4.12 removed it."
         return Finding(
             id: .timeWait, severity: severity, scope: .init(g), cause: cause,
             evidence: ["time_wait": Double(g.timeWait), "used": Double(g.used), "capacity": Double(g.capacity),
@@ -312,9 +361,9 @@ public enum Diagnosis {
     /// explain, are counted as bound before connect — a lower bound.
     static func bindBeforeConnect(_ r: PortBudgetReport) -> Finding? {
         let t = r.tcp
-        let busiest = t.groups.map(\.used).max() ?? 0
-        let inferred = t.groupCount > 1 ? max(0, t.singleConnectionPorts - busiest) : 0
-        let bound = t.explicitConnectedPorts + inferred
+        let busiest = r.busiestGroupPorts
+        let inferred = r.inferredBindBeforeConnectPorts
+        let bound = r.bindBeforeConnectPorts
         guard bound > 0 else { return nil }
         var severity: Severity?
         var portsLeft = Int.max
@@ -323,8 +372,9 @@ public enum Diagnosis {
             severity = s
             portsLeft = r.portRange.usable - t.boundPorts
             limits.append("TCP sockets hold \(t.boundPorts) of \(r.portRange.usable) usable ports "
-                + "(\(PortBudgetReport.percent(t.bindUtilization))); at 0 left, bind(addr, 0) fails with EADDRINUSE, "
-                + "then connect() to a new destination with EADDRNOTAVAIL")
+                + "(\(PortBudgetReport.percent(t.bindUtilization))); at 0 left, bind(addr, 0) fails with EADDRINUSE"
+                + (r.portsClosedToNewDestinations >= r.portRange.usable
+                    ? ", and since those ports are bound, connect() to a new destination fails with EADDRNOTAVAIL" : ""))
         }
         // An explicit port is also out of every destination's capacity.
         if let g = t.groups.first, let s = Severity(r.thresholds.status(g.utilization)),
@@ -349,8 +399,8 @@ public enum Diagnosis {
             + limits.joined(separator: "; ") + "."
         let fix = "Set IP_BIND_ADDRESS_NO_PORT on the socket before bind(addr, 0) (Linux 4.2+): the kernel then "
             + "picks the port at connect(), per destination, and shares it. To confine ports to a sub-range, use "
-            + "IP_LOCAL_PORT_RANGE (Linux 6.3+) instead of choosing the port in the application. Which process does "
-            + "it is not attributed yet: `ss -tnp` lists the owners of the connections."
+            + "IP_LOCAL_PORT_RANGE (Linux 6.3+) instead of choosing the port in the application. "
+            + whoBinds(r)
         return Finding(
             id: .bindBeforeConnect, severity: severity, scope: .init(.tcpBind), cause: cause,
             evidence: ["bound_ports": Double(t.boundPorts), "usable": Double(r.portRange.usable),
@@ -361,6 +411,20 @@ public enum Diagnosis {
             fix: fix,
             action: "set IP_BIND_ADDRESS_NO_PORT before bind(addr, 0), or IP_LOCAL_PORT_RANGE instead of a chosen port",
             portsLeft: portsLeft)
+    }
+
+    /// Where the bind-before-connect fix goes: the holders the report names,
+    /// or the flag that would name them.
+    static func whoBinds(_ r: PortBudgetReport) -> String {
+        let named = holderPhrase(r.tcp.holders, r.tcp.processes)
+        switch (named, r.tcp.processes) {
+        case let (named?, processes?) where !processes.isEmpty:
+            return "Holding the most TCP ports: \(named)."
+        case let (named?, _):
+            return "Holding the most TCP ports: \(named); `check --processes` names the processes."
+        default:
+            return "`check --processes` names the processes holding the ports."
+        }
     }
 
     static func udpPressure(_ r: PortBudgetReport) -> Finding? {
@@ -387,7 +451,7 @@ public enum Diagnosis {
         let range = r.portRange
         let defaultSize = kernelDefaultRange.count
         guard range.size < defaultSize, let worst = r.limits.first,
-              let severity = Severity(r.thresholds.status(worst.utilization)) else { return nil }
+              let severity = Severity(worst.status) else { return nil }
         let low = min(range.low, kernelDefaultRange.lowerBound), high = max(range.high, kernelDefaultRange.upperBound)
         let added = (high - low + 1) - range.size
         let projected = PortCensus.ratio(worst.used, worst.capacity + added)
@@ -422,7 +486,7 @@ public enum Diagnosis {
     static func listenerInRange(_ r: PortBudgetReport) -> Finding? {
         let listeners = r.tcp.listenerPortsInRange
         guard !listeners.isEmpty else { return nil }
-        let severity: Severity = r.thresholds.status(r.tcp.bindUtilization) == .ok ? .info : .warning
+        let severity: Severity = r.tcpBindStatus == .ok ? .info : .warning
         let command = reserveCommand(r, adding: listeners)
         let list = portList(listeners)
         let cause = "\(listeners.count) TCP listener\(listeners.count == 1 ? " sits" : "s sit") inside the ephemeral range "

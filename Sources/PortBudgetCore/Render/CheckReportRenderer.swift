@@ -18,7 +18,7 @@ public enum CheckReportRenderer {
         }
         out += row(["Port range", "\(r.low)-\(r.high)", "\(r.usable) usable (\(takes.joined(separator: "; ")))"])
         out += row(["TCP bind", headroom(report.tcp.boundPorts, r.usable, report.tcp.bindUtilization),
-                    "bind(addr, 0) fails with EADDRINUSE when full"
+                    "bind(addr, 0) and listen() without a port fail with EADDRINUSE when full"
                         + topHolder(report.tcp.holders, report.tcp.processes, of: report.tcp.boundPorts, prefix: "; most held by ")])
         out += row(["UDP", headroom(report.udp.boundPorts, r.usable, report.udp.utilization),
                     "autobind fails with EAGAIN when full (\(report.udp.sockets) sockets)"
@@ -48,22 +48,30 @@ public enum CheckReportRenderer {
             table.append([g.localIP, PortBudgetReport.Limit.hostPort(g.peerIP, g.peerPort), "\(g.used)/\(g.capacity)",
                           PortBudgetReport.percent(g.utilization), "\(g.free)", "\(g.timeWait)",
                           report.thresholds.status(g.utilization).rawValue]
-                          + (named ? [topHolder(g.holders, g.processes, of: g.used, prefix: "").nonEmpty ?? "-"] : []))
+                          + (named ? [topHolder(g.holders, g.processes, of: g.used, prefix: "").nonEmpty
+                                        ?? (g.timeWait > 0 ? "- (TIME_WAIT has no owner)" : "-")] : []))
         }
         out += columns(table)
         return out + snatSection(report, top: top)
     }
 
-    /// The biggest holder and its share of `total` ports, e.g.
-    /// "nginx.service 62%" or, with processes, "nginx.service 62% (nginx 4711)"; empty when none.
+    /// The biggest holder and the share of `total` ports it holds itself,
+    /// e.g. "nginx.service 62%" or, with processes, "nginx.service 62% (nginx
+    /// 4711 40%)"; when several processes hold as many ports as the first,
+    /// how many do: "/ 100% (50 processes, 1 port each: nc 31483, …)". Empty when none.
     static func topHolder(_ holders: [Holder]?, _ processes: [ProcessHolder]?, of total: Int, prefix: String) -> String {
         var parts: [String] = []
         if let first = holders?.first {
             parts.append("\(first.shortName) \(PortBudgetReport.percent(share(first.ports, total)))")
         }
         if let first = processes?.first {
-            let process = "\(first.comm) \(first.pid)"
-            parts.append(parts.isEmpty ? "\(process) \(PortBudgetReport.percent(share(first.ports, total)))" : "(\(process))")
+            let process: String
+            if let tied = first.tiedProcesses {
+                process = "\(tied) processes, \(first.ports) port\(first.ports == 1 ? "" : "s") each: \(first.comm) \(first.pid), …"
+            } else {
+                process = "\(first.comm) \(first.pid) \(PortBudgetReport.percent(share(first.ports, total)))"
+            }
+            parts.append(parts.isEmpty ? process : "(\(process))")
         }
         return parts.isEmpty ? "" : prefix + parts.joined(separator: " ")
     }

@@ -44,6 +44,9 @@ public struct NetnsInfo: Sendable, Codable, Equatable {
 
     /// What the namespaces table shows in its WHO column.
     public var who: String {
+        // The agent's own namespace is the host's: its first process is pid 1
+        // or a kernel thread, neither of which says anything.
+        if name == Self.ownName { return "the host" }
         if let pod { return "pod \(pod)" + (containerID.map { " container \($0.prefix(12))" } ?? "") }
         if let containerID { return podUID.map { "pod \($0.prefix(8))… container \(containerID.prefix(12))" } ?? "container \(containerID.prefix(12))" }
         if let podUID { return "pod \(podUID.prefix(8))…" }

@@ -117,6 +117,12 @@ public enum NamespaceDiscovery {
     /// Who lives in a namespace without a name: from its first process's
     /// cgroup, the pod or container, else its systemd service, else the process.
     static func name(_ info: inout NetnsInfo, procfs: ProcFS, cgroups: CgroupResolver?) {
+        // The host's namespace is the host; its first process (a kernel
+        // thread, or init) would only mislead.
+        if info.name == NetnsInfo.ownName {
+            info.pids = []
+            return
+        }
         guard let pid = info.pids.first else { return }
         let comm = (try? procfs.read("\(pid)/comm"))?.split(separator: "\n").first.map(String.init)
         let path = (try? procfs.read("\(pid)/cgroup"))?.split(separator: "\n")

@@ -5,9 +5,13 @@ import Synchronization
 /// Turns the cgroup v2 ids that SOCK_DIAG reports into paths below the v2
 /// root. It walks the hierarchy once, taking each directory's id with
 /// name_to_handle_at(2) (a kernfs file handle is the cgroup id), and caches
-/// id → path; an id it does not know triggers one more walk, at most every
-/// `rewalkInterval`, since a cgroup made after the walk is common (a new
-/// container) and one deleted since is too (its sockets outlive it).
+/// id → path. An id it does not know makes it walk again at once — a new
+/// service or container is exactly when an incident starts, and its cgroup
+/// existed before its sockets did — at most once per `resolve` (one
+/// collection); so does a known id whose path no longer holds it. An id
+/// still absent after that walk is gone (its sockets
+/// outlived it); cgroup ids are never reused, so it is remembered as gone
+/// and never prompts another walk.
 public final class CgroupResolver: Sendable {
     public enum Resolution: Sendable, Equatable {
         case owner(CgroupOwner)
@@ -18,12 +22,13 @@ public final class CgroupResolver: Sendable {
     /// At most this many cgroups are walked: a bound on memory and time for
     /// hosts with pathological hierarchies.
     public static let maxCgroups = 100_000
-    /// Least time between two walks prompted by unknown ids.
-    public static let rewalkInterval = 10.0
+    /// Ids remembered as gone; past it the memory starts over (a host
+    /// deleting cgroups with live sockets faster than this is rare).
+    public static let maxGone = 4096
 
     /// The v2 mount point, nil when this host has no cgroup v2 hierarchy.
     public let root: String?
-    private let state = Mutex<(paths: [UInt64: String], walkedAt: Double?)>(([:], nil))
+    private let state = Mutex<(paths: [UInt64: String], gone: Set<UInt64>, walks: Int)>(([:], [], 0))
 
     /// Finds the v2 hierarchy in `procfs`'s `self/mountinfo`.
     public init(procfs: ProcFS) {
@@ -34,19 +39,30 @@ public final class CgroupResolver: Sendable {
         self.root = root
     }
 
-    /// Resolves every id in `ids`, walking the hierarchy when one is unknown.
+    /// Walks of the hierarchy so far (the first included).
+    public var walks: Int { state.withLock { $0.walks } }
+
+    /// Resolves every id in `ids`, walking the hierarchy (once) when one is
+    /// neither known nor known to be gone.
     public func resolve(_ ids: some Sequence<UInt64>) -> [UInt64: Resolution] {
         guard let root else { return [:] }
-        let now = Self.monotonicSeconds()
         return state.withLock { state in
             var wanted = Array(ids)
-            let unknown = wanted.contains { state.paths[$0] == nil }
-            if unknown, state.walkedAt.map({ now - $0 >= Self.rewalkInterval }) ?? true {
+            wanted.sort()
+            // A known id is checked against its path (one name_to_handle_at
+            // each): a cgroup removed since the walk is unknown again, so it
+            // is not named by a path that no longer exists.
+            let unknown = wanted.filter { id in
+                if let path = state.paths[id] { return Self.cgroupID(path == "/" ? root : root + path) != id }
+                return !state.gone.contains(id)
+            }
+            if !unknown.isEmpty {
                 state.paths = Self.walk(root)
-                state.walkedAt = now
+                state.walks += 1
+                if state.gone.count >= Self.maxGone { state.gone = [] }
+                for id in unknown where state.paths[id] == nil { state.gone.insert(id) }
             }
             var out: [UInt64: Resolution] = [:]
-            wanted.sort()
             for id in wanted { out[id] = state.paths[id].map { .owner(CgroupOwner(path: $0)) } ?? .gone }
             return out
         }
@@ -69,7 +85,7 @@ public final class CgroupResolver: Sendable {
 
     /// The cgroup id of the directory at `path`: name_to_handle_at(2) gives
     /// kernfs's 8-byte file handle, which is the id.
-    static func cgroupID(_ path: String) -> UInt64? {
+    public static func cgroupID(_ path: String) -> UInt64? {
         guard let nameToHandleAt else { return nil }
         // struct file_handle { unsigned int handle_bytes; int handle_type; unsigned char f_handle[]; }
         var handle = [UInt8](repeating: 0, count: 8 + 64)
