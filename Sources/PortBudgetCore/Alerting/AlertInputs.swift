@@ -90,7 +90,7 @@ public struct AlertInputs: Sendable {
 
     public func samples(_ quantity: AlertRule.Quantity) -> [AlertSample] {
         let scope: Finding.Scope.Kind? = switch quantity {
-        case .tcpBindUtilization: .tcpBind
+        case .tcpBindUtilization, .tcpBindUtilizationSpent: .tcpBind
         case .udpUtilization, .udpSocketsInUse: .udp
         default: nil
         }
@@ -111,6 +111,9 @@ public struct AlertInputs: Sendable {
                             fix: fix(kind: .tcpDestination, group: ($0.localIP, $0.peerIP, $0.peerPort)))
             }
         case .tcpBindUtilization:
+            return [AlertSample(value: report.tcp.bindUtilization, fix: fix(kind: .tcpBind))]
+        case .tcpBindUtilizationSpent:
+            guard report.tcpBindSpentHere else { return [] }
             return [AlertSample(value: report.tcp.bindUtilization, fix: fix(kind: .tcpBind))]
         case .udpUtilization:
             return [AlertSample(value: report.udp.utilization, fix: fix(kind: .udp))]

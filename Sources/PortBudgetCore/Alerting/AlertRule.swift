@@ -5,6 +5,9 @@ public struct AlertRule: Sendable, Equatable {
     public enum Quantity: String, Sendable, CaseIterable {
         case tcpGroupUtilization = "tcp_group_utilization"
         case tcpBindUtilization = "tcp_bind_utilization"
+        /// The same, only where this host's traffic spends the limit
+        /// (`PortBudgetReport.tcpBindSpentHere`): what pages.
+        case tcpBindUtilizationSpent = "tcp_bind_utilization_spent"
         case udpUtilization = "udp_utilization"
         case udpSocketsInUse = "udp_sockets_in_use"
         case icmpPortUnreachablePerSecond = "icmp_port_unreachable_per_second"
@@ -68,7 +71,14 @@ public struct AlertRule: Sendable, Equatable {
                           "summary": t("Ephemeral ports towards one destination are running low{{ $netns }}."),
                           "description": t("\(group) uses {{ $value | humanizePercentage }} of its ports.{{ $holder }}{{ $fix }}"),
                       ]),
-            AlertRule(name: "PortBudgetTCPBindPortsNearlyExhausted", quantity: .tcpBindUtilization,
+            // A table full of ports connect() chose stops no connect() to a new
+            // destination: it pages only where this host spends it, else warns.
+            AlertRule(name: "PortBudgetTCPBindPortsLow", quantity: .tcpBindUtilization,
+                      comparison: .above(0.95), forSeconds: 120, severity: "warning", annotations: [
+                          "summary": t("Host-wide TCP bind headroom is running low{{ $netns }}."),
+                          "description": t("TCP sockets hold {{ $value | humanizePercentage }} of the usable ports; bind(addr, 0) fails with EADDRINUSE at 100%.{{ $holder }}{{ $fix }}"),
+                      ]),
+            AlertRule(name: "PortBudgetTCPBindPortsNearlyExhausted", quantity: .tcpBindUtilizationSpent,
                       comparison: .above(0.95), forSeconds: 30, severity: "critical", annotations: [
                           "summary": t("Host-wide TCP bind headroom is nearly exhausted{{ $netns }}."),
                           "description": t("TCP sockets hold {{ $value | humanizePercentage }} of the usable ports; bind(addr, 0) fails with EADDRINUSE at 100%.{{ $holder }}{{ $fix }}"),

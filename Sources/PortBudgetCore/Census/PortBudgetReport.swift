@@ -349,10 +349,17 @@ public struct PortBudgetReport: Sendable, Codable, Equatable {
     /// most a warning.
     public var tcpBindStatus: Status {
         let raw = thresholds.status(tcp.bindUtilization)
+        return tcpBindSpentHere ? raw : min(raw, .warning)
+    }
+
+    /// Whether this host's traffic spends the host-wide bind limit: it
+    /// binds before connect(), the failure collector saw a TCP bind() or
+    /// listen() fail, or no port is usable at all.
+    public var tcpBindSpentHere: Bool {
         let bindsSeenFailing = failures?.totals.contains {
             $0.kind.protocolName == "tcp" && [.bind, .listen].contains($0.kind.call) && $0.count > 0
         } ?? false
-        return bindBeforeConnectPorts > 0 || bindsSeenFailing ? raw : min(raw, .warning)
+        return bindBeforeConnectPorts > 0 || bindsSeenFailing || portRange.usable == 0
     }
 
     /// Every limit, worst first: by status level, then by fewest ports left
