@@ -121,7 +121,16 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            ]
+            ],
+            plugins: ["VersionConstant"]
+        ),
+        // The version constant, generated from the VERSION file at the root
+        // (one source for --version, build_info, the .deb and the image tag).
+        .executableTarget(name: "GenerateVersionConstant"),
+        .plugin(
+            name: "VersionConstant",
+            capability: .buildTool(),
+            dependencies: ["GenerateVersionConstant"]
         ),
         .executableTarget(
             name: "portbudget-loadgen",

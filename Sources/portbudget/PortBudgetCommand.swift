@@ -4,7 +4,8 @@ import Logging
 
 @main
 struct PortBudgetCommand: AsyncParsableCommand {
-    static let version = "0.1.0"
+    /// From the VERSION file, through the VersionConstant build-tool plugin.
+    static let version = BuildVersion.string
 
     static let configuration = CommandConfiguration(
         commandName: "portbudget",
