@@ -79,7 +79,7 @@ let package = Package(
         .target(
             name: "PortBudgetServer",
             dependencies: [
-                "PortBudgetCore", "PortBudgetAgent", "CCrypt",
+                "PortBudgetCore", "PortBudgetAgent", "PortBudgetYAML", "CCrypt",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -93,6 +93,8 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // The YAML reader both configuration files use: errors name file, line and key.
+        .target(name: "PortBudgetYAML", dependencies: [.product(name: "Yams", package: "Yams")]),
         // Blocking socket calls with explicit source addresses: the alert
         // delivery's pinned source ports, and the load generator's sockets.
         .target(name: "PortBudgetSockets"),
@@ -101,7 +103,7 @@ let package = Package(
         .target(
             name: "PortBudgetAlerting",
             dependencies: [
-                "PortBudgetCore", "PortBudgetSockets",
+                "PortBudgetCore", "PortBudgetSockets", "PortBudgetYAML",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -157,7 +159,7 @@ let package = Package(
         ),
         .testTarget(
             name: "PortBudgetAlertingTests",
-            dependencies: ["PortBudgetCore", "PortBudgetAlerting"]
+            dependencies: ["PortBudgetCore", "PortBudgetAlerting", "PortBudgetYAML"]
         ),
         .testTarget(
             name: "PortBudgetIntegrationTests",

@@ -1,5 +1,6 @@
 import Foundation
 import PortBudgetCore
+import PortBudgetYAML
 import Yams
 
 /// The evaluator's configuration (`serve --config FILE`). Without a file the
@@ -79,7 +80,7 @@ public struct AlertConfig: Sendable {
             throw ConfigError(file: file, line: root?.mark?.line, "the top level must be a mapping")
         }
         var config = AlertConfig()
-        let reader = Reader(file: file)
+        let reader = ConfigReader(file: file)
         var rulesSeen = false
         for (keyNode, value) in top {
             let key = try reader.key(keyNode)
@@ -129,50 +130,8 @@ public struct AlertConfig: Sendable {
     }
 }
 
-/// A configuration problem: file, line and what was wrong, on one line.
-public struct ConfigError: Error, CustomStringConvertible, Sendable {
-    public let file: String
-    public let line: Int?
-    public let reason: String
-
-    init(file: String, line: Int?, _ reason: String) {
-        self.file = file
-        self.line = line
-        self.reason = reason
-    }
-
-    public var description: String { line.map { "\(file):\($0): \(reason)" } ?? "\(file): \(reason)" }
-}
-
-/// Walks the YAML tree, turning every surprise into a `ConfigError` with a line.
-struct Reader {
-    let file: String
-
-    func fail(_ node: Node, _ reason: String) -> ConfigError {
-        ConfigError(file: file, line: node.mark?.line, reason)
-    }
-
-    func unknown(_ node: Node, _ key: String, expected: [String]) -> ConfigError {
-        fail(node, "unknown key \"\(key)\" (expected one of: \(expected.joined(separator: ", ")))")
-    }
-
-    func key(_ node: Node) throws -> String {
-        guard let s = node.scalar?.string else { throw fail(node, "a key must be a plain string") }
-        return s
-    }
-
-    func string(_ node: Node, key: String) throws -> String {
-        guard let s = node.scalar?.string else { throw fail(node, "\(key) must be a string") }
-        return s
-    }
-
-    func number(_ node: Node, key: String) throws -> Double {
-        guard let s = node.scalar?.string, let v = Double(s), v.isFinite else {
-            throw fail(node, "\(key) must be a number, got \(node.scalar?.string ?? "a \(kind(node))")")
-        }
-        return v
-    }
-
+/// What only the alerting config reads: durations, labels, port ranges.
+extension ConfigReader {
     func duration(_ node: Node, key: String, positive: Bool = false) throws -> Double {
         let text = try string(node, key: key)
         let value: PrometheusDuration
@@ -187,16 +146,6 @@ struct Reader {
             throw fail(node, "\(key) must be at least \(PrometheusNumber.format(minimum))s, got \(try string(node, key: key))")
         }
         return seconds
-    }
-
-    func mapping(_ node: Node, key: String) throws -> Node.Mapping {
-        guard let m = node.mapping else { throw fail(node, "\(key) must be a mapping, got a \(kind(node))") }
-        return m
-    }
-
-    func sequence(_ node: Node, key: String) throws -> Node.Sequence {
-        guard let s = node.sequence else { throw fail(node, "\(key) must be a list, got a \(kind(node))") }
-        return s
     }
 
     func labels(_ node: Node, key: String) throws -> [String: String] {
@@ -219,15 +168,6 @@ struct Reader {
             throw fail(node, "\(key): \"\(text)\" is not a port or a range LOW-HIGH")
         }
         return low...high
-    }
-
-    func kind(_ node: Node) -> String {
-        switch node {
-        case .scalar: return "scalar"
-        case .mapping: return "mapping"
-        case .sequence: return "list"
-        case .alias: return "alias"
-        }
     }
 
     func alertmanager(_ node: Node) throws -> AlertConfig.Alertmanager {

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import PortBudgetYAML
 import Yams
 
 /// `--web.config.file`: who may read what `serve` serves, in the Prometheus
@@ -128,13 +129,13 @@ public struct WebConfig: Sendable, Equatable {
         var config = WebConfig(file: file)
         // An empty file is the toolkit's "no TLS, no auth".
         guard let root else { return config }
-        let reader = WebConfigReader(file: file)
-        for (k, v) in try reader.mapping(root, key: "the top level") {
+        let reader = ConfigReader(file: file)
+        for (k, v) in try reader.section(root, key: "the top level") {
             switch try reader.key(k) {
             case "tls_server_config":
                 config.tls = try reader.tls(v)
             case "basic_auth_users":
-                for (user, hash) in try reader.mapping(v, key: "basic_auth_users") {
+                for (user, hash) in try reader.section(v, key: "basic_auth_users") {
                     let name = try reader.key(user)
                     config.basicAuthUsers[name] = try reader.bcryptHash(hash, key: "basic_auth_users.\(name)")
                 }
@@ -143,7 +144,7 @@ public struct WebConfig: Sendable, Equatable {
             case "rate_limit":
                 throw reader.fail(k, "rate_limit: not supported by portbudget (the connection cap and request deadlines bound the load; see docs/web-config.md)")
             case "portbudget_server_config":
-                for (pk, pv) in try reader.mapping(v, key: "portbudget_server_config") {
+                for (pk, pv) in try reader.section(v, key: "portbudget_server_config") {
                     switch try reader.key(pk) {
                     case "healthz_without_auth":
                         config.healthzWithoutAuth = try reader.bool(pv, key: "portbudget_server_config.healthz_without_auth")
@@ -162,71 +163,21 @@ public struct WebConfig: Sendable, Equatable {
 }
 
 /// A web configuration problem: file, line and what was wrong, on one line.
-public struct WebConfigError: Error, CustomStringConvertible, Sendable {
-    public let file: String
-    public let line: Int?
-    public let reason: String
+public typealias WebConfigError = ConfigError
 
-    init(file: String, line: Int?, _ reason: String) {
-        self.file = file
-        self.line = line
-        self.reason = reason
-    }
-
-    public var description: String { line.map { "\(file):\($0): \(reason)" } ?? "\(file): \(reason)" }
-}
-
-/// Walks the YAML tree, turning every surprise into a `WebConfigError` with a line.
-struct WebConfigReader {
-    let file: String
-
-    func fail(_ node: Node, _ reason: String) -> WebConfigError {
-        WebConfigError(file: file, line: node.mark?.line, reason)
-    }
-
-    func unknown(_ node: Node, _ key: String, expected: [String]) -> WebConfigError {
-        fail(node, "unknown key \"\(key)\" (expected one of: \(expected.joined(separator: ", ")))")
-    }
-
-    func key(_ node: Node) throws -> String {
-        guard let s = node.scalar?.string else { throw fail(node, "a key must be a plain string") }
-        return s
-    }
-
-    func string(_ node: Node, key: String) throws -> String {
-        guard let s = node.scalar?.string else { throw fail(node, "\(key) must be a string, got a \(kind(node))") }
-        return s
-    }
-
-    func bool(_ node: Node, key: String) throws -> Bool {
-        switch node.scalar?.string {
-        case "true": return true
-        case "false": return false
-        default: throw fail(node, "\(key) must be true or false, got \(node.scalar?.string ?? "a \(kind(node))")")
-        }
-    }
-
-    func mapping(_ node: Node, key: String) throws -> Node.Mapping {
-        // `key:` with nothing after it is an empty section, as in the toolkit.
+/// What only the web config reads: sections that may be empty, lists of
+/// strings, bcrypt hashes, TLS and HTTP settings.
+extension ConfigReader {
+    /// `key:` with nothing after it is an empty section, as in the toolkit.
+    func section(_ node: Node, key: String) throws -> Node.Mapping {
         if let scalar = node.scalar, scalar.string.isEmpty || scalar.string == "null" || scalar.string == "~" {
             return Node.Mapping([])
         }
-        guard let m = node.mapping else { throw fail(node, "\(key) must be a mapping, got a \(kind(node))") }
-        return m
+        return try mapping(node, key: key)
     }
 
     func strings(_ node: Node, key: String) throws -> [String] {
-        guard let s = node.sequence else { throw fail(node, "\(key) must be a list, got a \(kind(node))") }
-        return try s.map { try string($0, key: "\(key)[]") }
-    }
-
-    func kind(_ node: Node) -> String {
-        switch node {
-        case .scalar: return "scalar"
-        case .mapping: return "mapping"
-        case .sequence: return "list"
-        case .alias: return "alias"
-        }
+        try sequence(node, key: key).map { try string($0, key: "\(key)[]") }
     }
 
     /// `$2a$`, `$2b$` or `$2y$`, a two-digit cost, 53 characters of salt and hash.
@@ -260,7 +211,7 @@ struct WebConfigReader {
             return (new, k)
         }
         let prefix = "tls_server_config"
-        for (k, v) in try mapping(node, key: prefix) {
+        for (k, v) in try section(node, key: prefix) {
             let name = try self.key(k)
             switch name {
             case "cert_file": cert = try source(cert, .file(try path(v, "\(prefix).cert_file")), k, "cert", "cert_file")
@@ -349,13 +300,13 @@ struct WebConfigReader {
 
     func httpServerConfig(_ node: Node) throws -> [(name: String, value: String)] {
         var headers: [(name: String, value: String)] = []
-        for (k, v) in try mapping(node, key: "http_server_config") {
+        for (k, v) in try section(node, key: "http_server_config") {
             switch try key(k) {
             case "http2":
                 // HTTP/2 is never offered (scrapers speak HTTP/1.1); either value is accepted, as the toolkit accepts it.
                 _ = try bool(v, key: "http_server_config.http2")
             case "headers":
-                for (hk, hv) in try mapping(v, key: "http_server_config.headers") {
+                for (hk, hv) in try section(v, key: "http_server_config.headers") {
                     let name = try key(hk)
                     guard let allowed = WebConfig.allowedHeaders.first(where: { $0.name.lowercased() == name.lowercased() }) else {
                         throw fail(hk, "http_server_config.headers: \"\(name)\" cannot be set (one of: \(WebConfig.allowedHeaders.map(\.name).joined(separator: ", ")))")

@@ -1,6 +1,7 @@
 import XCTest
 import PortBudgetCore
 @testable import PortBudgetAlerting
+import PortBudgetYAML
 
 final class AlertConfigTests: XCTestCase {
     let full = """
