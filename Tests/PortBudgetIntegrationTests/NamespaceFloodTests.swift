@@ -33,15 +33,8 @@ final class NamespaceFloodTests: XCTestCase {
         samples(text).first { $0.hasPrefix(prefix) }.flatMap { Double($0.split(separator: " ").last ?? "") }
     }
 
-    func status(_ pid: Int32, _ field: String) -> Int? {
-        guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return nil }
-        return text.split(separator: "\n").first { $0.hasPrefix(field + ":") }
-            .flatMap { Int($0.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") }
-    }
-
     func descriptors(_ pid: Int32) -> Int {
-        (0..<5).map { _ in usleep(50_000); return (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").count) ?? -1 }
-            .min() ?? -1
+        (0..<5).map { _ in usleep(50_000); return ProcessProbe.openDescriptors(pid) }.min() ?? -1
     }
 
     func testATenantsFloodNeitherHidesTheHostsExhaustionNorExhaustsTheAgent() throws {
@@ -98,7 +91,7 @@ final class NamespaceFloodTests: XCTestCase {
             XCTAssertLessThanOrEqual(samples(text).count, 20_000)
             XCTAssertLessThanOrEqual(text.utf8.count, 4 << 20)
             XCTAssertLessThanOrEqual(descriptors(pid), Self.openFilesLimit, "descriptors")
-            XCTAssertLessThanOrEqual(status(pid, "VmRSS") ?? .max, 256 << 10, "RSS in kB")
+            XCTAssertLessThanOrEqual(ProcessProbe.statusBytes(pid, "VmRSS") ?? .max, 256 << 20, "RSS")
             usleep(300_000)
         }
         XCTAssertFalse(agent.stderrText.contains("Too many open files"), agent.stderrText.suffix(2000).description)

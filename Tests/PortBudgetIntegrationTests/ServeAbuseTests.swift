@@ -98,17 +98,9 @@ private final class ServedBinary {
     var stderr: String { process.stderrText }
 
     /// A field of /proc/PID/status given in kB, in bytes.
-    func statusBytes(_ field: String) -> Int? {
-        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
-              let line = status.split(separator: "\n").first(where: { $0.hasPrefix(field + ":") }),
-              let kilobytes = line.split(whereSeparator: \.isWhitespace).dropFirst().first.flatMap({ Int($0) })
-        else { return nil }
-        return kilobytes * 1024
-    }
+    func statusBytes(_ field: String) -> Int? { ProcessProbe.statusBytes(pid, field) }
 
-    func openDescriptors() -> Int {
-        (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").count) ?? -1
-    }
+    func openDescriptors() -> Int { ProcessProbe.openDescriptors(pid) }
 
     func get(_ path: String) throws -> (status: Int, body: String) {
         try Loopback.get(port: port, path: path)

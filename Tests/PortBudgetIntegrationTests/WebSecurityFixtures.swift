@@ -86,17 +86,9 @@ final class SecuredServe {
     }
 
     /// A field of /proc/PID/status given in kB, in bytes.
-    func statusBytes(_ field: String) -> Int? {
-        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
-              let line = status.split(separator: "\n").first(where: { $0.hasPrefix(field + ":") }),
-              let kilobytes = line.split(whereSeparator: \.isWhitespace).dropFirst().first.flatMap({ Int($0) })
-        else { return nil }
-        return kilobytes * 1024
-    }
+    func statusBytes(_ field: String) -> Int? { ProcessProbe.statusBytes(pid, field) }
 
-    func openDescriptors() -> Int {
-        (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").count) ?? -1
-    }
+    func openDescriptors() -> Int { ProcessProbe.openDescriptors(pid) }
 
     func stop() throws {
         let stopped = try XCTUnwrap(process.stop(SIGTERM), "serve still running 5 s after SIGTERM")
