@@ -41,6 +41,8 @@ struct NamespacesBench {
     static let marker = "portbudget-bench-namespaces"
     /// Fresh background collections a serve may take to show a change of namespaces.
     static let backgroundAgreementCollections = 3
+    /// Namespaces listed beyond the run's own: the machine's others (its initial one, other tests').
+    static let listedHeadroom = 64
     static let goalSS = 0.25, goalFloor = 1.3, goalRSSMiB = 48.0, goalChurn = 1.25
 
     static let usage = """
@@ -185,11 +187,15 @@ struct NamespacesBench {
         let canServe = Self.serveHasAllNamespaces(portbudget)
         // A serve that collects in the background is timed by its collections (BackgroundServe.swift).
         let background = canServe && Self.serveHelp(portbudget).contains("--collection-interval")
+        // The agent lists at most --listed-namespaces one by one and sums the
+        // rest; the agreement checks need every namespace of the run listed.
+        let listed = Self.serveHelp(portbudget).contains("--listed-namespaces")
+            ? ["--listed-namespaces", String(ours.count + Self.listedHeadroom)] : []
         let builtAt = monotonicSeconds()
         if canServe {
             let child = try Child.spawn(["nsenter", "--net=" + hostPath, portbudget, "serve", "--all-namespaces",
                                          "--listen", "127.0.0.1:\(Self.servePort)"]
-                                        + (background ? ["--collection-interval", ScrapeTarget.backgroundInterval] : []),
+                                        + (background ? ["--collection-interval", ScrapeTarget.backgroundInterval] : []) + listed,
                                         quietStderr: true)
             serve = ScrapeTarget(child: child, port: Self.servePort)
             guard HTTP.waitReady(port: Self.servePort, path: "/metrics", timeout: 60) else {
@@ -198,7 +204,7 @@ struct NamespacesBench {
         } else {
             log("this portbudget has no `serve --all-namespaces`: only check --all-namespaces is measured")
         }
-        let checkArgv = [portbudget, "check", "--all-namespaces", "--json"]
+        let checkArgv = [portbudget, "check", "--all-namespaces", "--json"] + listed
         var others = 0
         if let serve {
             if background {
