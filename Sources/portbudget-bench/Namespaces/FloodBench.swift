@@ -32,8 +32,8 @@ struct FloodBench {
     static let rootHeld = 9
     /// Time between scrapes (as a Prometheus scraping every second would).
     static let scrapeInterval: useconds_t = 1_000_000
-    /// How long making the tenant's namespaces, and the first collection over them, may take.
-    static let buildTimeout = 1800.0
+    /// How long making the tenant's namespaces, and the first collection over them, may each take.
+    static let buildTimeout = 900.0
     /// How long after the tenant leaves a collection without it may take to show.
     static let goneTimeout = 600.0
     // The goals, per scrape and for the agent process.
@@ -201,7 +201,7 @@ struct FloodBench {
         start = monotonicSeconds()
         var sawFlood: Scrape? = nil
         while sawFlood == nil {
-            let s = try take("flood")
+            let s = try take("waiting")
             if let started = s.collectionStarted, started >= start {
                 sawFlood = s
             } else if monotonicSeconds() - start > Self.buildTimeout {
@@ -211,12 +211,13 @@ struct FloodBench {
             }
         }
         let firstCollection = monotonicSeconds() - start
+        var counted = 0
         if let sawFlood {
-            let seen = sawFlood.listed + sawFlood.summed + sawFlood.failed
-            log("serve --all-namespaces sees the flood: \(seen) namespaces (\(sawFlood.listed) listed, \(sawFlood.summed) summed, "
+            counted = sawFlood.listed + sawFlood.summed + sawFlood.failed
+            log("serve --all-namespaces sees the flood: \(counted) namespaces (\(sawFlood.listed) listed, \(sawFlood.summed) summed, "
                 + "\(sawFlood.failed) unmeasured) in a collection of \(Format.fixed(sawFlood.collectionSeconds ?? 0, 1)) s")
-            guard seen >= namespaces else {
-                throw BenchError("serve --all-namespaces counts \(seen) namespaces; the tenant holds \(namespaces)")
+            if counted < namespaces {
+                log("serve --all-namespaces counts \(counted) namespaces; the tenant holds \(namespaces)")
             }
         } else {
             log("serve --all-namespaces completed no collection of the flood within \(Int(Self.buildTimeout)) s")
@@ -255,7 +256,7 @@ struct FloodBench {
         guard kill(serve!.child.pid, 0) == 0 else { throw BenchError("serve --all-namespaces died:\n\(agentErrors.suffix(2000))") }
 
         let report = FloodBenchReport(bench: self, scrapes: scrapes, buildSeconds: buildSeconds, firstCollection: firstCollection,
-                                      sawFlood: sawFlood != nil, replaced: replaced, after: after, backSeconds: backSeconds,
+                                      sawFlood: sawFlood != nil && counted >= namespaces, replaced: replaced, after: after, backSeconds: backSeconds,
                                       baseline: before, emfileLines: emfile, peakRSSKiB: serve!.child.peakRSSKiB,
                                       rootName: root.name)
         let text = report.markdown
