@@ -29,6 +29,23 @@ public struct GroupKey: Hashable, Sendable, Comparable {
     }
 }
 
+/// What the failure collector knows of one namespace's connected sockets
+/// before a census: which took their port with bind() before connect(), and
+/// which began connect() before it watched.
+public struct BoundSocketKnowledge: Sendable {
+    /// Cookies of sockets seen to start connect() with a port already bound.
+    public var boundCookies: Set<UInt64>
+    /// Cookies of connected sockets that were there when the collector first
+    /// looked at the namespace; nil for that first census, which takes every
+    /// connected socket it meets as such.
+    public var predating: Set<UInt64>?
+
+    public init(boundCookies: Set<UInt64>, predating: Set<UInt64>?) {
+        self.boundCookies = boundCookies
+        self.predating = predating
+    }
+}
+
 /// Folds SOCK_DIAG records into the port accounting model, one record at a
 /// time, so memory grows with the number of groups, not of sockets. The rules
 /// are the kernel's (see docs/model.md):
@@ -57,6 +74,16 @@ public struct PortCensus: Sendable {
     /// short of ports points at bind(addr, 0) before connect() (see Diagnosis).
     private var autoConnectionsPerPort: [UInt16]
     private var groups: [GroupKey: GroupAccumulator] = [:]
+    private var boundKnowledge: BoundSocketKnowledge?
+    /// Ports of sockets that look auto-bound but were seen starting
+    /// connect() with a bound port: bind(addr, 0) before connect().
+    private var trackedBoundConnected: PortBitmap
+    /// Of `boundKnowledge`'s cookies, those this census met (the rest are closed).
+    public private(set) var boundCookiesSeen: Set<UInt64> = []
+    /// Connected auto-bound-looking sockets older than the collector's watch.
+    public private(set) var predatingCookiesSeen: Set<UInt64> = []
+    /// Sockets whose port origin the collector learnt only while the dumps ran.
+    private var lateBoundSockets = 0
     private var tcpStates = [Int](repeating: 0, count: 16)
     private var udpSockets = 0
     private var udpliteSockets = 0
@@ -96,6 +123,7 @@ public struct PortCensus: Sendable {
         tcpHolders = HostWideHolders(low: sysctls.rangeLow, high: sysctls.rangeHigh)
         udpHolders = HostWideHolders(low: sysctls.rangeLow, high: sysctls.rangeHigh)
         explicitConnected = empty
+        trackedBoundConnected = empty
         autoConnectionsPerPort = [UInt16](repeating: 0, count: Int(sysctls.rangeHigh) - Int(sysctls.rangeLow) + 1)
     }
 
@@ -129,6 +157,20 @@ public struct PortCensus: Sendable {
 
     func isUsable(_ port: UInt16) -> Bool { tcpBound.covers(port) && !reserved.contains(port) }
 
+    /// Uses what the failure collector saw of bind() before connect(). Call before folding.
+    public mutating func use(_ knowledge: BoundSocketKnowledge) { boundKnowledge = knowledge }
+
+    /// Counts sockets the collector saw begin connect() on a bound port
+    /// while the dumps ran: they may have been folded as connect()'s, so the
+    /// report calls the destinations inferred, not exact.
+    public mutating func noteLateBoundSockets(_ count: Int) { lateBoundSockets += count }
+
+    /// Whether some socket on `port` was folded as holding a port connect() chose.
+    public func holdsConnectChosen(port: UInt16) -> Bool {
+        guard port >= sysctls.rangeLow, port <= sysctls.rangeHigh else { return false }
+        return autoConnectionsPerPort[Int(port &- sysctls.rangeLow)] > 0
+    }
+
     /// Folds one TCP socket. `explicitlyBound` says which dump it came from.
     public mutating func addTCP(_ r: InetDiagRecord, explicitlyBound: Bool) {
         let port = r.localPort
@@ -139,6 +181,21 @@ public struct PortCensus: Sendable {
         // Bound-only sockets (dumped since 6.5 in state CLOSE) hold their bind
         // bucket like listeners do, even when bind(addr, 0) picked the port.
         let peerless = r.state == TCPState.listen || r.state == TCPState.close || r.state == TCPState.boundInactive
+        var explicitlyBound = explicitlyBound
+        if let knowledge = boundKnowledge, !peerless {
+            if knowledge.boundCookies.contains(r.cookie) {
+                // bind(addr, 0) took it: the kernel keeps it from every destination.
+                boundCookiesSeen.insert(r.cookie)
+                if !explicitlyBound {
+                    trackedBoundConnected.insert(port)
+                    // Listed as a destination, though its own ports count against every one.
+                    modifyGroup(GroupKey(local: r.local, peer: r.remote, peerPort: r.remotePort)) { _ in }
+                }
+                explicitlyBound = true
+            } else if !explicitlyBound, knowledge.predating?.contains(r.cookie) ?? true {
+                predatingCookiesSeen.insert(r.cookie)
+            }
+        }
         if explicitlyBound || peerless {
             // bind() gave this port a bucket connect() may not share.
             explicitTCP.insert(port)
@@ -255,6 +312,10 @@ public struct PortCensus: Sendable {
             explicitConnectedPorts: explicitConnected.countExcluding(listenerPorts),
             autoConnections: autoConnections, autoConnectionPorts: autoPorts,
             singleConnectionPorts: singleConnectionPorts)
+        if boundKnowledge != nil {
+            tcp.bindTracking = .init(boundBeforeConnectPorts: trackedBoundConnected.countExcluding(listenerPorts),
+                                     untrackedSockets: predatingCookiesSeen.count + lateBoundSockets)
+        }
         var udp = PortBudgetReport.UDP(
             boundPorts: udpBound.count, utilization: Self.ratio(udpBound.count, usable), sockets: udpSockets)
         var attribution: AttributionNote? = nil

@@ -13,6 +13,8 @@ public final class FailureCollector: Collector {
     let cgroups: CgroupResolver
     /// The agent's own namespace: the one that carries the host-wide drop counters.
     public let ownNetnsInode: UInt64?
+    /// What the programs saw of bind() before connect(), for the census; nil when they did not load.
+    public let boundSockets: BoundSocketTracker?
 
     public init(options: FailurePrograms.Options = .init(), cgroups: CgroupResolver, procfs: ProcFS) {
         do throws(FailureProgramsUnavailable) {
@@ -21,7 +23,9 @@ public final class FailureCollector: Collector {
             programs = .failure(error)
         }
         self.cgroups = cgroups
-        ownNetnsInode = Self.inode(procfs.root + "/thread-self/ns/net")
+        let own = Self.inode(procfs.root + "/thread-self/ns/net")
+        ownNetnsInode = own
+        boundSockets = (try? programs.get()).map { BoundSocketTracker(programs: $0, ownNetnsInode: own) }
     }
 
     /// The loaded programs, or why there are none.

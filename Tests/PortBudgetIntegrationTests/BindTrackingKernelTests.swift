@@ -1,0 +1,102 @@
+import Foundation
+import PortBudgetCore
+import XCTest
+
+/// bind(addr, 0) before connect() as OpenBSD `nc -s` does it, where
+/// SOCK_DIAG alone is blind: with the failure collector loaded, the agent
+/// knows each such socket by cookie, so every destination's free ports are
+/// what the kernel accepts; without it, the rows say they are an upper bound.
+final class BindTrackingKernelTests: XCTestCase {
+    static let listen = "127.0.0.1:9967"
+
+    /// `serve --netns` from the host, so scraping spends none of the namespace's ports.
+    static func serve(_ host: ReplayHost) throws -> ExporterProcess {
+        try ExporterProcess.require("/usr/bin/curl")
+        let serve = try ExporterProcess([Binaries.portbudget, "serve", "--netns", host.ns.name, "--listen", listen])
+        _ = try serve.await("the failure collector loaded") {
+            metrics().contains(#"portbudget_scrape_collector_success{collector="failures"} 1"#) ? true : nil
+        }
+        return serve
+    }
+
+    static func metrics() -> String {
+        Command.run(["curl", "-sf", "--max-time", "10", "http://\(listen)/metrics"]).stdout
+    }
+
+    /// The value of the one sample that starts with `prefix` (name and labels).
+    static func value(_ metrics: String, _ prefix: String) -> Double? {
+        metrics.split(separator: "\n").first { $0.hasPrefix(prefix + " ") }
+            .flatMap { Double($0.split(separator: " ").last ?? "") }
+    }
+
+    static func groupLabels(_ port: Int) -> String {
+        #"{local_ip="10.77.0.1",peer_ip="10.77.0.1",peer_port="\#(port)"}"#
+    }
+
+    func testNetcatToFiveDestinationsEachFreeIsWhatTheKernelAccepts() throws {
+        let host = try ReplayHost(range: (40000, 40049), needs: ["/usr/bin/nc"])
+        let listeners = try host.helper(["python3", "-c", ReplayScripts.acceptAll, "10.77.0.1",
+                                         "9001", "9002", "9003", "9004", "9005"])
+        XCTAssertEqual(listeners.firstLine(timeout: 10), "ready", listeners.stderrText())
+        let serve = try Self.serve(host)
+
+        // 40 of the 50 ports, 8 towards each destination, each taken by bind(10.77.0.1, 0).
+        var ncs: [HeldProcess] = []
+        for i in 0..<40 {
+            ncs.append(try host.start(unit: "pbbind-nc.service", ["nc", "-s", "10.77.0.1", "10.77.0.1", "\(9001 + i % 5)"]))
+        }
+        try host.wait("40 nc connections") { host.distinctLocalPorts("-t", 40000, 40049) == 40 }
+        XCTAssertEqual(ncs.map { $0.stderrText() }.filter { !$0.isEmpty }, [])
+
+        let metrics = try serve.await("a collection after the connections") {
+            let text = Self.metrics()
+            return Self.value(text, #"portbudget_tcp_bound_before_connect_ports{evidence="socket_cookie"}"#) == 40 ? text : nil
+        }
+        XCTAssertEqual(Self.value(metrics, "portbudget_tcp_destination_capacity_exact"), 1, metrics)
+        XCTAssertEqual(Self.value(metrics, #"portbudget_tcp_bound_before_connect_ports{evidence="inferred"}"#), 0)
+        for port in 9001...9005 {
+            XCTAssertEqual(Self.value(metrics, "portbudget_tcp_group_ports_capacity" + Self.groupLabels(port)), 10, "\(port)")
+            XCTAssertEqual(Self.value(metrics, "portbudget_tcp_group_ports_used" + Self.groupLabels(port)), 0, "\(port)")
+        }
+
+        // Without the collector the same sockets look connect()-chosen: each
+        // row counts 42 free, and says it is only an upper bound.
+        let (inferred, _) = try host.check()
+        XCTAssertNil(inferred.tcp.bindTracking)
+        XCTAssertTrue(inferred.destinationFreeIsUpperBound)
+        XCTAssertEqual(inferred.tcp.groups.first { $0.peerPort == 9001 }?.free, 42)
+        let text = host.ns.run([Binaries.portbudget, "check", "--top", "0"]).stdout
+        XCTAssertTrue(text.contains("FREE is an upper bound"), text)
+        XCTAssertTrue(text.contains("≤42"), text)
+
+        // The kernel: exactly 10 more connect()s to each destination, as the agent said.
+        for port in 9001...9005 {
+            XCTAssertEqual(try host.ns.probeConnects(to: "10.77.0.1:\(port)"), LoadOutcome(made: 10, error: "EADDRNOTAVAIL"),
+                           "towards \(port)")
+        }
+    }
+
+    func testNetcatToOneDestinationIsFoundBindingBeforeConnect() throws {
+        let host = try ReplayHost(range: (40000, 40049), needs: ["/usr/bin/nc"])
+        let listeners = try host.helper(["python3", "-c", ReplayScripts.acceptAll, "10.77.0.1", "9001"])
+        XCTAssertEqual(listeners.firstLine(timeout: 10), "ready", listeners.stderrText())
+        let serve = try Self.serve(host)
+        for _ in 0..<45 {
+            try host.start(unit: "pbbind-nc.service", ["nc", "-s", "10.77.0.1", "10.77.0.1", "9001"])
+        }
+        try host.wait("45 nc connections") { host.distinctLocalPorts("-t", 40000, 40049) == 45 }
+
+        let metrics = try serve.await("the bind_before_connect finding") {
+            let text = Self.metrics()
+            return text.contains(#"id="bind_before_connect""#) ? text : nil
+        }
+        XCTAssertEqual(Self.value(metrics, #"portbudget_tcp_bound_before_connect_ports{evidence="socket_cookie"}"#), 45)
+        XCTAssertEqual(Self.value(metrics, "portbudget_tcp_group_ports_capacity" + Self.groupLabels(9001)), 5)
+
+        // State alone cannot see it: one destination leaves no single-connection trace.
+        let (inferred, _) = try host.check()
+        XCTAssertFalse(inferred.findings.contains { $0.id == .bindBeforeConnect }, "\(inferred.findings.map(\.id))")
+        // The kernel agrees with the collector: 5 more connect()s, then none.
+        XCTAssertEqual(try host.ns.probeConnects(to: "10.77.0.1:9001"), LoadOutcome(made: 5, error: "EADDRNOTAVAIL"))
+    }
+}
