@@ -19,8 +19,8 @@ final class BindTrackingKernelTests: XCTestCase {
         return serve
     }
 
-    static func metrics() -> String {
-        Command.run(["curl", "-sf", "--max-time", "10", "http://\(listen)/metrics"]).stdout
+    static func metrics(_ address: String = listen) -> String {
+        Command.run(["curl", "-sf", "--max-time", "10", "http://\(address)/metrics"]).stdout
     }
 
     /// The value of the one sample that starts with `prefix` (name and labels).
@@ -81,6 +81,13 @@ final class BindTrackingKernelTests: XCTestCase {
         let listeners = try host.helper(["python3", "-c", ReplayScripts.acceptAll, "10.77.0.1", "9001"])
         XCTAssertEqual(listeners.firstLine(timeout: 10), "ready", listeners.stderrText())
         let serve = try Self.serve(host)
+        // And one watching every namespace, which remembers every namespace's sockets.
+        let everyAddress = "127.0.0.1:9968"
+        let every = try ExporterProcess([Binaries.portbudget, "serve", "--all-namespaces", "--collection-interval", "1s",
+                                         "--listen", everyAddress])
+        _ = try every.await("a collection of the namespace") {
+            Self.metrics(everyAddress).contains(#"portbudget_ports_usable{netns="\#(host.ns.name)"} 50"#) ? true : nil
+        }
         for _ in 0..<45 {
             try host.start(unit: "pbbind-nc.service", ["nc", "-s", "10.77.0.1", "10.77.0.1", "9001"])
         }
@@ -92,6 +99,10 @@ final class BindTrackingKernelTests: XCTestCase {
         }
         XCTAssertEqual(Self.value(metrics, #"portbudget_tcp_bound_before_connect_ports{evidence="socket_cookie"}"#), 45)
         XCTAssertEqual(Self.value(metrics, "portbudget_tcp_group_ports_capacity" + Self.groupLabels(9001)), 5)
+        let labelled = #"{netns="\#(host.ns.name)",evidence="socket_cookie"}"#
+        _ = try every.await("the namespace's bound sockets, with its netns label") {
+            Self.value(Self.metrics(everyAddress), "portbudget_tcp_bound_before_connect_ports" + labelled) == 45 ? true : nil
+        }
 
         // State alone cannot see it: one destination leaves no single-connection trace.
         let (inferred, _) = try host.check()
