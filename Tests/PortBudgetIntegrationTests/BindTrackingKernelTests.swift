@@ -110,4 +110,34 @@ final class BindTrackingKernelTests: XCTestCase {
         // The kernel agrees with the collector: 5 more connect()s, then none.
         XCTAssertEqual(try host.ns.probeConnects(to: "10.77.0.1:9001"), LoadOutcome(made: 5, error: "EADDRNOTAVAIL"))
     }
+
+    func testCheckWatchKnowsConnectionsMadeDuringTheWindowExactly() throws {
+        let host = try ReplayHost(range: (40000, 40049), needs: ["/usr/bin/nc"])
+        let listeners = try host.helper(["python3", "-c", ReplayScripts.acceptAll, "10.77.0.1",
+                                         "9001", "9002", "9003", "9004", "9005"])
+        XCTAssertEqual(listeners.firstLine(timeout: 10), "ready", listeners.stderrText())
+        // Made before the window: these stay inferred.
+        try host.start(unit: "pbbind-nc.service", ["nc", "10.77.0.1", "9001"])
+        let check = try ExporterProcess([Binaries.portbudget, "check", "--netns", host.ns.name, "--json", "--top", "0",
+                                         "--watch", "5"])
+        _ = try check.await("the programs loaded") {
+            check.stderrText.contains("counting failed port allocations") ? true : nil
+        }
+        for i in 0..<10 {
+            try host.start(unit: "pbbind-nc.service", ["nc", "-s", "10.77.0.1", "10.77.0.1", "\(9001 + i % 5)"])
+        }
+        // A plain connect() in the window is seen too: known to share its port.
+        try host.start(unit: "pbbind-nc.service", ["nc", "10.77.0.1", "9002"])
+        try host.wait("12 connections") { host.distinctLocalPorts("-t", 40000, 40049) == 12 }
+        let deadline = Date().addingTimeInterval(30)
+        while check.process.isRunning && Date() < deadline { usleep(100_000) }
+        XCTAssertFalse(check.process.isRunning, "check --watch 5 still running after 30 s")
+        let report = try JSONDecoder().decode(PortBudgetReport.self, from: Data(check.stdoutText.utf8))
+        XCTAssertEqual(report.tcp.bindTracking, .init(boundBeforeConnectPorts: 10, untrackedSockets: 1),
+                       "the 11 made in the window known, the plain connect() from before it not")
+        XCTAssertFalse(report.tcp.bindTracking?.exact ?? true)
+        for port in 9001...9005 {
+            XCTAssertEqual(report.tcp.groups.first { $0.peerPort == port }?.capacity, 40, "\(port)")
+        }
+    }
 }
