@@ -60,7 +60,8 @@ public final class BoundSocketTracker: @unchecked Sendable {
             namespaces = namespaces.filter { now - $0.value.lastCensus < Self.forgetAfterSeconds }
             return Set(namespaces.keys)
         }
-        let forgetBefore = begun.startedBootNanoseconds &- UInt64(Self.forgetAfterSeconds * 1e9)
+        let age = UInt64(Self.forgetAfterSeconds * 1e9)
+        let forgetBefore = begun.startedBootNanoseconds > age ? begun.startedBootNanoseconds - age : 0
         for socket in after {
             if socket.netnsInode == begun.netnsInode {
                 if socket.bootNanoseconds < begun.startedBootNanoseconds {
