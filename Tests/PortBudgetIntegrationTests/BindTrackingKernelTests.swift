@@ -23,9 +23,10 @@ final class BindTrackingKernelTests: XCTestCase {
         Command.run(["curl", "-sf", "--max-time", "10", "http://\(address)/metrics"]).stdout
     }
 
-    /// The value of the one sample that starts with `prefix` (name and labels).
-    static func value(_ metrics: String, _ prefix: String) -> Double? {
-        metrics.split(separator: "\n").first { $0.hasPrefix(prefix + " ") }
+    /// The value of the one sample that starts with `prefix` (name and
+    /// labels), or with `prefix{` and any labels.
+    static func value(_ metrics: String, _ prefix: String, anyLabels: Bool = false) -> Double? {
+        metrics.split(separator: "\n").first { $0.hasPrefix(prefix + " ") || (anyLabels && $0.hasPrefix(prefix + "{")) }
             .flatMap { Double($0.split(separator: " ").last ?? "") }
     }
 
@@ -84,6 +85,7 @@ final class BindTrackingKernelTests: XCTestCase {
         // And one watching every namespace, which remembers every namespace's sockets.
         let everyAddress = "127.0.0.1:9968"
         let every = try ExporterProcess([Binaries.portbudget, "serve", "--all-namespaces", "--collection-interval", "1s",
+                                         "--listed-namespaces", "10000",
                                          "--listen", everyAddress])
         _ = try every.await("a collection of the namespace") {
             Self.metrics(everyAddress).contains(#"portbudget_ports_usable{netns="\#(host.ns.name)"} 50"#) ? true : nil
@@ -109,6 +111,18 @@ final class BindTrackingKernelTests: XCTestCase {
         XCTAssertFalse(inferred.findings.contains { $0.id == .bindBeforeConnect }, "\(inferred.findings.map(\.id))")
         // The kernel agrees with the collector: 5 more connect()s, then none.
         XCTAssertEqual(try host.ns.probeConnects(to: "10.77.0.1:9001"), LoadOutcome(made: 5, error: "EADDRNOTAVAIL"))
+
+        // The listener closes first, then every nc is killed: no TIME_WAIT on
+        // their side, the sockets are gone, and the watcher forgets all 45.
+        func remembered() -> Double? {
+            Self.value(Self.metrics(everyAddress), "portbudget_failure_collector_bound_sockets", anyLabels: true)
+        }
+        XCTAssertEqual(remembered(), 45)
+        listeners.release()
+        host.ns.releaseHeld()
+        try "1".write(toFile: host.cgroupRoot + host.slice + "/pbbind-nc.service/cgroup.kill", atomically: false, encoding: .utf8)
+        try host.wait("the connections closed") { host.distinctLocalPorts("-t", 40000, 40049) == 0 }
+        _ = try every.await("the closed sockets forgotten") { remembered() == 0 ? true : nil }
     }
 
     func testCheckWatchKnowsConnectionsMadeDuringTheWindowExactly() throws {

@@ -50,8 +50,10 @@ public final class FailureCollector: Collector {
         for (id, resolution) in cgroups.resolve(ids) {
             if case let .owner(owner) = resolution { owners[id] = owner }
         }
+        let own = inode == ownNetnsInode
         return PortAllocationFailures(counts: counts, netnsInode: inode, watched: programs.watched, owners: owners,
-                                      drops: inode == ownNetnsInode ? programs.drops() : nil)
+                                      drops: own ? programs.drops() : nil,
+                                      boundSocketsRemembered: own ? (try? programs.boundSockets().count) : nil)
     }
 
     static func inode(_ path: String) -> UInt64? {
