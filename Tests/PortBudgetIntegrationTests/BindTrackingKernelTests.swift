@@ -154,4 +154,35 @@ final class BindTrackingKernelTests: XCTestCase {
             XCTAssertEqual(report.tcp.groups.first { $0.peerPort == port }?.capacity, 40, "\(port)")
         }
     }
+
+    /// bind(addr, 0), a refused connect() (which releases the port), then a
+    /// connect() that succeeds: connect() chose that port, so it is shared.
+    static let reconnect = """
+        import socket, sys
+        s = socket.socket()
+        s.bind((sys.argv[1], 0))
+        try:
+            s.connect((sys.argv[1], 9999))
+        except ConnectionRefusedError:
+            pass
+        s.connect((sys.argv[1], 9001))
+        print("ready", flush=True)
+        sys.stdin.read()
+        """
+
+    func testASocketWhoseBoundPortWasReleasedIsForgotten() throws {
+        let host = try ReplayHost(range: (40000, 40049), needs: ["/usr/bin/nc"])
+        let listeners = try host.helper(["python3", "-c", ReplayScripts.acceptAll, "10.77.0.1", "9001"])
+        XCTAssertEqual(listeners.firstLine(timeout: 10), "ready", listeners.stderrText())
+        let serve = try Self.serve(host)
+        let client = try host.helper(["python3", "-c", Self.reconnect, "10.77.0.1"])
+        XCTAssertEqual(client.firstLine(timeout: 10), "ready", client.stderrText())
+        let metrics = try serve.await("the connection") {
+            let text = Self.metrics()
+            return Self.value(text, "portbudget_tcp_group_ports_used" + Self.groupLabels(9001)) == 1 ? text : nil
+        }
+        XCTAssertEqual(Self.value(metrics, #"portbudget_tcp_bound_before_connect_ports{evidence="socket_cookie"}"#), 0)
+        XCTAssertEqual(Self.value(metrics, "portbudget_tcp_group_ports_capacity" + Self.groupLabels(9001)), 50)
+        XCTAssertEqual(Self.value(metrics, "portbudget_tcp_destination_capacity_exact"), 1)
+    }
 }

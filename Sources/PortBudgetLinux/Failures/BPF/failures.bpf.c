@@ -151,14 +151,19 @@ static __always_inline bool is_inet(__u16 family)
     return family == AF_INET || family == AF_INET6;
 }
 
-/* connect() began on a socket that already has its port: bind() took it. */
+/* connect() began on a socket that already has its port: bind() took it.
+ * Without a port, connect() chooses it; the socket may have been remembered
+ * before a failed connect() or a disconnect released its bound port. */
 static __always_inline void remember_bound(struct sock *sk)
 {
     if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
         return;
     __u16 port = BPF_CORE_READ(sk, __sk_common.skc_num);
-    if (port == 0)
+    if (port == 0) {
+        __u64 cookie = bpf_get_socket_cookie(sk);
+        bpf_map_delete_elem(&bound_sockets, &cookie);
         return;
+    }
     __u32 netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
     __u32 slot = PB_CONFIG_BOUND_NETNS;
     __u64 *only = bpf_map_lookup_elem(&config, &slot);
