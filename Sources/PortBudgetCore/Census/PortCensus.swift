@@ -33,21 +33,33 @@ public struct GroupKey: Hashable, Sendable, Comparable {
 /// before a census: which took their port with bind() before connect(), and
 /// which began connect() before it watched.
 public struct BoundSocketKnowledge: Sendable {
+    /// Which connected sockets began connect() before the programs watched.
+    public enum Predating: Sendable, Equatable {
+        /// Not known yet: the namespace's first census takes every connected
+        /// socket it meets as such.
+        case firstCensus
+        /// These, by cookie.
+        case cookies(Set<UInt64>)
+        /// Every socket whose cookie is at most this: there were more than
+        /// `PortCensus.predatingCookiesKept`, so only the highest was kept.
+        /// The kernel hands cookies out in per-CPU batches, so a few newer
+        /// sockets fall at or below it too: counted as older, never as exact.
+        case atOrBelow(UInt64)
+    }
+
     /// Cookies of sockets seen to start connect() with a port already bound.
     public var boundCookies: Set<UInt64>
-    /// Cookies of connected sockets that were there when the collector first
-    /// looked at the namespace; nil for that first census, which takes every
-    /// connected socket it meets as such.
-    public var predating: Set<UInt64>?
+    public var predating: Predating
 
-    public init(boundCookies: Set<UInt64>, predating: Set<UInt64>?) {
+    public init(boundCookies: Set<UInt64>, predating: Predating) {
         self.boundCookies = boundCookies
         self.predating = predating
     }
 }
 
 /// Folds SOCK_DIAG records into the port accounting model, one record at a
-/// time, so memory grows with the number of groups, not of sockets. The rules
+/// time, so memory grows with the number of groups, not of sockets (beside
+/// a bounded set of older sockets' cookies when the failure programs run). The rules
 /// are the kernel's (see docs/model.md):
 /// - a TCP port held by an explicit bind (listener, bind(addr, port), bound-only
 ///   socket) is lost to every connect(): it lowers every group's capacity;
@@ -80,8 +92,12 @@ public struct PortCensus: Sendable {
     private var trackedBoundConnected: PortBitmap
     /// Of `boundKnowledge`'s cookies, those this census met (the rest are closed).
     public private(set) var boundCookiesSeen: Set<UInt64> = []
-    /// Connected auto-bound-looking sockets older than the collector's watch.
-    public private(set) var predatingCookiesSeen: Set<UInt64> = []
+    /// Connected auto-bound-looking sockets older than the programs' watch:
+    /// how many, their cookies (up to `predatingCookiesKept`), the highest.
+    private var predatingCount = 0
+    private var predatingCookies: Set<UInt64> = []
+    private var predatingOverflow = false
+    private var highestPredatingCookie: UInt64 = 0
     /// Sockets whose port origin the collector learnt only while the dumps ran.
     private var lateBoundSockets = 0
     private var tcpStates = [Int](repeating: 0, count: 16)
@@ -165,6 +181,32 @@ public struct PortCensus: Sendable {
     /// report calls the destinations inferred, not exact.
     public mutating func noteLateBoundSockets(_ count: Int) { lateBoundSockets += count }
 
+    /// Cookies of older sockets kept per namespace; beyond it, only the
+    /// highest (`BoundSocketKnowledge.Predating.atOrBelow`), so memory stays
+    /// bounded however many connections a namespace had when the programs loaded.
+    public static let predatingCookiesKept = 65_536
+
+    private mutating func notePredating(_ cookie: UInt64) {
+        predatingCount += 1
+        highestPredatingCookie = max(highestPredatingCookie, cookie)
+        guard !predatingOverflow else { return }
+        if predatingCookies.count < Self.predatingCookiesKept {
+            predatingCookies.insert(cookie)
+        } else {
+            predatingOverflow = true
+            predatingCookies = []
+        }
+    }
+
+    /// What the next census of this namespace takes for older sockets: those
+    /// this one met (an older socket never comes back once closed).
+    public var predatingAfter: BoundSocketKnowledge.Predating {
+        if case let .atOrBelow(highest)? = boundKnowledge?.predating {
+            return predatingCount == 0 ? .cookies([]) : .atOrBelow(highest)
+        }
+        return predatingOverflow ? .atOrBelow(highestPredatingCookie) : .cookies(predatingCookies)
+    }
+
     /// Whether some socket on `port` was folded as holding a port connect() chose.
     public func holdsConnectChosen(port: UInt16) -> Bool {
         guard port >= sysctls.rangeLow, port <= sysctls.rangeHigh else { return false }
@@ -192,8 +234,12 @@ public struct PortCensus: Sendable {
                     modifyGroup(GroupKey(local: r.local, peer: r.remote, peerPort: r.remotePort)) { _ in }
                 }
                 explicitlyBound = true
-            } else if !explicitlyBound, knowledge.predating?.contains(r.cookie) ?? true {
-                predatingCookiesSeen.insert(r.cookie)
+            } else if !explicitlyBound {
+                switch knowledge.predating {
+                case .firstCensus: notePredating(r.cookie)
+                case let .cookies(older): if older.contains(r.cookie) { notePredating(r.cookie) }
+                case let .atOrBelow(highest): if r.cookie <= highest { notePredating(r.cookie) }
+                }
             }
         }
         if explicitlyBound || peerless {
@@ -314,7 +360,7 @@ public struct PortCensus: Sendable {
             singleConnectionPorts: singleConnectionPorts)
         if boundKnowledge != nil {
             tcp.bindTracking = .init(boundBeforeConnectPorts: trackedBoundConnected.countExcluding(listenerPorts),
-                                     untrackedSockets: predatingCookiesSeen.count + lateBoundSockets)
+                                     untrackedSockets: predatingCount + lateBoundSockets)
         }
         var udp = PortBudgetReport.UDP(
             boundPorts: udpBound.count, utilization: Self.ratio(udpBound.count, usable), sockets: udpSockets)

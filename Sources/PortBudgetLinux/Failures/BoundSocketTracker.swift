@@ -30,7 +30,7 @@ public final class BoundSocketTracker: @unchecked Sendable {
     private let lock = NSLock()
     /// Per namespace: the connected sockets older than its first census,
     /// still open at the last one, and when that was.
-    private var namespaces: [UInt64: (predating: Set<UInt64>, lastCensus: Double)] = [:]
+    private var namespaces: [UInt64: (predating: BoundSocketKnowledge.Predating, lastCensus: Double)] = [:]
 
     init(programs: FailurePrograms, ownNetnsInode: UInt64?) {
         self.programs = programs
@@ -41,7 +41,7 @@ public final class BoundSocketTracker: @unchecked Sendable {
     public func begin(netnsInode: UInt64) throws(FailureProgramsUnavailable) -> Census {
         let started = Self.bootNanoseconds()
         let bound = try programs.boundSockets()
-        let predating = lock.withLock { namespaces[netnsInode]?.predating }
+        let predating = lock.withLock { namespaces[netnsInode]?.predating } ?? .firstCensus
         let cookies = Set(bound.lazy.filter { $0.netnsInode == netnsInode }.map(\.cookie))
         return Census(netnsInode: netnsInode, knowledge: BoundSocketKnowledge(boundCookies: cookies, predating: predating),
                       startedBootNanoseconds: started)
@@ -56,7 +56,7 @@ public final class BoundSocketTracker: @unchecked Sendable {
         var forget: [UInt64] = []
         var raced = 0
         let known = lock.withLock {
-            namespaces[begun.netnsInode] = (census.predatingCookiesSeen, now)
+            namespaces[begun.netnsInode] = (census.predatingAfter, now)
             namespaces = namespaces.filter { now - $0.value.lastCensus < Self.forgetAfterSeconds }
             return Set(namespaces.keys)
         }
