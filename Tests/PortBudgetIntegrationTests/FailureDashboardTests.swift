@@ -7,15 +7,15 @@ import XCTest
 /// those panels must return exactly what the kernel refused: per kind, per
 /// cgroup, in total, and which collector is blind.
 final class FailureDashboardTests: XCTestCase {
-    static let panelTitles = ["Failed port allocations (5m)", "Failure collector", "Failed port allocations per second",
-                              "Who fails: top cgroups"]
+    static let panelTitles = ["Failed port allocations (5m)", "Failure collector", "Failure collector drops (15m)",
+                              "Failed port allocations per second", "Who fails: top cgroups"]
 
     func testFailurePanelsShowExactlyTheFailuresMade() throws {
         for tool in ["/usr/bin/prometheus", "/usr/bin/curl", "/usr/bin/setpriv"] { try ExporterProcess.require(tool) }
         let dashboard = try GrafanaDashboard(json: Data(contentsOf: URL(fileURLWithPath: DashboardTests.dashboardPath)))
         let panels = dashboard.panels.filter { panel in
             panel.targets.contains { t in
-                t.expr.contains("port_allocation_failures_total") || t.expr.contains(#"collector="failures""#)
+                t.expr.contains("port_allocation_failure") || t.expr.contains(#"collector="failures""#)
             }
         }
         XCTAssertEqual(Set(panels.map(\.title)), Set(Self.panelTitles))
@@ -118,6 +118,13 @@ final class FailureDashboardTests: XCTestCase {
         let state = Dictionary((byPanel["Failure collector"] ?? []).map { ($0.labels["instance"] ?? "", $0.value) },
                                uniquingKeysWith: { a, _ in a })
         XCTAssertEqual(state, [counting: 1, blind: 0])
+
+        // Nothing dropped: every reason the alert watches, at exactly 0, and
+        // none from the blind agent.
+        let drops = byPanel["Failure collector drops (15m)"] ?? []
+        XCTAssertEqual(Set(drops.map { "\($0.labels["instance"] ?? "") \($0.labels["reason"] ?? "")" }),
+                       Set(["count_keys", "pending", "bound_sockets"].map { "\(counting) \($0)" }))
+        XCTAssertTrue(drops.allSatisfy { $0.value == 0 }, "\(drops)")
 
         // Per kind: each count over the 30 s window; the other kinds watched at 0.
         let rates = (byPanel["Failed port allocations per second"] ?? []).filter { $0.labels["instance"] == counting }
