@@ -12,6 +12,7 @@ extension CheckCommand {
         guard let watch else { return }
         let failures = source.collectors.collectors.lazy.compactMap { $0 as? FailureCollector }.first
         guard failures?.loaded != nil else { return }
+        await source.markConnectionsOlderThanTheFailurePrograms()
         printError("portbudget: counting failed port allocations for \(watch) s")
         try await Task.sleep(for: .seconds(watch))
     }

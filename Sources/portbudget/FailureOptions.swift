@@ -1,4 +1,5 @@
 import ArgumentParser
+import PortBudgetAgent
 import PortBudgetLinux
 
 /// How `serve` and `textfile` watch failed port allocations (docs/failures.md).
@@ -13,5 +14,17 @@ struct FailureOptions: ParsableArguments {
     /// What to load; nil for --no-failures.
     var programs: FailurePrograms.Options? {
         noFailures ? nil : FailurePrograms.Options(syscallHooks: failureSyscallHooks)
+    }
+}
+
+extension CollectionSource {
+    /// Collects once as soon as the failure programs are loaded, and drops
+    /// the result: the sockets connected by then are the ones whose port
+    /// origin stays inferred. Without it the first scrape (or the end of
+    /// `check --watch`) would take every connection made since start for one
+    /// older than the programs. A no-op when they did not load.
+    func markConnectionsOlderThanTheFailurePrograms() async {
+        guard collectors.collectors.contains(where: { ($0 as? FailureCollector)?.loaded != nil }) else { return }
+        _ = try? await CollectionRunner(deadline: deadline, collectorNames: collectors.names, collect: collect).run()
     }
 }

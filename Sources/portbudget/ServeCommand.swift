@@ -134,6 +134,8 @@ struct ServeCommand: AsyncParsableCommand {
                                             deadline: source.deadline, collectorNames: source.collectors.names,
                                             freshness: freshness, budget: collection.budget, collect: source.collect)
         await evaluator.collect { _ = try await coordinator.scrape() }
+        // Background collection starts at once; a per-scrape one waits for a scrape.
+        if freshness == .perScrape { await source.markConnectionsOlderThanTheFailurePrograms() }
         var serverConfiguration = MetricsServer.Configuration(listen: address, maxConnections: maxConnections)
         serverConfiguration.web = web
         let server = try await MetricsServer.bind(serverConfiguration, coordinator: coordinator, logger: logger)

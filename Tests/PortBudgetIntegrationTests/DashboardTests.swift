@@ -23,6 +23,8 @@ final class DashboardTests: XCTestCase {
             + " When present, every series must carry scope tcp_group, tcp_bind or udp.",
         // This test's namespace has no NAT; SNATDashboardTests proves these panels on a masquerading router.
         "portbudget_snat_group_ports": "no NAT in this namespace, so no SNAT group; SNATDashboardTests fills one",
+        // A cgroup is listed from its first failure; FailureDashboardTests makes failures.
+        "portbudget_cgroup_port_allocation_failures_total": "no port allocation fails here, so no cgroup has failures",
     ]
 
     // MARK: the model
@@ -100,7 +102,9 @@ final class DashboardTests: XCTestCase {
                        "portbudget_sockstat_tcp_tw", "portbudget_icmp_out_dest_unreachs_total", "node_netstat_Udp_NoPorts",
                        "portbudget_sockstat_udp_inuse", "portbudget_sockstat_udp6_inuse", "node_sockstat_UDP_inuse",
                        "predict_linear(", "portbudget_seconds_to_exhaustion", "ALERTS{",
-                       "portbudget_scrape_collector_success", "portbudget_scrape_collector_duration_seconds"] {
+                       "portbudget_scrape_collector_success", "portbudget_scrape_collector_duration_seconds",
+                       "portbudget_port_allocation_failures_total", "portbudget_cgroup_port_allocation_failures_total",
+                       #"collector="failures""#] {
             XCTAssert(all.contains(metric), "no panel queries \(metric)")
         }
     }
@@ -474,8 +478,10 @@ struct PrometheusAPI {
 
     func get(_ path: String) -> String { fetch([base + path]).first ?? "" }
 
-    func query(_ exprs: [String]) -> [Response] {
-        fetch(exprs.map { base + "/api/v1/query?query=" + Self.encode($0) }).map(Response.init)
+    /// Instant queries, at `time` (seconds since the epoch, millisecond precision) or now.
+    func query(_ exprs: [String], at time: Double? = nil) -> [Response] {
+        let at = time.map { String(format: "&time=%.3f", $0) } ?? ""
+        return fetch(exprs.map { base + "/api/v1/query?query=" + Self.encode($0) + at }).map(Response.init)
     }
 
     func queryRange(_ exprs: [String], start: Double, end: Double, step: Double) -> [Response] {

@@ -11,6 +11,7 @@
 #define PB_MAX_COUNT_KEYS 4096      /* distinct (netns, protocol, call, errno, cgroup) */
 #define PB_MAX_PENDING 4096         /* threads inside a watched bind()/connect() at once (opt-in hooks) */
 #define PB_EVENT_RING_BYTES (256 * 1024) /* failures waiting for `portbudget trace` */
+#define PB_MAX_BOUND_SOCKETS 65536  /* sockets remembered as bound before connect() (the agent forgets closed ones) */
 
 /* Which call failed. "send" covers sendto, sendmsg and sendmmsg: the
  * tracepoint that sees the failure fires below all three. */
@@ -26,13 +27,15 @@ enum pb_drop {
     PB_DROP_COUNT_KEYS = 0,   /* counts map full: a failure went uncounted */
     PB_DROP_EVENTS = 1,       /* event ring full: trace missed a failure */
     PB_DROP_PENDING = 2,      /* pending map full: an opt-in hook could not follow a call */
-    PB_DROP_SLOTS = 3,
+    PB_DROP_BOUND_SOCKETS = 3, /* bound map full: a socket bound before connect() went unremembered */
+    PB_DROP_SLOTS = 4,
 };
 
 /* Indexes of the config array (set by the agent after load). */
 enum pb_config {
     PB_CONFIG_EMIT_EVENTS = 0, /* nonzero while `portbudget trace` reads the ring */
-    PB_CONFIG_SLOTS = 1,
+    PB_CONFIG_BOUND_NETNS = 1, /* remember bound-before-connect sockets of this netns inode only; 0: of every one */
+    PB_CONFIG_SLOTS = 2,
 };
 
 struct pb_count_key {
@@ -41,6 +44,17 @@ struct pb_count_key {
     __u16 error;       /* positive errno */
     __u8 protocol;     /* IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE */
     __u8 call;         /* enum pb_call */
+};
+
+/* A TCP socket that already had its local port when connect() began: bind()
+ * took it (bind(addr, 0) included), so the kernel keeps it from connect() to
+ * every other destination. SOCK_DIAG cannot tell bind(addr, 0) from a port
+ * connect() chose; the socket cookie (which inet_diag reports) ties the two. */
+struct pb_bound_socket {
+    __u64 boot_ns;     /* when connect() began, bpf_ktime_get_boot_ns() */
+    __u32 netns_inode;
+    __u16 port;        /* local port, host order */
+    __u16 unused;
 };
 
 struct pb_event {

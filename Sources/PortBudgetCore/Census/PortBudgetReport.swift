@@ -168,6 +168,9 @@ public struct PortBudgetReport: Sendable, Codable, Equatable {
         /// connect() shares a port between destinations; bind(addr, 0) before
         /// connect() never does.
         public var singleConnectionPorts: Int = 0
+        /// What the failure collector saw of bind() before connect(), by
+        /// socket cookie; nil without it (then bind(addr, 0) is inferred).
+        public var bindTracking: BindTracking? = nil
         /// Cgroups and processes holding the most TCP ports host-wide.
         public var holders: [Holder]? = nil
         public var processes: [ProcessHolder]? = nil
@@ -197,7 +200,7 @@ public struct PortBudgetReport: Sendable, Codable, Equatable {
             case socketsByState = "sockets_by_state", groups
             case explicitConnectedPorts = "explicit_connected_ports", autoConnections = "auto_connections"
             case autoConnectionPorts = "auto_connection_ports", singleConnectionPorts = "single_connection_ports"
-            case holders, processes
+            case bindTracking = "bind_tracking", holders, processes
         }
 
         public init(from decoder: Decoder) throws {
@@ -214,8 +217,46 @@ public struct PortBudgetReport: Sendable, Codable, Equatable {
             autoConnections = try c.decodeIfPresent(Int.self, forKey: .autoConnections) ?? 0
             autoConnectionPorts = try c.decodeIfPresent(Int.self, forKey: .autoConnectionPorts) ?? 0
             singleConnectionPorts = try c.decodeIfPresent(Int.self, forKey: .singleConnectionPorts) ?? 0
+            bindTracking = try c.decodeIfPresent(BindTracking.self, forKey: .bindTracking)
             holders = try c.decodeIfPresent([Holder].self, forKey: .holders)
             processes = try c.decodeIfPresent([ProcessHolder].self, forKey: .processes)
+        }
+    }
+
+    /// Which connected sockets took their port with bind() before connect(),
+    /// as the failure collector saw each connect() begin. SOCK_DIAG alone
+    /// cannot tell bind(addr, 0) from a port connect() chose.
+    public struct BindTracking: Sendable, Codable, Equatable {
+        /// Ports of connected sockets seen to start connect() with a port
+        /// bind(addr, 0) took: counted with the explicit binds, lost to every destination.
+        public var boundBeforeConnectPorts: Int
+        /// Connected sockets that began connect() before the collector
+        /// watched: for them bind-before-connect stays inferred.
+        public var untrackedSockets: Int
+        /// Every connected socket's port origin is known: destination
+        /// capacities and free ports are what the kernel will allow.
+        public var exact: Bool { untrackedSockets == 0 }
+
+        public init(boundBeforeConnectPorts: Int, untrackedSockets: Int) {
+            self.boundBeforeConnectPorts = boundBeforeConnectPorts
+            self.untrackedSockets = untrackedSockets
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case boundBeforeConnectPorts = "bound_before_connect_ports", untrackedSockets = "untracked_sockets", exact
+        }
+
+        public init(from decoder: Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            boundBeforeConnectPorts = try c.decode(Int.self, forKey: .boundBeforeConnectPorts)
+            untrackedSockets = try c.decode(Int.self, forKey: .untrackedSockets)
+        }
+
+        public func encode(to encoder: Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(boundBeforeConnectPorts, forKey: .boundBeforeConnectPorts)
+            try c.encode(untrackedSockets, forKey: .untrackedSockets)
+            try c.encode(exact, forKey: .exact)
         }
     }
 
@@ -325,9 +366,20 @@ public struct PortBudgetReport: Sendable, Codable, Equatable {
     /// Ports taken by bind(addr, 0) before connect(), inferred: plain
     /// connect() shares a port between destinations and bind(addr, 0) never
     /// does, so single-connection ports beyond what the busiest destination
-    /// alone explains were bound first. A lower bound; 0 with one destination.
+    /// alone explains were bound first. A lower bound; 0 with one destination,
+    /// and 0 when the failure collector saw every connect() begin (then
+    /// `tcp.bindTracking` counts them instead).
     public var inferredBindBeforeConnectPorts: Int {
-        tcp.groupCount > 1 ? max(0, tcp.singleConnectionPorts - busiestGroupPorts) : 0
+        if tcp.bindTracking?.exact == true { return 0 }
+        return tcp.groupCount > 1 ? max(0, tcp.singleConnectionPorts - busiestGroupPorts) : 0
+    }
+
+    /// Whether the destinations' capacity and free ports are only upper
+    /// bounds: bind-before-connect is suspected, and some of the ports
+    /// bind() took may be counted as shareable because SOCK_DIAG shows
+    /// them as connect()'s (no failure collector, or sockets older than it).
+    public var destinationFreeIsUpperBound: Bool {
+        tcp.bindTracking?.exact != true && inferredBindBeforeConnectPorts > 0
     }
 
     /// Ports bound before connect(), seen (an explicit port) or inferred:
@@ -419,6 +471,7 @@ public struct PortBudgetReport: Sendable, Codable, Equatable {
         case portRange = "port_range", timeWaitReuse = "time_wait_reuse", tcp, udp, udplite, thresholds, counters
         case status, verdict, attribution, findings
         case snat, conntrack, failures
+        case destinationFreeIsUpperBound = "destination_free_is_upper_bound"
     }
 
     public init(from decoder: Decoder) throws {
@@ -448,6 +501,7 @@ public struct PortBudgetReport: Sendable, Codable, Equatable {
         try c.encode(thresholds, forKey: .thresholds)
         try c.encode(status, forKey: .status)
         try c.encode(verdict, forKey: .verdict)
+        try c.encode(destinationFreeIsUpperBound, forKey: .destinationFreeIsUpperBound)
         try c.encodeIfPresent(snat, forKey: .snat)
         try c.encodeIfPresent(conntrack, forKey: .conntrack)
         try c.encodeIfPresent(failures, forKey: .failures)

@@ -29,8 +29,37 @@ public struct GroupKey: Hashable, Sendable, Comparable {
     }
 }
 
+/// What the failure collector knows of one namespace's connected sockets
+/// before a census: which took their port with bind() before connect(), and
+/// which began connect() before it watched.
+public struct BoundSocketKnowledge: Sendable {
+    /// Which connected sockets began connect() before the programs watched.
+    public enum Predating: Sendable, Equatable {
+        /// Not known yet: the namespace's first census takes every connected
+        /// socket it meets as such.
+        case firstCensus
+        /// These, by cookie.
+        case cookies(Set<UInt64>)
+        /// Every socket whose cookie is at most this: there were more than
+        /// `PortCensus.predatingCookiesKept`, so only the highest was kept.
+        /// The kernel hands cookies out in per-CPU batches, so a few newer
+        /// sockets fall at or below it too: counted as older, never as exact.
+        case atOrBelow(UInt64)
+    }
+
+    /// Cookies of sockets seen to start connect() with a port already bound.
+    public var boundCookies: Set<UInt64>
+    public var predating: Predating
+
+    public init(boundCookies: Set<UInt64>, predating: Predating) {
+        self.boundCookies = boundCookies
+        self.predating = predating
+    }
+}
+
 /// Folds SOCK_DIAG records into the port accounting model, one record at a
-/// time, so memory grows with the number of groups, not of sockets. The rules
+/// time, so memory grows with the number of groups, not of sockets (beside
+/// a bounded set of older sockets' cookies when the failure programs run). The rules
 /// are the kernel's (see docs/model.md):
 /// - a TCP port held by an explicit bind (listener, bind(addr, port), bound-only
 ///   socket) is lost to every connect(): it lowers every group's capacity;
@@ -57,6 +86,20 @@ public struct PortCensus: Sendable {
     /// short of ports points at bind(addr, 0) before connect() (see Diagnosis).
     private var autoConnectionsPerPort: [UInt16]
     private var groups: [GroupKey: GroupAccumulator] = [:]
+    private var boundKnowledge: BoundSocketKnowledge?
+    /// Ports of sockets that look auto-bound but were seen starting
+    /// connect() with a bound port: bind(addr, 0) before connect().
+    private var trackedBoundConnected: PortBitmap
+    /// Of `boundKnowledge`'s cookies, those this census met (the rest are closed).
+    public private(set) var boundCookiesSeen: Set<UInt64> = []
+    /// Connected auto-bound-looking sockets older than the programs' watch:
+    /// how many, their cookies (up to `predatingCookiesKept`), the highest.
+    private var predatingCount = 0
+    private var predatingCookies: Set<UInt64> = []
+    private var predatingOverflow = false
+    private var highestPredatingCookie: UInt64 = 0
+    /// Sockets whose port origin the collector learnt only while the dumps ran.
+    private var lateBoundSockets = 0
     private var tcpStates = [Int](repeating: 0, count: 16)
     private var udpSockets = 0
     private var udpliteSockets = 0
@@ -96,6 +139,7 @@ public struct PortCensus: Sendable {
         tcpHolders = HostWideHolders(low: sysctls.rangeLow, high: sysctls.rangeHigh)
         udpHolders = HostWideHolders(low: sysctls.rangeLow, high: sysctls.rangeHigh)
         explicitConnected = empty
+        trackedBoundConnected = empty
         autoConnectionsPerPort = [UInt16](repeating: 0, count: Int(sysctls.rangeHigh) - Int(sysctls.rangeLow) + 1)
     }
 
@@ -129,6 +173,46 @@ public struct PortCensus: Sendable {
 
     func isUsable(_ port: UInt16) -> Bool { tcpBound.covers(port) && !reserved.contains(port) }
 
+    /// Uses what the failure collector saw of bind() before connect(). Call before folding.
+    public mutating func use(_ knowledge: BoundSocketKnowledge) { boundKnowledge = knowledge }
+
+    /// Counts sockets the collector saw begin connect() on a bound port
+    /// while the dumps ran: they may have been folded as connect()'s, so the
+    /// report calls the destinations inferred, not exact.
+    public mutating func noteLateBoundSockets(_ count: Int) { lateBoundSockets += count }
+
+    /// Cookies of older sockets kept per namespace; beyond it, only the
+    /// highest (`BoundSocketKnowledge.Predating.atOrBelow`), so memory stays
+    /// bounded however many connections a namespace had when the programs loaded.
+    public static let predatingCookiesKept = 65_536
+
+    private mutating func notePredating(_ cookie: UInt64) {
+        predatingCount += 1
+        highestPredatingCookie = max(highestPredatingCookie, cookie)
+        guard !predatingOverflow else { return }
+        if predatingCookies.count < Self.predatingCookiesKept {
+            predatingCookies.insert(cookie)
+        } else {
+            predatingOverflow = true
+            predatingCookies = []
+        }
+    }
+
+    /// What the next census of this namespace takes for older sockets: those
+    /// this one met (an older socket never comes back once closed).
+    public var predatingAfter: BoundSocketKnowledge.Predating {
+        if case let .atOrBelow(highest)? = boundKnowledge?.predating {
+            return predatingCount == 0 ? .cookies([]) : .atOrBelow(highest)
+        }
+        return predatingOverflow ? .atOrBelow(highestPredatingCookie) : .cookies(predatingCookies)
+    }
+
+    /// Whether some socket on `port` was folded as holding a port connect() chose.
+    public func holdsConnectChosen(port: UInt16) -> Bool {
+        guard port >= sysctls.rangeLow, port <= sysctls.rangeHigh else { return false }
+        return autoConnectionsPerPort[Int(port &- sysctls.rangeLow)] > 0
+    }
+
     /// Folds one TCP socket. `explicitlyBound` says which dump it came from.
     public mutating func addTCP(_ r: InetDiagRecord, explicitlyBound: Bool) {
         let port = r.localPort
@@ -139,6 +223,25 @@ public struct PortCensus: Sendable {
         // Bound-only sockets (dumped since 6.5 in state CLOSE) hold their bind
         // bucket like listeners do, even when bind(addr, 0) picked the port.
         let peerless = r.state == TCPState.listen || r.state == TCPState.close || r.state == TCPState.boundInactive
+        var explicitlyBound = explicitlyBound
+        if let knowledge = boundKnowledge, !peerless {
+            if knowledge.boundCookies.contains(r.cookie) {
+                // bind(addr, 0) took it: the kernel keeps it from every destination.
+                boundCookiesSeen.insert(r.cookie)
+                if !explicitlyBound {
+                    trackedBoundConnected.insert(port)
+                    // Listed as a destination, though its own ports count against every one.
+                    modifyGroup(GroupKey(local: r.local, peer: r.remote, peerPort: r.remotePort)) { _ in }
+                }
+                explicitlyBound = true
+            } else if !explicitlyBound {
+                switch knowledge.predating {
+                case .firstCensus: notePredating(r.cookie)
+                case let .cookies(older): if older.contains(r.cookie) { notePredating(r.cookie) }
+                case let .atOrBelow(highest): if r.cookie <= highest { notePredating(r.cookie) }
+                }
+            }
+        }
         if explicitlyBound || peerless {
             // bind() gave this port a bucket connect() may not share.
             explicitTCP.insert(port)
@@ -255,6 +358,10 @@ public struct PortCensus: Sendable {
             explicitConnectedPorts: explicitConnected.countExcluding(listenerPorts),
             autoConnections: autoConnections, autoConnectionPorts: autoPorts,
             singleConnectionPorts: singleConnectionPorts)
+        if boundKnowledge != nil {
+            tcp.bindTracking = .init(boundBeforeConnectPorts: trackedBoundConnected.countExcluding(listenerPorts),
+                                     untrackedSockets: predatingCount + lateBoundSockets)
+        }
         var udp = PortBudgetReport.UDP(
             boundPorts: udpBound.count, utilization: Self.ratio(udpBound.count, usable), sockets: udpSockets)
         var attribution: AttributionNote? = nil

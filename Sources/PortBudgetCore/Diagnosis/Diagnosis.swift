@@ -358,7 +358,9 @@ public enum Diagnosis {
     /// connections to different destinations on the same port, and a port
     /// taken by bind() carries exactly one connection. So the ports holding a
     /// single connection, beyond what the busiest destination alone could
-    /// explain, are counted as bound before connect — a lower bound.
+    /// explain, are counted as bound before connect — a lower bound. With
+    /// the failure collector loaded, bind(addr, 0) is seen per socket too
+    /// (`bindTracking`), and counted with the explicit ports.
     static func bindBeforeConnect(_ r: PortBudgetReport) -> Finding? {
         let t = r.tcp
         let busiest = r.busiestGroupPorts
@@ -391,8 +393,13 @@ public enum Diagnosis {
                 + "destinations (the busiest holds \(busiest)) — plain connect() would share ports between "
                 + "destinations, bind(addr, 0) never does")
         }
-        if t.explicitConnectedPorts > 0 {
-            seen.append("\(t.explicitConnectedPorts) connected sockets chose their port with bind(addr, port)")
+        let tracked = t.bindTracking?.boundBeforeConnectPorts ?? 0
+        if tracked > 0 {
+            seen.append("\(tracked) connected sockets took their port with bind(addr, 0) before connect() "
+                + "(seen by the failure collector as each connect() began)")
+        }
+        if t.explicitConnectedPorts - tracked > 0 {
+            seen.append("\(t.explicitConnectedPorts - tracked) connected sockets chose their port with bind(addr, port)")
         }
         let cause = "Sockets bind() a source port before connect(): " + seen.joined(separator: "; ")
             + ". Such a port is kept from every other destination and from bind(). "
@@ -406,6 +413,7 @@ public enum Diagnosis {
             evidence: ["bound_ports": Double(t.boundPorts), "usable": Double(r.portRange.usable),
                        "bind_utilization": t.bindUtilization, "bind_before_connect_ports": Double(bound),
                        "explicit_connected_ports": Double(t.explicitConnectedPorts),
+                       "socket_cookie_ports": Double(tracked),
                        "single_connection_ports": Double(t.singleConnectionPorts),
                        "destinations": Double(t.groupCount), "busiest_destination_ports": Double(busiest)],
             fix: fix,

@@ -137,11 +137,14 @@ public struct PortAllocationFailures: Sendable, Codable, Equatable {
     /// (`count_keys`, `events`, `pending`); host-wide, so only the agent's
     /// own namespace carries them.
     public var drops: [String: UInt64]?
+    /// Sockets the programs remember as bound before connect(), host-wide
+    /// like `drops` (the agent forgets closed ones as it collects).
+    public var boundSocketsRemembered: Int?
 
     /// Folds the kernel's counters into one namespace's totals. `owners`
     /// names the cgroups (absent: gone); `watched` lists the kinds counted.
     public init(counts: [FailureCountKey: UInt64], netnsInode: UInt64, watched: [FailureKind],
-                owners: [UInt64: CgroupOwner], drops: [String: UInt64]? = nil) {
+                owners: [UInt64: CgroupOwner], drops: [String: UInt64]? = nil, boundSocketsRemembered: Int? = nil) {
         var byKind: [FailureKind: UInt64] = Dictionary(uniqueKeysWithValues: watched.map { ($0, 0) })
         var byHolder: [(key: FailureCountKey, count: UInt64)] = []
         for (key, count) in counts where key.netnsInode == netnsInode {
@@ -158,6 +161,11 @@ public struct PortAllocationFailures: Sendable, Codable, Equatable {
                         count: entry.count)
         }
         self.drops = drops
+        self.boundSocketsRemembered = boundSocketsRemembered
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case totals, holders, drops, boundSocketsRemembered = "bound_sockets_remembered"
     }
 
     /// Every failure counted in this namespace.

@@ -41,12 +41,19 @@ public enum CheckReportRenderer {
         }
         let shownCount = groups.count == report.tcp.groupCount ? "all \(groups.count)" : "top \(groups.count) of \(report.tcp.groupCount)"
         out += "TCP destinations (\(shownCount), worst first; a connect() fails with EADDRNOTAVAIL at 0 free)\n"
+        let upperBound = report.destinationFreeIsUpperBound
+        if upperBound {
+            out += "  FREE is an upper bound: ports bind(addr, 0) took before connect() look like connect()'s to SOCK_DIAG "
+                + "and are counted as shareable; the failure collector (`serve`, `check --watch`) sees each one\n"
+        } else if let tracking = report.tcp.bindTracking, tracking.exact {
+            out += "  FREE is exact: the failure collector saw every connection begin\n"
+        }
         let named = groups.contains { $0.holders != nil || $0.processes != nil }
         var table: [[String]] = [["LOCAL", "PEER", "USED/CAPACITY", "UTIL", "FREE", "TIME_WAIT", "STATUS"]
             + (named ? ["HOLDER"] : [])]
         for g in groups {
             table.append([g.localIP, PortBudgetReport.Limit.hostPort(g.peerIP, g.peerPort), "\(g.used)/\(g.capacity)",
-                          PortBudgetReport.percent(g.utilization), "\(g.free)", "\(g.timeWait)",
+                          PortBudgetReport.percent(g.utilization), (upperBound ? "≤" : "") + "\(g.free)", "\(g.timeWait)",
                           report.thresholds.status(g.utilization).rawValue]
                           + (named ? [topHolder(g.holders, g.processes, of: g.used, prefix: "").nonEmpty
                                         ?? (g.timeWait > 0 ? "- (TIME_WAIT has no owner)" : "-")] : []))

@@ -16,8 +16,13 @@ extension MetricsExposition {
                      ], Double(h.count))
                  })
         w.family("portbudget_port_allocation_failure_drops_total", .counter,
-                 help: "Failures the kernel side could not count (count_keys: its counter map was full) or hand to `portbudget trace` (events: ring full; pending: too many calls in flight). Host-wide.",
+                 help: "Failures the kernel side could not count (count_keys: its counter map was full) or hand to `portbudget trace` (events: ring full; pending: too many calls in flight), and sockets bound before connect() it could not remember (bound_sockets). Host-wide.",
                  (failures.drops ?? [:]).sorted { $0.key < $1.key }.map { .init([("reason", $0.key)], Double($0.value)) })
+        if let remembered = failures.boundSocketsRemembered {
+            w.single("portbudget_failure_collector_bound_sockets", .gauge,
+                     help: "TCP sockets the failure programs remember as bound before connect(), host-wide: at most 65,536 (then drops_total{reason=\"bound_sockets\"} counts); the agent forgets closed ones as it collects their namespace.",
+                     remembered)
+        }
     }
 
     static func kindLabels(_ kind: FailureKind) -> [(name: String, value: String)] {

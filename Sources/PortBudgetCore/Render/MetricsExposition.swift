@@ -133,6 +133,14 @@ public enum MetricsExposition {
         w.single("portbudget_tcp_explicit_bound_ports", .gauge,
                  help: "Usable ports held by explicit TCP binds, listeners included: lost to every connect().",
                  r.tcp.explicitBoundPorts)
+        w.family("portbudget_tcp_bound_before_connect_ports", .gauge,
+                 help: "Ports of connected sockets taken with bind() before connect(), lost to every other destination, by how they are known: explicit_port (SOCK_DIAG shows the bind lock), socket_cookie (the failure collector saw connect() begin on a bound port), inferred (single-connection ports over several destinations: a lower bound).",
+                 [("explicit_port", r.tcp.explicitConnectedPorts - (r.tcp.bindTracking?.boundBeforeConnectPorts ?? 0)),
+                  ("socket_cookie", r.tcp.bindTracking?.boundBeforeConnectPorts ?? 0),
+                  ("inferred", r.inferredBindBeforeConnectPorts)].map { .init([("evidence", $0.0)], $0.1) })
+        w.single("portbudget_tcp_destination_capacity_exact", .gauge,
+                 help: "1 when the failure collector saw every connected socket begin connect(), so each destination's capacity is what the kernel will allow; 0 when some port origins are inferred (no collector, or sockets older than it): then, with inferred bind-before-connect ports above 0, capacities are upper bounds.",
+                 r.tcp.bindTracking?.exact == true ? 1 : 0)
         w.single("portbudget_tcp_listener_ports_in_range", .gauge,
                  help: "TCP listeners on ports inside the usable range.", r.tcp.listenerPortsInRange.count)
         w.family("portbudget_tcp_sockets", .gauge,

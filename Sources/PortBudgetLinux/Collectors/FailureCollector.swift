@@ -13,6 +13,8 @@ public final class FailureCollector: Collector {
     let cgroups: CgroupResolver
     /// The agent's own namespace: the one that carries the host-wide drop counters.
     public let ownNetnsInode: UInt64?
+    /// What the programs saw of bind() before connect(), for the census; nil when they did not load.
+    public let boundSockets: BoundSocketTracker?
 
     public init(options: FailurePrograms.Options = .init(), cgroups: CgroupResolver, procfs: ProcFS) {
         do throws(FailureProgramsUnavailable) {
@@ -21,7 +23,9 @@ public final class FailureCollector: Collector {
             programs = .failure(error)
         }
         self.cgroups = cgroups
-        ownNetnsInode = Self.inode(procfs.root + "/thread-self/ns/net")
+        let own = Self.inode(procfs.root + "/thread-self/ns/net")
+        ownNetnsInode = own
+        boundSockets = (try? programs.get()).map { BoundSocketTracker(programs: $0, ownNetnsInode: own) }
     }
 
     /// The loaded programs, or why there are none.
@@ -46,8 +50,10 @@ public final class FailureCollector: Collector {
         for (id, resolution) in cgroups.resolve(ids) {
             if case let .owner(owner) = resolution { owners[id] = owner }
         }
+        let own = inode == ownNetnsInode
         return PortAllocationFailures(counts: counts, netnsInode: inode, watched: programs.watched, owners: owners,
-                                      drops: inode == ownNetnsInode ? programs.drops() : nil)
+                                      drops: own ? programs.drops() : nil,
+                                      boundSocketsRemembered: own ? (try? programs.boundSockets().count) : nil)
     }
 
     static func inode(_ path: String) -> UInt64? {

@@ -33,12 +33,16 @@ public struct SockDiagCollector: Collector {
 
     public let tcpDumps: TCPDumps
     public let attribution: Attribution?
+    /// The failure programs' record of bind() before connect(); nil without them.
+    public let boundSockets: BoundSocketTracker?
     /// What statuses and findings are judged against (`check --warning/--critical`).
     public let thresholds: Thresholds
 
-    public init(tcpDumps: TCPDumps = .bothFamilies, attribution: Attribution?, thresholds: Thresholds) {
+    public init(tcpDumps: TCPDumps = .bothFamilies, attribution: Attribution?, thresholds: Thresholds,
+                boundSockets: BoundSocketTracker? = nil) {
         self.tcpDumps = tcpDumps
         self.attribution = attribution
+        self.boundSockets = boundSockets
         self.thresholds = thresholds
     }
 
@@ -46,15 +50,19 @@ public struct SockDiagCollector: Collector {
         guard let sysctls = collection.sysctls else { throw CollectorSkipped("port sysctls unreadable") }
         let presence = SocketPresence(sockstat: collection.counterTables[.sockstat],
                                       sockstat6: collection.counterTables[.sockstat6])
-        collection.report = try attributedReport(sysctls, presence: presence, context: collection.context)
+        collection.report = try attributedReport(sysctls, presence: presence, context: collection.context,
+                                                 netnsInode: collection.netns.inode)
     }
 
     /// The census's report, its budgets naming their holders when asked.
-    func attributedReport(_ sysctls: PortSysctls, presence: SocketPresence, context: CollectionContext) throws -> PortBudgetReport {
+    func attributedReport(_ sysctls: PortSysctls, presence: SocketPresence, context: CollectionContext,
+                          netnsInode: UInt64) throws -> PortBudgetReport {
         guard let attribution else {
-            return try census(sysctls, presence: presence, context: context).report(thresholds: thresholds)
+            return try census(sysctls, presence: presence, context: context, netnsInode: netnsInode)
+                .report(thresholds: thresholds)
         }
-        let census = try census(sysctls, presence: presence, context: context, trackingInodes: attribution.processes)
+        let census = try census(sysctls, presence: presence, context: context, netnsInode: netnsInode,
+                                trackingInodes: attribution.processes)
         var naming = HolderNaming(cgroupRoot: attribution.cgroups.root, owners: [:], top: attribution.top)
         for (id, resolution) in attribution.cgroups.resolve(census.cgroupIDs) {
             if case let .owner(owner) = resolution { naming.owners[id] = owner }
@@ -71,12 +79,23 @@ public struct SockDiagCollector: Collector {
     }
 
     /// Streams the TCP and UDP dumps of both families into a census, leaving
-    /// out the dumps `presence` proves empty.
+    /// out the dumps `presence` proves empty. `netnsInode` (0: the agent's
+    /// own) picks what the failure programs saw of bind() before connect().
     public func census(_ sysctls: PortSysctls, presence: SocketPresence = .unknown, context: CollectionContext,
-                       trackingInodes: Bool = false) throws -> PortCensus {
+                       netnsInode: UInt64 = 0, trackingInodes: Bool = false) throws -> PortCensus {
         let dumper = try context.sockets?.sockDiag ?? SockDiagDumper()
         var census = PortCensus(sysctls: sysctls)
         if trackingInodes { census.trackSocketInodes() }
+        var tracked: BoundSocketTracker.Census?
+        if let boundSockets, let inode = netnsInode == 0 ? boundSockets.ownNetnsInode : netnsInode {
+            do {
+                tracked = try boundSockets.begin(netnsInode: inode)
+            } catch {
+                // The census goes on inferring bind(addr, 0), as without the programs.
+                context.logger.debug("bound sockets unreadable", metadata: ["error": "\(error)"])
+            }
+            if let tracked { census.use(tracked.knowledge) }
+        }
         if tcpDumps == .bothFamilies,
            let folded = try tcpBothFamilies(dumper, census, hashed: presence.tcpHashed, logger: context.logger) {
             census = folded
@@ -87,6 +106,9 @@ public struct SockDiagCollector: Collector {
                 try dumper.dump(family: family, proto: .tcp, filter: explicit) { census.addTCP($0, explicitlyBound: true) }
                 try dumper.dump(family: family, proto: .tcp, filter: auto) { census.addTCP($0, explicitlyBound: false) }
             }
+        }
+        if let boundSockets, let tracked {
+            census.noteLateBoundSockets(boundSockets.finish(tracked, census: census))
         }
         let udp = PortCensus.udpFilter(sysctls)
         for (family, present) in [(IPAddress.Family.v4, presence.udp), (.v6, presence.udp6)] where present {

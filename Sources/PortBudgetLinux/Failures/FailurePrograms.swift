@@ -26,7 +26,8 @@ public final class FailurePrograms: @unchecked Sendable {
     /// The programs only the syscall-hook option loads.
     static let syscallPrograms = ["bind_enter", "bind_exit", "connect_enter", "connect_exit"]
     /// The drops array's slots, by the reason the exposition names.
-    static let dropReasons = [(PB_DROP_COUNT_KEYS, "count_keys"), (PB_DROP_EVENTS, "events"), (PB_DROP_PENDING, "pending")]
+    static let dropReasons = [(PB_DROP_COUNT_KEYS, "count_keys"), (PB_DROP_EVENTS, "events"), (PB_DROP_PENDING, "pending"),
+                              (PB_DROP_BOUND_SOCKETS, "bound_sockets")]
 
     public let options: Options
     /// The failure kinds these programs count.
@@ -36,6 +37,7 @@ public final class FailurePrograms: @unchecked Sendable {
     private let countsFD: Int32
     private let dropsFD: Int32
     private let configFD: Int32
+    private let boundSocketsFD: Int32
     let eventsFD: Int32
 
     public init(options: Options = Options()) throws(FailureProgramsUnavailable) {
@@ -69,7 +71,7 @@ public final class FailurePrograms: @unchecked Sendable {
             if loaded != 0 {
                 failure = FailureProgramsUnavailable(description: Self.explain("loading the BPF programs", errno: -loaded))
             } else {
-                fds = ["counts", "drops", "config", "events"].map { (name: String) in bpf_object__find_map_fd_by_name(object, name) }
+                fds = ["counts", "drops", "config", "events", "bound_sockets"].map { (name: String) in bpf_object__find_map_fd_by_name(object, name) }
                 var program = bpf_object__next_program(object, nil)
                 while let current = program, failure == nil {
                     if bpf_program__autoload(current) {
@@ -91,7 +93,7 @@ public final class FailurePrograms: @unchecked Sendable {
             bpf_object__close(object)
             throw failure
         }
-        (countsFD, dropsFD, configFD, eventsFD) = (fds[0], fds[1], fds[2], fds[3])
+        (countsFD, dropsFD, configFD, eventsFD, boundSocketsFD) = (fds[0], fds[1], fds[2], fds[3], fds[4])
     }
 
     deinit {
@@ -142,6 +144,56 @@ public final class FailurePrograms: @unchecked Sendable {
         _ = bpf_map_update_elem(configFD, &index, &value, UInt64(BPF_ANY))
     }
 
+    /// Remember bound-before-connect sockets of the namespace with this inode
+    /// only (nil: of every namespace), so a single-namespace agent keeps no
+    /// entries for its neighbours' sockets.
+    public func rememberBoundSockets(onlyIn netnsInode: UInt64?) {
+        var index = UInt32(PB_CONFIG_BOUND_NETNS.rawValue)
+        var value: UInt64 = netnsInode ?? 0
+        _ = bpf_map_update_elem(configFD, &index, &value, UInt64(BPF_ANY))
+    }
+
+    /// Every socket remembered as bound before connect(), all namespaces.
+    /// Read in batches: the map may hold `PB_MAX_BOUND_SOCKETS` entries.
+    public func boundSockets() throws(FailureProgramsUnavailable) -> [BoundSocket] {
+        let chunk = 4096
+        var keys = [UInt64](repeating: 0, count: chunk)
+        var values = [pb_bound_socket](repeating: pb_bound_socket(), count: chunk)
+        var out: [BoundSocket] = []
+        var token: UInt32 = 0
+        var first = true
+        while true {
+            var count = UInt32(chunk)
+            var next: UInt32 = 0
+            var options = bpf_map_batch_opts()
+            options.sz = MemoryLayout<bpf_map_batch_opts>.size
+            let result = keys.withUnsafeMutableBytes { keyBytes in
+                values.withUnsafeMutableBytes { valueBytes in
+                    withUnsafeMutablePointer(to: &token) { tokenPointer in
+                        bpf_map_lookup_batch(boundSocketsFD, first ? nil : UnsafeMutableRawPointer(tokenPointer), &next,
+                                             keyBytes.baseAddress, valueBytes.baseAddress, &count, &options)
+                    }
+                }
+            }
+            let failure = result == 0 ? 0 : errno
+            if failure != 0 && failure != ENOENT {
+                throw FailureProgramsUnavailable(description: "reading the bound sockets: \(String(cString: strerror(failure)))")
+            }
+            for i in 0..<Int(count) {
+                out.append(BoundSocket(cookie: keys[i], netnsInode: UInt64(values[i].netns_inode),
+                                       port: values[i].port, bootNanoseconds: values[i].boot_ns))
+            }
+            if failure == ENOENT { return out } // the last batch
+            token = next
+            first = false
+        }
+    }
+
+    /// Forgets sockets that are gone, so the map holds only live ones.
+    public func forgetBoundSockets(_ cookies: [UInt64]) {
+        for var cookie in cookies { _ = bpf_map_delete_elem(boundSocketsFD, &cookie) }
+    }
+
     /// One line: what failed, what is missing for it, and libbpf's own first words.
     static func explain(_ step: String, errno code: Int32, tracefs: Bool = false) -> String {
         var missing: [String] = []
@@ -159,6 +211,16 @@ public final class FailurePrograms: @unchecked Sendable {
         if !libbpf.isEmpty { line += " (libbpf: \(libbpf))" }
         return line
     }
+}
+
+/// A TCP socket the programs saw begin connect() with its port already
+/// bound (`struct pb_bound_socket`).
+public struct BoundSocket: Sendable, Equatable {
+    public var cookie: UInt64
+    public var netnsInode: UInt64
+    public var port: UInt16
+    /// CLOCK_BOOTTIME when its connect() began.
+    public var bootNanoseconds: UInt64
 }
 
 /// The calling process's effective capabilities, from /proc/self/status.

@@ -22,6 +22,9 @@
  *                               send's return value with no local port after
  *                               it (a full send buffer leaves a bound socket;
  *                               AF_UNIX and TCP are other families/types).
+ *   The first also remembers, by socket cookie, every TCP socket that enters
+ *   SYN_SENT already holding a local port: bind() took that port before
+ *   connect(), so no other destination may share it (see pb_bound_socket).
  * Opt-in (syscall tracepoints switch every syscall of the host onto the
  * kernel's slower tracing path, so they are loaded only when asked for):
  *   syscalls/sys_{enter,exit}_bind     bind(addr, 0) → EADDRINUSE
@@ -64,6 +67,17 @@ struct {
     __uint(type, BPF_MAP_TYPE_RINGBUF);
     __uint(max_entries, PB_EVENT_RING_BYTES);
 } events SEC(".maps");
+
+/* Socket cookie → a socket bound before connect(). The agent deletes the
+ * entries of sockets gone from its dumps; none are evicted, so a full map
+ * counts a drop and the agent stops calling its numbers exact. */
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(map_flags, BPF_F_NO_PREALLOC);
+    __uint(max_entries, PB_MAX_BOUND_SOCKETS);
+    __type(key, __u64);
+    __type(value, struct pb_bound_socket);
+} bound_sockets SEC(".maps");
 
 /* Thread id → the failure its bind()/connect() would be, decided at entry
  * (the socket and address as they were) and kept only if the exit's errno
@@ -137,6 +151,36 @@ static __always_inline bool is_inet(__u16 family)
     return family == AF_INET || family == AF_INET6;
 }
 
+/* connect() began on a socket that already has its port: bind() took it.
+ * Without a port, connect() chooses it; the socket may have been remembered
+ * before a failed connect() or a disconnect released its bound port. */
+static __always_inline void remember_bound(struct sock *sk)
+{
+    if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+        return;
+    __u16 port = BPF_CORE_READ(sk, __sk_common.skc_num);
+    if (port == 0) {
+        __u64 cookie = bpf_get_socket_cookie(sk);
+        /* A lookup takes no lock; a delete would, on every connect(). */
+        if (bpf_map_lookup_elem(&bound_sockets, &cookie))
+            bpf_map_delete_elem(&bound_sockets, &cookie);
+        return;
+    }
+    __u32 netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+    __u32 slot = PB_CONFIG_BOUND_NETNS;
+    __u64 *only = bpf_map_lookup_elem(&config, &slot);
+    if (only && *only && *only != netns)
+        return;
+    __u64 cookie = bpf_get_socket_cookie(sk);
+    struct pb_bound_socket bound = {
+        .boot_ns = bpf_ktime_get_boot_ns(),
+        .netns_inode = netns,
+        .port = port,
+    };
+    if (bpf_map_update_elem(&bound_sockets, &cookie, &bound, BPF_ANY) != 0)
+        count_drop(PB_DROP_BOUND_SOCKETS);
+}
+
 SEC("tp_btf/inet_sock_set_state")
 int failure_on_state_change(__u64 *ctx)
 {
@@ -144,6 +188,10 @@ int failure_on_state_change(__u64 *ctx)
     int oldstate = (int)ctx[1];
     int newstate = (int)ctx[2];
 
+    if (oldstate == TCP_CLOSE && newstate == TCP_SYN_SENT) {
+        remember_bound(sk);
+        return 0;
+    }
     if (newstate != TCP_CLOSE || (oldstate != TCP_SYN_SENT && oldstate != TCP_LISTEN))
         return 0;
     if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP || BPF_CORE_READ(sk, __sk_common.skc_num) != 0)

@@ -25,6 +25,7 @@ typedef _Bool bool;
 
 /* From the UAPI (stable numbers, so no relocation needed). */
 enum { BPF_ANY = 0 };
+enum { BPF_F_NO_PREALLOC = 1 };
 enum {
     BPF_MAP_TYPE_HASH = 1,
     BPF_MAP_TYPE_ARRAY = 2,
