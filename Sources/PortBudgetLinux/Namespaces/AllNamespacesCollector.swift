@@ -103,6 +103,7 @@ public final class AllNamespacesCollector: @unchecked Sendable {
     private let cgroups: CgroupResolver?
     private let logger: Logger
     private let capacity: Int
+    private let budget: Double
     private let agentUserNamespace: UInt64?
     private let lock = NSLock()
     private var sessions: [UInt64: NamespaceSession] = [:]
@@ -121,10 +122,12 @@ public final class AllNamespacesCollector: @unchecked Sendable {
     private var loggedUnreadable = false
 
     /// Each namespace runs `collectors` through its own session.
-    /// `openFilesLimit` (the soft RLIMIT_NOFILE) bounds the sessions kept.
+    /// `openFilesLimit` (the soft RLIMIT_NOFILE) bounds the sessions kept;
+    /// `timeBudget` is `AllNamespacesCollector.timeBudget` but in tests.
     public init(collectors: CollectorSet, procfs: ProcFS, cgroups: CgroupResolver?, logger: Logger,
-                openFilesLimit: UInt64 = OpenFilesLimit.current) {
+                openFilesLimit: UInt64 = OpenFilesLimit.current, timeBudget: Double = AllNamespacesCollector.timeBudget) {
         self.collectors = collectors
+        budget = timeBudget
         self.procfs = procfs
         self.cgroups = cgroups
         self.logger = logger
@@ -169,7 +172,7 @@ public final class AllNamespacesCollector: @unchecked Sendable {
         DispatchQueue.concurrentPerform(iterations: width) { _ in
             while case let position = results.next(), position < order.count {
                 let index = order[position]
-                let late = position >= hostOwned && Self.monotonicSeconds() - now > Self.timeBudget
+                let late = position >= hostOwned && Self.monotonicSeconds() - now > budget
                 switch work[index] {
                 case let .unmeasured(entry): results[index] = entry
                 case let .kept(session) where late: results[index] = Self.unmeasured(session.info, Self.outOfTime)
