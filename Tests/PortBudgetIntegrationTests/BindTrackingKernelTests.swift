@@ -141,7 +141,9 @@ final class BindTrackingKernelTests: XCTestCase {
             try host.start(unit: "pbbind-nc.service", ["nc", "-s", "10.77.0.1", "10.77.0.1", "\(9001 + i % 5)"])
         }
         // A plain connect() in the window is seen too: known to share its port.
-        try host.start(unit: "pbbind-nc.service", ["nc", "10.77.0.1", "9002"])
+        // (To the same destination as the first, so the two cannot share a
+        // port and the count of distinct ports below is exact.)
+        try host.start(unit: "pbbind-nc.service", ["nc", "10.77.0.1", "9001"])
         try host.wait("12 connections") { host.distinctLocalPorts("-t", 40000, 40049) == 12 }
         let deadline = Date().addingTimeInterval(30)
         while check.process.isRunning && Date() < deadline { usleep(100_000) }
