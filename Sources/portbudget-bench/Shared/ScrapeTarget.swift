@@ -1,3 +1,4 @@
+import CMNL  // as in FailuresBench.swift: with it, the release build finds _SC_CLK_TCK in this file too
 import Glibc
 
 /// One measurement of one tool at one population.

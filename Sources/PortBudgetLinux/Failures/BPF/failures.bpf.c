@@ -161,7 +161,9 @@ static __always_inline void remember_bound(struct sock *sk)
     __u16 port = BPF_CORE_READ(sk, __sk_common.skc_num);
     if (port == 0) {
         __u64 cookie = bpf_get_socket_cookie(sk);
-        bpf_map_delete_elem(&bound_sockets, &cookie);
+        /* A lookup takes no lock; a delete would, on every connect(). */
+        if (bpf_map_lookup_elem(&bound_sockets, &cookie))
+            bpf_map_delete_elem(&bound_sockets, &cookie);
         return;
     }
     __u32 netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
