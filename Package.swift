@@ -163,7 +163,8 @@ let package = Package(
         ),
         .testTarget(
             name: "PortBudgetIntegrationTests",
-            dependencies: ["PortBudgetCore", "PortBudgetLinux"]
+            // Logging: for the tests that drive a collector directly.
+            dependencies: ["PortBudgetCore", "PortBudgetLinux", .product(name: "Logging", package: "swift-log")]
         ),
     ]
 )

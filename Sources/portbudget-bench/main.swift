@@ -2,7 +2,7 @@ import Glibc
 
 // portbudget-bench: one mode per folder — Sockets/ (the default: check,
 // serve, ss and node_exporter against the floor over growing populations),
-// Floor/, Soak/, TLS/, Failures/, Conntrack/ and Namespaces/; Shared/ holds what they share.
+// Floor/, Soak/, TLS/, Failures/, Conntrack/ and Namespaces/ (with the flood, `namespaces --flood`); Shared/ holds what they share.
 
 let arguments = Array(CommandLine.arguments.dropFirst())
 do {
@@ -15,6 +15,9 @@ do {
         try ConntrackFloor.main()
     } else if arguments.first == "namespaces-floor" {
         try NamespacesFloor.main()
+    } else if arguments.first == "namespaces", arguments.contains("--flood") {
+        installSignalHandlers()  // a tenant's namespace flood beside serve --all-namespaces
+        try FloodBench(Array(arguments.dropFirst().filter { $0 != "--flood" })).run()
     } else if arguments.first == "namespaces" {
         installSignalHandlers()  // every namespace, against an ss loop and a bare per-namespace dump
         try NamespacesBench(Array(arguments.dropFirst())).run()

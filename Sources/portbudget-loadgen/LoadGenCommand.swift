@@ -11,7 +11,7 @@ struct LoadGenCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "portbudget-loadgen",
         abstract: "Make real sockets: listeners, connections, TIME_WAIT churn, UDP, bound-only ports.",
-        subcommands: [Listen.self, Connect.self, Churn.self, UDP.self, Bind.self])
+        subcommands: [Listen.self, Connect.self, Churn.self, UDP.self, Bind.self, Tenants.self])
 }
 
 /// `HOST:PORT` or `HOST:LOW-HIGH` (one destination per port).
@@ -239,6 +239,54 @@ extension LoadGenCommand {
                 try SocketFactory.bound(at: $0, reuseAddress: reuseaddr)
             }
             try common.finish(result, sockets: sockets)
+        }
+    }
+}
+
+extension LoadGenCommand {
+    struct Tenants: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Flood the host with user + network namespaces, each with its range drained (run as an unprivileged user).",
+            discussion: """
+                Each namespace is a user namespace of the caller's uid with a network namespace inside, held by a
+                forked process: loopback up, ip_local_port_range set, a listener on port 9000 and one connection per
+                port of the range to each destination (127.0.0.1, 127.0.0.2, …). Prints {"made":N,…} once every
+                namespace is made, then keeps them (replacing the oldest --churn times a second) until standard
+                input closes; every namespace ends with this process.
+                """)
+
+        @Option(help: "Namespaces to make.")
+        var namespaces: Int
+
+        @Option(help: "Each namespace's ephemeral range, LOW-HIGH.")
+        var range = "40000-40001"
+
+        @Option(help: "Destinations of the namespaces that have several.")
+        var destinations = 300
+
+        @Option(help: "One namespace in this many has --destinations destinations, the others one (0: none).")
+        var severalEvery = 0
+
+        @Option(help: "Namespaces destroyed and made anew per second, oldest first.")
+        var churn = 0.0
+
+        func run() throws {
+            let bounds = range.split(separator: "-").compactMap { UInt16($0) }
+            guard bounds.count == 2, bounds[0] <= bounds[1] else { throw ValidationError("--range takes LOW-HIGH") }
+            let tenant = TenantNamespaces(plan: .init(namespaces: namespaces, range: (bounds[0], bounds[1]),
+                                                      destinations: destinations, severalEvery: severalEvery,
+                                                      churnPerSecond: churn))
+            var result = LoadResult()
+            result.failure = tenant.makeAll()
+            result.made = tenant.alive
+            result.emit()
+            guard result.failure == nil else {
+                tenant.endAll()
+                throw ExitCode(1)
+            }
+            tenant.run(until: stdinClosed)
+            var line = Array("{\"replaced\":\(tenant.replaced)}\n".utf8)
+            _ = write(1, &line, line.count)
         }
     }
 }

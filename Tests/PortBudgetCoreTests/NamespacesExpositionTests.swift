@@ -78,6 +78,27 @@ final class NamespacesExpositionTests: XCTestCase {
         XCTAssertTrue(samples(one, "portbudget_tcp_group_ports_used")[0].contains("pod:web-1"), "the worst group overall")
     }
 
+    /// A tenant's drained namespaces rank after every host-owned one for
+    /// `--top`, as they do for the namespace budget: the host's 90% group
+    /// stays in the exposition however many 100% groups a tenant makes.
+    func testTopKeepsHostOwnedGroupsBeforeATenantsDrainedOnes() {
+        var tenants: [NamespaceCollection] = []
+        for i in 0..<3 {
+            var info = NetnsInfo(name: "pid:\(100 + i) (tenant)", inode: 4026533000 + UInt64(i))
+            info.unprivilegedOwnerUID = 4242
+            tenants.append(entry(info, report(used: 2, peerPort: 9000, range: 40000...40001)))
+        }
+        let host = entry(NetnsInfo(name: "root-owned", inode: 4026532100), report(used: 9, peerPort: 7000, range: 46000...46009))
+        let collection = CollectionResult(namespaces: tenants + [host], acrossNamespaces: true, unreadableProcesses: 0)
+        let one = samples(MetricsExposition.render(collection, top: 1, version: "1"), "portbudget_tcp_group_ports_used")
+        XCTAssertEqual(one, [#"portbudget_tcp_group_ports_used{netns="root-owned",local_ip="10.0.0.1",peer_ip="10.0.0.2",peer_port="7000"} 9"#])
+        let three = samples(MetricsExposition.render(collection, top: 3, version: "1"), "portbudget_tcp_group_ports_used")
+        XCTAssertEqual(three.count, 3)
+        XCTAssertEqual(three.filter { $0.contains("(tenant)") }.count, 2, "the rest of the bound goes worst first")
+        let text = NamespacesReport(namespaces: collection.namespaces.map { NamespaceReport(netns: $0.netns, report: $0.report) }).render(top: 1)
+        XCTAssertTrue(text.split(separator: "\n").last?.hasPrefix("root-owned ") ?? false, text)
+    }
+
     func testWhoEachNamespaceIsAndAnUnmeasuredOne() {
         let text = MetricsExposition.render(namespaces, top: 20, version: "1")
         XCTAssertEqual(samples(text, "portbudget_netns_info"), [

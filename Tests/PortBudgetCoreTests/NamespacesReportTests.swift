@@ -35,7 +35,7 @@ final class NamespacesReportTests: XCTestCase {
 
         let text = all.render(top: 5)
         XCTAssertTrue(text.contains("pod:abc") && text.contains("pid 42 (envoy)") && text.contains("not measured"), text)
-        XCTAssertTrue(text.contains("TCP destinations across namespaces (top 2 of 2, worst first)"), text)
+        XCTAssertTrue(text.contains("TCP destinations across namespaces (top 2 of 2, host-owned first, worst first)"), text)
     }
 
     func testNothingMeasured() {

@@ -104,7 +104,8 @@ final class DashboardTests: XCTestCase {
                        "predict_linear(", "portbudget_seconds_to_exhaustion", "ALERTS{",
                        "portbudget_scrape_collector_success", "portbudget_scrape_collector_duration_seconds",
                        "portbudget_port_allocation_failures_total", "portbudget_cgroup_port_allocation_failures_total",
-                       #"collector="failures""#] {
+                       #"collector="failures""#, "portbudget_tcp_bound_before_connect_ports",
+                       "portbudget_tcp_destination_capacity_exact"] {
             XCTAssert(all.contains(metric), "no panel queries \(metric)")
         }
     }

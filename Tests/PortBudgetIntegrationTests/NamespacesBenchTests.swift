@@ -51,4 +51,41 @@ final class NamespacesBenchTests: XCTestCase {
         let netnsDirectory = (try? FileManager.default.contentsOfDirectory(atPath: "/run/netns")) ?? []
         XCTAssertFalse(netnsDirectory.contains { $0.hasPrefix(prefix) }, "\(netnsDirectory)")
     }
+
+    /// The short version of `portbudget-bench namespaces --flood` (the full
+    /// one, 1,500 tenant namespaces, is run by hand): 20 namespaces of an
+    /// unprivileged uid beside a root-owned one at 90%. The run must finish,
+    /// the agent must count every tenant namespace, and the goals that are
+    /// not about time must hold; nothing of the tenant may be left.
+    func testShortFloodBenchmarkSeesTheTenantAndLeavesNothing() throws {
+        guard geteuid() == 0 else {
+            try NetworkNamespace.skip("needs root to create network namespaces and run a tenant as another uid",
+                                      file: #filePath, line: #line)
+            return
+        }
+        let prefix = "pbflb\(getpid())", uid = 4243
+        let results = FileManager.default.temporaryDirectory.appendingPathComponent("\(prefix).md").path
+        defer { try? FileManager.default.removeItem(atPath: results) }
+        let output = Command.run([Binaries.directory + "/portbudget-bench", "namespaces", "--flood", "--ci", "--prefix", prefix,
+                                  "--tenant-uid", "\(uid)", "--results", results], timeout: 180)
+        XCTAssertEqual(output.status, 0, output.stderr)
+        XCTAssertTrue(output.stderr.contains("tenant uid \(uid): 20 namespaces in "), output.stderr)
+        XCTAssertTrue(output.stderr.contains("serve --all-namespaces sees the flood: "), output.stderr)
+
+        let table = (try? String(contentsOfFile: results, encoding: .utf8)) ?? ""
+        XCTAssertEqual(output.stdout.trimmingCharacters(in: .whitespacesAndNewlines),
+                       table.trimmingCharacters(in: .whitespacesAndNewlines), "the table printed is the one written")
+        for row in ["| before |", "| flood |", "| after |"] { XCTAssertTrue(table.contains(row), "missing \(row):\n\(table)") }
+        // Not about time, so they hold on any machine: the test's to assert.
+        for goal in ["- the tenant's namespaces counted:", "- no EMFILE in the agent's log:",
+                     "- the root-owned namespace's 9-of-10 group in every scrape:", "  - series:"] {
+            let line = table.split(separator: "\n").first { $0.hasPrefix(goal) }
+            XCTAssertTrue(line?.hasSuffix("— PASS") ?? false, "\(goal)\n\(table)")
+        }
+
+        // Nothing left: no namespace of the run, no process of the tenant's uid.
+        let left = Command.run(["ip", "netns", "list"]).stdout
+        XCTAssertFalse(left.contains(prefix), left)
+        XCTAssertEqual(Command.run(["pgrep", "-u", "\(uid)"]).stdout, "", "the tenant's processes are gone")
+    }
 }

@@ -13,7 +13,8 @@ import XCTest
 final class NamespacesDashboardTests: XCTestCase {
     /// Panels that must return data for every namespace selected.
     static let perNamespacePanels = ["Worst TCP destination", "TCP bind (host-wide)", "UDP (host-wide)", "Ports usable",
-                                     "TCP destination groups", "Namespaces by worst utilization"]
+                                     "TCP destination groups", "Namespaces by worst utilization", "Destination capacities",
+                                     "Ports bound before connect() and the TCP bind budget"]
     static let newPanels = ["Namespaces by worst utilization", "Fleet: worst namespaces on every instance", "Fleet: worst hosts"]
 
     func testNamespacePanelsOnSeveralNamespaces() throws {

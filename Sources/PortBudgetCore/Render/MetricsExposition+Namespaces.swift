@@ -57,8 +57,11 @@ extension MetricsExposition {
     }
 
     /// How many of each namespace's TCP and SNAT groups (each list worst
-    /// first) fall in the `top` most utilized across all namespaces (0: all).
-    static func topShares(_ reports: [PortBudgetReport?], top: Int) -> [(tcp: Int, snat: Int)] {
+    /// first) fall in the `top` most utilized across all namespaces (0: all):
+    /// those of host-owned namespaces first, as the namespace budget ranks
+    /// them, so a tenant's drained namespaces cannot push a host
+    /// namespace's groups out of the exposition.
+    static func topShares(_ reports: [PortBudgetReport?], hostOwned: [Bool], top: Int) -> [(tcp: Int, snat: Int)] {
         func shares(_ lists: [[(utilization: Double, used: Int)]]) -> [Int] {
             guard top > 0 else { return lists.map(\.count) }
             var all: [(utilization: Double, used: Int, owner: Int)] = []
@@ -67,6 +70,7 @@ extension MetricsExposition {
                 for g in list.prefix(top) { all.append((g.utilization, g.used, owner)) }
             }
             all.sort { a, b in
+                if hostOwned[a.owner] != hostOwned[b.owner] { return hostOwned[a.owner] }
                 if a.utilization != b.utilization { return a.utilization > b.utilization }
                 if a.used != b.used { return a.used > b.used }
                 return a.owner < b.owner

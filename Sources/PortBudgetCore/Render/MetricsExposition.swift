@@ -27,7 +27,7 @@ public enum MetricsExposition {
         let split = collection.acrossNamespaces ? budget.split(collection.namespaces)
             : NamespaceBudget.Split(listed: Array(collection.namespaces.indices), summed: [], failed: [])
         let listed = split.listed.map { collection.namespaces[$0] }
-        let shares = topShares(listed.map(\.report), top: top)
+        let shares = topShares(listed.map(\.report), hostOwned: listed.map(\.netns.ownedByHost), top: top)
         for (position, namespace) in listed.enumerated() {
             w.commonLabels = collection.acrossNamespaces ? [("netns", namespace.netns.name)] : []
             writeCollectors(namespace.outcomes, into: &w)

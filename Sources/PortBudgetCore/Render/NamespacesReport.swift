@@ -163,13 +163,15 @@ public struct NamespacesReport: Sendable, Encodable {
         for ns in listed {
             for g in ns.report?.tcp.groups ?? [] { groups.append((ns, g)) }
         }
+        // Host-owned first, as in the exposition: a tenant's drained groups must not hide a host namespace's.
         groups.sort { a, b in
+            if a.0.netns.ownedByHost != b.0.netns.ownedByHost { return a.0.netns.ownedByHost }
             if a.1.utilization != b.1.utilization { return a.1.utilization > b.1.utilization }
             return a.1.used > b.1.used
         }
         let shown = top > 0 ? Array(groups.prefix(top)) : groups
         guard !shown.isEmpty else { return out + "No outgoing TCP connections on usable ports in any namespace.\n" }
-        out += "TCP destinations across namespaces (top \(shown.count) of \(groups.count), worst first)\n"
+        out += "TCP destinations across namespaces (top \(shown.count) of \(groups.count), host-owned first, worst first)\n"
         var rows: [[String]] = [["NETNS", "LOCAL", "PEER", "USED/CAPACITY", "UTIL", "FREE", "TIME_WAIT", "STATUS"]]
         for (ns, g) in shown {
             let peer = PortBudgetReport.Limit.hostPort(g.peerIP, g.peerPort)

@@ -27,6 +27,16 @@ public final class AllNamespacesCollector: @unchecked Sendable {
     public static let deadline: Duration = .seconds(30)
     /// How long a namespace that could not be opened waits before the next try.
     public static let retryInterval: Double = 30
+    /// Seconds into a collection after which no further namespace that is
+    /// not known to be host-owned is started; those are reported unmeasured.
+    /// Well inside `deadline`, so a collection over a tenant's thousands of
+    /// namespaces still completes, with every host-owned one (collected
+    /// first, never left out) in it, instead of being given up on whole.
+    /// The namespaces left out go first among their peers next time.
+    public static let timeBudget: Double = 20
+    /// The unmeasured reason of a namespace left out for `timeBudget`.
+    public static let outOfTime = "not collected: the collection's time budget ran out (collected first next time)"
+
     /// Namespaces collected at once: at most this many, and no more than
     /// the machine has cores. Each is one thread walking the kernel's hash.
     public static let parallelism = min(4, max(1, ProcessInfo.processInfo.activeProcessorCount))
@@ -83,6 +93,9 @@ public final class AllNamespacesCollector: @unchecked Sendable {
             }
         }
         func fail(_ inode: UInt64, _ info: NetnsInfo, _ error: String) { lock.withLock { failed[inode] = (info, error) } }
+        private var taken = 0
+        /// The next position in the collection's order for a worker to take.
+        func next() -> Int { lock.withLock { taken += 1; return taken - 1 } }
     }
 
     private let collectors: CollectorSet
@@ -90,6 +103,7 @@ public final class AllNamespacesCollector: @unchecked Sendable {
     private let cgroups: CgroupResolver?
     private let logger: Logger
     private let capacity: Int
+    private let budget: Double
     private let agentUserNamespace: UInt64?
     private let lock = NSLock()
     private var sessions: [UInt64: NamespaceSession] = [:]
@@ -99,16 +113,21 @@ public final class AllNamespacesCollector: @unchecked Sendable {
     /// The namespaces whose sessions should be kept, best ranked first, from the last collection.
     private var preferred: Set<UInt64> = []
     private var failures: [UInt64: (info: NetnsInfo, error: String, at: Double)] = [:]
+    /// When each namespace was last collected, so those left out for the
+    /// time budget (or never collected) go first among their peers.
+    private var lastCollected: [UInt64: Double] = [:]
     /// Failure reasons already logged, so a host full of pods logs a missing
     /// privilege once, not once per pod and scrape.
     private var loggedReasons: Set<String> = []
     private var loggedUnreadable = false
 
     /// Each namespace runs `collectors` through its own session.
-    /// `openFilesLimit` (the soft RLIMIT_NOFILE) bounds the sessions kept.
+    /// `openFilesLimit` (the soft RLIMIT_NOFILE) bounds the sessions kept;
+    /// `timeBudget` is `AllNamespacesCollector.timeBudget` but in tests.
     public init(collectors: CollectorSet, procfs: ProcFS, cgroups: CgroupResolver?, logger: Logger,
-                openFilesLimit: UInt64 = OpenFilesLimit.current) {
+                openFilesLimit: UInt64 = OpenFilesLimit.current, timeBudget: Double = AllNamespacesCollector.timeBudget) {
         self.collectors = collectors
+        budget = timeBudget
         self.procfs = procfs
         self.cgroups = cgroups
         self.logger = logger
@@ -130,6 +149,7 @@ public final class AllNamespacesCollector: @unchecked Sendable {
         sessions = sessions.filter { seen.contains($0.key) && preferred.contains($0.key) }
         failures = failures.filter { seen.contains($0.key) }
         known = known.filter { seen.contains($0.key) }
+        lastCollected = lastCollected.filter { seen.contains($0.key) }
         let conntrackLoaded = ConntrackCollector.loaded(procfs: procfs)
         var slots: [Slot] = []
         for sighting in scan.sightings {
@@ -148,11 +168,17 @@ public final class AllNamespacesCollector: @unchecked Sendable {
         let names = NameBook(known: known, taken: Set(known.values.map(\.name)))
         let width = max(1, min(Self.parallelism, slots.count))
         let work = slots
-        DispatchQueue.concurrentPerform(iterations: width) { worker in
-            for index in stride(from: worker, to: work.count, by: width) {
+        let (order, hostOwned) = collectionOrder(scan.sightings)
+        DispatchQueue.concurrentPerform(iterations: width) { _ in
+            while case let position = results.next(), position < order.count {
+                let index = order[position]
+                let late = position >= hostOwned && Self.monotonicSeconds() - now > budget
                 switch work[index] {
                 case let .unmeasured(entry): results[index] = entry
+                case let .kept(session) where late: results[index] = Self.unmeasured(session.info, Self.outOfTime)
                 case let .kept(session): results[index] = collect(session, progress: progress)
+                case let .open(sighting) where late:
+                    results[index] = identify(sighting, names: names).map { Self.unmeasured($0, Self.outOfTime) }
                 case let .open(sighting):
                     results[index] = open(sighting, names: names, conntrack: conntrackLoaded, results: results,
                                           progress: progress)
@@ -175,6 +201,7 @@ public final class AllNamespacesCollector: @unchecked Sendable {
             if broken || (conntrackLoaded && sessions[entry.netns.inode]?.sockets.conntrack == nil) {
                 sessions[entry.netns.inode] = nil
             }
+            if entry.report != nil { lastCollected[entry.netns.inode] = now }
             collected.append(entry)
         }
         // Next time, keep the sessions of the best ranked namespaces.
@@ -188,6 +215,35 @@ public final class AllNamespacesCollector: @unchecked Sendable {
         result.keptSessions = sessions.count
         result.openDescriptors = OpenFilesLimit.openDescriptors(procfs: procfs)
         return result
+    }
+
+    /// The order namespaces are collected in, so the time budget leaves out
+    /// a tenant's rather than the host's: the agent's own and host-owned
+    /// ones first (kept sessions are the best ranked; bound ones are made by
+    /// root tools), then those not yet named, then those in unprivileged
+    /// users' user namespaces; within each, the longest uncollected first.
+    /// Returns the order and how many at its head are host-owned.
+    private func collectionOrder(_ sightings: [NamespaceDiscovery.Sighting]) -> (order: [Int], hostOwned: Int) {
+        func tier(_ sighting: NamespaceDiscovery.Sighting) -> Int {
+            if sighting.name != nil { return 0 }
+            guard let info = known[sighting.inode] else { return 1 }
+            return info.ownedByHost ? 0 : 2
+        }
+        let keys = sightings.map { (tier($0), lastCollected[$0.inode] ?? 0) }
+        let order = sightings.indices.sorted { a, b in
+            if keys[a] != keys[b] { return keys[a] < keys[b] }
+            return a < b
+        }
+        return (order, keys.filter { $0.0 == 0 }.count)
+    }
+
+    /// Who a namespace is, without collecting it (left out for the time
+    /// budget); nil when it is gone since the scan.
+    private func identify(_ sighting: NamespaceDiscovery.Sighting, names: NameBook) -> NetnsInfo? {
+        if let info = names.info(sighting.inode) { return info }
+        guard let found = NamespaceDiscovery.open(sighting, procfs: procfs, cgroups: cgroups,
+                                                  agentUserNamespace: agentUserNamespace) else { return nil }
+        return names.name(found.info)
     }
 
     /// One namespace's collection through its session's sockets and files.

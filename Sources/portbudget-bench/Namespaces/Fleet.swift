@@ -1,7 +1,8 @@
 import Glibc
 
 /// The N member namespaces, each with a listener and C held connections to
-/// it. They are made from this process's main thread, which enters each one
+/// it, in a range of its own (the namespaces benchmark's 4,000 ports by
+/// default; the flood's root-owned namespace has 10). They are made from this process's main thread, which enters each one
 /// to write its sysctls and start its generators there, then returns to the
 /// host namespace.
 final class Fleet {
@@ -17,16 +18,21 @@ final class Fleet {
     let loadgen: String
     let connections: Int
     let hostFD: Int32
+    let range: (low: Int, high: Int)
+    let port: Int
     private(set) var members: [Member] = []
     private var made = 0
     /// The hash table sizes a member sees (negative: the shared host-wide table).
     private(set) var memberHashes = "?"
 
-    init(prefix: String, loadgen: String, connections: Int, hostFD: Int32) {
+    init(prefix: String, loadgen: String, connections: Int, hostFD: Int32,
+         range: (low: Int, high: Int) = NamespacesBench.range, port: Int = NamespacesBench.memberPort) {
         self.prefix = prefix
         self.loadgen = loadgen
         self.connections = connections
         self.hostFD = hostFD
+        self.range = range
+        self.port = port
     }
 
     @discardableResult
@@ -46,11 +52,10 @@ final class Fleet {
         }
         guard setNetworkNamespace(fd) == 0 else { throw BenchError("setns into \(member.name): errno \(errno)") }
         guard try Child.run(["ip", "link", "set", "lo", "up"]).status == 0 else { throw BenchError("lo up in \(member.name)") }
-        try Namespace.sysctl("net.ipv4.ip_local_port_range", "\(NamespacesBench.range.low) \(NamespacesBench.range.high)")
+        try Namespace.sysctl("net.ipv4.ip_local_port_range", "\(range.low) \(range.high)")
         try Namespace.sysctl("net.core.somaxconn", "65535")
         memberHashes = "tcp_ehash_entries \(Namespace.readSysctl("net.ipv4.tcp_ehash_entries")), "
             + "udp_hash_entries \(Namespace.readSysctl("net.ipv4.udp_hash_entries"))"
-        let port = NamespacesBench.memberPort
         member.listener = try Child.spawn([loadgen, "listen", "--at", "127.0.0.1:\(port)", "--accept", "none",
                                            "--backlog", "65535"], stdinPipe: true, stdout: .pipe)
         guard let up = member.listener!.readLine(timeout: 30), up.contains("\"error\":null") else {

@@ -74,9 +74,9 @@ final class Child {
     enum Output { case null, pipe, file(String) }
 
     /// posix_spawnp with stdin from a pipe (or /dev/null) and stdout to
-    /// /dev/null, a pipe or a file; stderr goes to ours, or to /dev/null.
+    /// /dev/null, a pipe or a file; stderr goes to ours, to /dev/null, or to a file.
     static func spawn(_ argv: [String], stdinPipe: Bool = false, stdout: Output = .null,
-                      quietStderr: Bool = false) throws -> Child {
+                      quietStderr: Bool = false, stderrFile: String? = nil) throws -> Child {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -95,6 +95,7 @@ final class Child {
         case let .file(path): posix_spawn_file_actions_addopen(&actions, 1, path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         }
         if quietStderr { posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0) }
+        if let stderrFile { posix_spawn_file_actions_addopen(&actions, 2, stderrFile, O_WRONLY | O_CREAT | O_TRUNC, 0o644) }
         let cArgs = argv.map { strdup($0) } + [nil]
         defer { cArgs.forEach { free($0) } }
         var pid: pid_t = 0
