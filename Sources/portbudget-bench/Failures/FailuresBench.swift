@@ -1,3 +1,4 @@
+import CLibBPF
 import CMNL  // keeps SOCK_STREAM and friends unambiguous in this target (see HTTP.swift)
 import Glibc
 
@@ -5,8 +6,11 @@ import Glibc
 /// on the paths they watch, measured interleaved in one run, in a private
 /// network namespace. Workloads: loopback TCP connect()+close() (RST, so no
 /// TIME_WAIT piles up), UDP sendto() on an already-bound socket, and
-/// getpid() (watched by nothing). Variants: no collector; `serve` with the
-/// collector (BTF tracepoints only); `serve --failure-syscall-hooks`. Also the
+/// getpid() (watched by nothing). Variants: no collector; empty programs on
+/// the collector's two BTF tracepoints (the floor: what the kernel charges
+/// for running any program there; loaded by this process from the object
+/// `--hooks-floor-object` names, which scripts/bench compiles); `serve` with
+/// the collector (BTF tracepoints only); `serve --failure-syscall-hooks`. Also the
 /// agent's CPU while idle, and the counts at the end, which must be zero:
 /// every call in the run succeeded. Each workload is timed two ways: calls
 /// per wall-clock second, and CPU time per call on the calling thread — the
@@ -18,14 +22,16 @@ struct FailuresBench {
     var rounds = 9
     var seconds = 0.5
     var binDir = executableDirectory()
+    var hooksFloorObject: String?
 
     static let usage = """
-        usage: portbudget-bench failures [--rounds N] [--seconds S] [--ci] [--bin-dir DIR]
+        usage: portbudget-bench failures [--rounds N] [--seconds S] [--ci] [--bin-dir DIR] [--hooks-floor-object FILE]
         Defaults: --rounds 9 --seconds 0.5 (per workload, variant and round); --ci: 2 rounds of 0.3 s.
         """
 
     enum Variant: String, CaseIterable {
         case without = "without collector"
+        case hooksFloor = "empty programs, same hooks"
         case collector = "collector"
         case syscallHooks = "collector + syscall hooks"
     }
@@ -48,6 +54,7 @@ struct FailuresBench {
                 seconds = s
             case "--ci": (rounds, seconds) = (2, 0.3)
             case "--bin-dir": binDir = try arguments.value()
+            case "--hooks-floor-object": hooksFloorObject = try arguments.value()
             case "-h", "--help": arguments.help()
             default: throw arguments.unknown
             }
@@ -62,14 +69,17 @@ struct FailuresBench {
         Self.startAcceptor(listener)
         let (sender, receiverPort) = try Self.udpPair()
 
+        let variants = Variant.allCases.filter { $0 != .hooksFloor || hooksFloorObject != nil }
         var rates: [Variant: [Workload: [Double]]] = [:]
         var cpuPerCall: [Variant: [Workload: [Double]]] = [:]
         var idleCPU: [Variant: [Double]] = [:]
         var countedAtEnd: [Variant: Int] = [:]
         for round in 0..<rounds {
             // Interleaved: each round starts with a different variant.
-            let order = Variant.allCases.indices.map { Variant.allCases[($0 + round) % Variant.allCases.count] }
+            let order = variants.indices.map { variants[($0 + round) % variants.count] }
             for variant in order {
+                let floor = variant == .hooksFloor ? try EmptyPrograms(hooksFloorObject ?? "") : nil
+                defer { withExtendedLifetime(floor) {} }
                 let agent = try start(variant)
                 defer { agent?.terminate(); _ = try? agent?.wait() }
                 let cpuBefore = agent.map { Self.cpuSeconds($0.pid) } ?? 0
@@ -92,24 +102,25 @@ struct FailuresBench {
             let base = table[.without]?[workload] ?? [], with = table[variant]?[workload] ?? []
             return median(zip(with, base).filter { $0.1 > 0 }.map { $0.0 / $0.1 }) ?? 0
         }
-        var out = "| workload | " + Variant.allCases.map(\.rawValue).joined(separator: " | ") + " |\n"
-        out += "|---|" + String(repeating: "---:|", count: Variant.allCases.count) + "\n"
+        var out = "| workload | " + variants.map(\.rawValue).joined(separator: " | ") + " |\n"
+        out += "|---|" + String(repeating: "---:|", count: variants.count) + "\n"
         for workload in Workload.allCases {
-            out += "| \(workload.rawValue) | " + Variant.allCases.map { variant in
+            out += "| \(workload.rawValue) | " + variants.map { variant in
                 let m = median(rates[variant]?[workload] ?? []) ?? 0
                 return variant == .without ? Format.thousands(Int(m))
                     : "\(Format.thousands(Int(m))) (\(Self.percent(pairedRatio(rates, variant, workload))))"
             }.joined(separator: " | ") + " |\n"
-            out += "| \(workload.rawValue.replacing(" /s", with: "")): CPU ns per call | " + Variant.allCases.map { variant in
+            out += "| \(workload.rawValue.replacing(" /s", with: "")): CPU ns per call | " + variants.map { variant in
                 let m = median(cpuPerCall[variant]?[workload] ?? []) ?? 0
                 let ns = m >= 100 ? "\(Int(m.rounded()))" : "\((m * 10).rounded() / 10)"
                 return variant == .without ? ns : "\(ns) (\(Self.percent(pairedRatio(cpuPerCall, variant, workload))))"
             }.joined(separator: " | ") + " |\n"
         }
-        out += "| agent CPU while idle | – | " + [Variant.collector, .syscallHooks].map {
+        let dashes = String(repeating: "– | ", count: variants.count - 2)
+        out += "| agent CPU while idle | " + dashes + [Variant.collector, .syscallHooks].map {
             Self.percent(median(idleCPU[$0] ?? []) ?? 0) + " of a core"
         }.joined(separator: " | ") + " |\n"
-        out += "| failures counted during the run (expected 0) | – | " + [Variant.collector, .syscallHooks].map {
+        out += "| failures counted during the run (expected 0) | " + dashes + [Variant.collector, .syscallHooks].map {
             countedAtEnd[$0].map(String.init) ?? "?"
         }.joined(separator: " | ") + " |\n"
         writeAll(1, "\nFailure collector overhead, medians of \(rounds) interleaved rounds of \(seconds) s per workload "
@@ -120,7 +131,7 @@ struct FailuresBench {
 
     /// `serve` with the variant's programs, in this namespace, once it reports them loaded.
     func start(_ variant: Variant) throws -> Child? {
-        guard variant != .without else { return nil }
+        guard variant == .collector || variant == .syscallHooks else { return nil }
         let agent = try Child.spawn([binDir + "/portbudget", "serve", "--listen", "127.0.0.1:\(Self.agentPort)"]
                                     + (variant == .syscallHooks ? ["--failure-syscall-hooks"] : []), quietStderr: true)
         let deadline = monotonicSeconds() + 30
@@ -263,5 +274,39 @@ struct FailuresBench {
     static func percent(_ ratio: Double) -> String {
         let value = (ratio * 1000).rounded() / 10
         return "\(value) %"
+    }
+}
+
+/// Programs loaded and attached from an object file for as long as this
+/// lives: the hooks' floor.
+final class EmptyPrograms {
+    private let object: OpaquePointer
+    private var links: [OpaquePointer] = []
+
+    init(_ path: String) throws {
+        guard let object = bpf_object__open_file(path, nil) else {
+            throw BenchError("opening \(path): errno \(errno) (scripts/bench compiles it)")
+        }
+        self.object = object
+        let loaded = bpf_object__load(object)
+        guard loaded == 0 else {
+            bpf_object__close(object)
+            throw BenchError("loading \(path): errno \(-loaded) (needs root)")
+        }
+        var program = bpf_object__next_program(object, nil)
+        while let current = program {
+            guard let link = bpf_program__attach(current) else {
+                for link in links { bpf_link__destroy(link) }
+                bpf_object__close(object)
+                throw BenchError("attaching \(String(cString: bpf_program__name(current))): errno \(errno)")
+            }
+            links.append(link)
+            program = bpf_object__next_program(object, current)
+        }
+    }
+
+    deinit {
+        for link in links { bpf_link__destroy(link) }
+        bpf_object__close(object)
     }
 }
