@@ -37,33 +37,15 @@ final class BindDashboardTests: XCTestCase {
         // replay's namespace with --netns, so no scrape spends its 50 ports.
         let watch = try NetworkNamespace()
 
-        let work = FileManager.default.temporaryDirectory.appendingPathComponent("pbbinddash-\(getpid())-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
-        var servers: [ExporterProcess] = []
-        defer {
-            for server in servers { _ = server.stop(SIGTERM, timeout: 5) }
-            try? FileManager.default.removeItem(at: work)
-        }
-        let tracking = "127.0.0.1:9971", inferring = "127.0.0.1:9972", prom = "127.0.0.1:9090"
-        let config = """
-            global:
-              scrape_interval: 1s
-              scrape_timeout: 1s
-            scrape_configs:
-              - job_name: portbudget
-                static_configs: [{targets: ["\(tracking)", "\(inferring)"]}]
-            """
-        let configPath = work.appendingPathComponent("prometheus.yml").path
-        try config.write(toFile: configPath, atomically: true, encoding: .utf8)
-        servers.append(try ExporterProcess(["nsenter", "--net=/run/netns/\(watch.name)", Binaries.portbudget, "serve",
-                                            "--netns", host.ns.name, "--listen", tracking]))
-        servers.append(try ExporterProcess(["nsenter", "--net=/run/netns/\(watch.name)", Binaries.portbudget, "serve",
-                                            "--netns", host.ns.name, "--no-failures", "--listen", inferring]))
-        servers.append(try ExporterProcess([
-            "/usr/bin/prometheus", "--config.file=\(configPath)",
-            "--storage.tsdb.path=\(work.appendingPathComponent("data").path)",
-            "--web.listen-address=\(prom)", "--log.level=warn"], in: watch))
-        let api = PrometheusAPI(ns: watch, base: "http://\(prom)")
+        let live = try LivePrometheus("pbbinddash", in: watch)
+        defer { withExtendedLifetime(live) {} }  // its deinit stops Prometheus and the agents
+        let tracking = "127.0.0.1:9971", inferring = "127.0.0.1:9972"
+        try live.agent(["nsenter", "--net=/run/netns/\(watch.name)", Binaries.portbudget, "serve",
+                        "--netns", host.ns.name, "--listen", tracking])
+        try live.agent(["nsenter", "--net=/run/netns/\(watch.name)", Binaries.portbudget, "serve",
+                        "--netns", host.ns.name, "--no-failures", "--listen", inferring])
+        let prometheus = try live.start(scraping: [tracking, inferring])
+        let api = live.api
 
         // The collector is loaded (and has collected) before any nc starts,
         // so every one of their connect()s is seen beginning.
@@ -71,7 +53,7 @@ final class BindDashboardTests: XCTestCase {
             #"portbudget_scrape_collector_success{instance="\#(tracking)", collector="failures"} == 1"#,
             #"portbudget_ports_usable{instance="\#(inferring)"} == 50"#,
         ]
-        _ = try servers[2].await("the collector loaded and both agents scraped") {
+        _ = try prometheus.await("the collector loaded and both agents scraped") {
             let r = api.query(loaded)
             return r.count == loaded.count && r.allSatisfy({ $0.isSuccess && !$0.result.isEmpty }) ? true : nil
         }
@@ -91,7 +73,7 @@ final class BindDashboardTests: XCTestCase {
             #"count(timestamp(up{instance=~"\#(tracking)|\#(inferring)"}) > \#(connected + 0.5)) == 2"#,
             #"min_over_time(portbudget_tcp_bound_before_connect_ports{instance="\#(tracking)", evidence="socket_cookie"}[2s:1s]) == 40"#,
         ]
-        _ = try servers[2].await("both agents scraped after the connections") {
+        _ = try prometheus.await("both agents scraped after the connections") {
             let r = api.query(settled)
             return r.count == settled.count && r.allSatisfy({ $0.isSuccess && !$0.result.isEmpty }) ? true : nil
         }
@@ -103,20 +85,9 @@ final class BindDashboardTests: XCTestCase {
 
         let values: [String: GrafanaDashboard.Selection] = ["job": .selected(["portbudget"]),
                                                             "instance": .selected([tracking, inferring]), "netns": .all(".*")]
-        let targets = panels.flatMap { panel in panel.targets.map { (panel, $0) } }
-        let exprs = targets.map { GrafanaDashboard.interpolate($0.1.expr, values: values, rateInterval: "30s") }
-        let instant = api.query(exprs, at: stamp)
-        let ranged = api.queryRange(exprs, start: stamp - 20, end: stamp, step: 1)
-        XCTAssertEqual(instant.count, exprs.count)
-        XCTAssertEqual(ranged.count, exprs.count)
         var byTarget: [String: [PrometheusAPI.Series]] = [:]
-        for (index, ((panel, target), expr)) in zip(targets, exprs).enumerated() where index < min(instant.count, ranged.count) {
-            XCTAssertFalse(expr.contains("$"), "\(panel.title) \(target.refId): unresolved variable in \(expr)")
-            for (kind, answer) in [("instant", instant[index]), ("range", ranged[index])] {
-                XCTAssert(answer.isSuccess, "[\(kind)] \(panel.title) \(target.refId): \(expr) → \(answer.summary)")
-                XCTAssertFalse(answer.result.isEmpty, "[\(kind)] \(panel.title) \(target.refId): \(expr) returned no data")
-            }
-            byTarget[panel.title + " " + target.refId] = instant[index].result
+        for answer in api.evaluate(panels, values: values, at: stamp) {
+            byTarget[answer.panel.title + " " + answer.target.refId] = answer.result
         }
         /// A target's values keyed by instance (and `label`'s value, when given).
         func byInstance(_ key: String, label: String? = nil) -> [String: Double] {
@@ -147,6 +118,6 @@ final class BindDashboardTests: XCTestCase {
         XCTAssertEqual(byInstance(title + " B"), [tracking: 40, inferring: 40])
         XCTAssertEqual(byInstance(title + " C"), [tracking: 50, inferring: 50])
 
-        print("BindDashboardTests: \(exprs.count) panel queries checked in \(Int(Date().timeIntervalSince(started))) s")
+        print("BindDashboardTests: \(byTarget.count) panel queries checked in \(Int(Date().timeIntervalSince(started))) s")
     }
 }

@@ -33,36 +33,16 @@ final class FailureDashboardTests: XCTestCase {
         try failing.must(["ip", "-n", failing.name, "link", "set", "pbfd1", "up"])
         let cgroup = try TestCgroup()
 
-        let work = FileManager.default.temporaryDirectory.appendingPathComponent("pbfaildash-\(getpid())-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
-        var servers: [ExporterProcess] = []
-        defer {
-            for server in servers { _ = server.stop(SIGTERM, timeout: 5) }
-            try? FileManager.default.removeItem(at: work)
-        }
-        let counting = "10.88.0.2:9958", blind = "127.0.0.1:9959", prom = "127.0.0.1:9090"
-        let config = """
-            global:
-              scrape_interval: 1s
-              scrape_timeout: 1s
-            scrape_configs:
-              - job_name: portbudget
-                static_configs: [{targets: ["\(counting)", "\(blind)"]}]
-            """
-        let configPath = work.appendingPathComponent("prometheus.yml").path
-        try config.write(toFile: configPath, atomically: true, encoding: .utf8)
+        let live = try LivePrometheus("pbfaildash", in: watch)
+        defer { withExtendedLifetime(live) {} }  // its deinit stops Prometheus and the agents
+        let counting = "10.88.0.2:9958", blind = "127.0.0.1:9959"
         // nsenter keeps the host's cgroup mount, so the agent names the cgroup.
-        servers.append(try ExporterProcess(["nsenter", "--net=/run/netns/\(failing.name)", Binaries.portbudget, "serve",
-                                            "--listen", counting]))
+        try live.agent(["nsenter", "--net=/run/netns/\(failing.name)", Binaries.portbudget, "serve", "--listen", counting])
         // uid 0 with every capability gone: bpf() is refused, as in the plain deploy files.
-        servers.append(try ExporterProcess(["nsenter", "--net=/run/netns/\(watch.name)", "setpriv", "--inh-caps=-all",
-                                            "--bounding-set=-all", "--no-new-privs", Binaries.portbudget, "serve",
-                                            "--listen", blind]))
-        servers.append(try ExporterProcess([
-            "/usr/bin/prometheus", "--config.file=\(configPath)",
-            "--storage.tsdb.path=\(work.appendingPathComponent("data").path)",
-            "--web.listen-address=\(prom)", "--log.level=warn"], in: watch))
-        let api = PrometheusAPI(ns: watch, base: "http://\(prom)")
+        try live.agent(["nsenter", "--net=/run/netns/\(watch.name)", "setpriv", "--inh-caps=-all", "--bounding-set=-all",
+                        "--no-new-privs", Binaries.portbudget, "serve", "--listen", blind])
+        let prometheus = try live.start(scraping: [counting, blind])
+        let api = live.api
 
         // Zeros scraped first: the kinds are listed from zero, so the rate
         // and increase windows start at a sample of 0.
@@ -70,7 +50,7 @@ final class FailureDashboardTests: XCTestCase {
             #"count_over_time(portbudget_port_allocation_failures_total{instance="\#(counting)", protocol="tcp", call="connect"}[1m]) >= 3"#,
             #"portbudget_scrape_collector_success{instance="\#(blind)", collector="failures"} == 0"#,
         ]
-        _ = try servers[2].await("zero counts scraped and the blind agent scraped") {
+        _ = try prometheus.await("zero counts scraped and the blind agent scraped") {
             let r = api.query(readiness)
             return r.count == readiness.count && r.allSatisfy({ $0.isSuccess && !$0.result.isEmpty }) ? true : nil
         }
@@ -80,7 +60,7 @@ final class FailureDashboardTests: XCTestCase {
         let expected = FailureKernelTests.expectedDefault(made)
         let total = expected.values.reduce(0, +)
         XCTAssertEqual(total, 11, "5 connect, 2 listen, 4 send")
-        _ = try servers[2].await("the failures scraped, twice") {
+        _ = try prometheus.await("the failures scraped, twice") {
             let r = api.query([#"min_over_time(sum by (instance) (portbudget_port_allocation_failures_total{instance="\#(counting)"})[2s:1s]) == \#(total)"#])
             return r.first.map { $0.isSuccess && !$0.result.isEmpty } == true ? true : nil
         }
@@ -90,21 +70,8 @@ final class FailureDashboardTests: XCTestCase {
 
         let values: [String: GrafanaDashboard.Selection] = ["job": .selected(["portbudget"]),
                                                             "instance": .selected([counting, blind]), "netns": .all(".*")]
-        let targets = panels.flatMap { panel in panel.targets.map { (panel, $0) } }
-        let exprs = targets.map { GrafanaDashboard.interpolate($0.1.expr, values: values, rateInterval: "30s") }
-        let instant = api.query(exprs, at: stamp)
-        let ranged = api.queryRange(exprs, start: stamp - 20, end: stamp, step: 1)
-        XCTAssertEqual(instant.count, exprs.count)
-        XCTAssertEqual(ranged.count, exprs.count)
         var byPanel: [String: [PrometheusAPI.Series]] = [:]
-        for (index, ((panel, target), expr)) in zip(targets, exprs).enumerated() where index < min(instant.count, ranged.count) {
-            XCTAssertFalse(expr.contains("$"), "\(panel.title) \(target.refId): unresolved variable in \(expr)")
-            for (kind, answer) in [("instant", instant[index]), ("range", ranged[index])] {
-                XCTAssert(answer.isSuccess, "[\(kind)] \(panel.title) \(target.refId): \(expr) → \(answer.summary)")
-                XCTAssertFalse(answer.result.isEmpty, "[\(kind)] \(panel.title) \(target.refId): \(expr) returned no data")
-            }
-            byPanel[panel.title] = instant[index].result
-        }
+        for answer in api.evaluate(panels, values: values, at: stamp) { byPanel[answer.panel.title] = answer.result }
         func kind(_ series: PrometheusAPI.Series) -> String {
             "protocol=\"\(series.labels["protocol"] ?? "")\",call=\"\(series.labels["call"] ?? "")\",errno=\"\(series.labels["errno"] ?? "")\""
         }

@@ -41,42 +41,21 @@ final class NamespacesDashboardTests: XCTestCase {
         let heldName = held.namespaceName
         let ours = ["host", busy.name, udp.name, heldName]
 
-        let work = FileManager.default.temporaryDirectory.appendingPathComponent("pbnsdash-\(getpid())-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
-        var servers: [ExporterProcess] = []
-        defer {
-            for server in servers { _ = server.stop(SIGTERM, timeout: 5) }
-            try? FileManager.default.removeItem(at: work)
-        }
+        let live = try LivePrometheus("pbnsdash", in: own)
+        defer { withExtendedLifetime(live) {} }  // its deinit stops Prometheus and the agents
         // Every namespace on the machine is measured on each scrape, other
         // tests' included: 3 s leaves room for a busy one.
-        let agent = "127.0.0.1:9958", prom = "127.0.0.1:9090"
-        let config = """
-            global:
-              scrape_interval: 3s
-              scrape_timeout: 3s
-              evaluation_interval: 1s
-            rule_files:
-              - \(DashboardTests.rulesPath)
-            scrape_configs:
-              - job_name: portbudget
-                static_configs: [{targets: ["\(agent)"]}]
-            """
-        let configPath = work.appendingPathComponent("prometheus.yml").path
-        try config.write(toFile: configPath, atomically: true, encoding: .utf8)
-        servers.append(try ExporterProcess(["nsenter", "--net=/run/netns/\(own.name)", Binaries.portbudget, "serve",
-                                            "--all-namespaces", "--listen", agent]))
-        servers.append(try ExporterProcess([
-            "/usr/bin/prometheus", "--config.file=\(configPath)",
-            "--storage.tsdb.path=\(work.appendingPathComponent("data").path)",
-            "--web.listen-address=\(prom)", "--log.level=warn"], in: own))
-        let api = PrometheusAPI(ns: own, base: "http://\(prom)")
+        let agent = "127.0.0.1:9958"
+        try live.agent(["nsenter", "--net=/run/netns/\(own.name)", Binaries.portbudget, "serve", "--all-namespaces",
+                        "--listen", agent])
+        let prometheus = try live.start(scraping: [agent], interval: "3s", rules: [DashboardTests.rulesPath])
+        let api = live.api
 
         // A few samples of every namespace of ours, and the 90% destination
         // turned into a pending alert by the project's rules, in its netns.
         let readiness = ours.map { #"count_over_time(portbudget_ports_usable{netns="\#($0)"}[1m]) >= 3"# }
             + [#"ALERTS{alertname="PortBudgetTCPDestinationPortsLow", netns="\#(busy.name)"}"#]
-        _ = try servers[1].await("samples of every namespace and the pending alert", timeout: 60) {
+        _ = try prometheus.await("samples of every namespace and the pending alert", timeout: 60) {
             let answers = api.query(readiness)
             return answers.count == readiness.count && answers.allSatisfy({ $0.isSuccess && !$0.result.isEmpty }) ? true : nil
         }

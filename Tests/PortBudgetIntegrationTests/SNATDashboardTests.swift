@@ -22,41 +22,22 @@ final class SNATDashboardTests: XCTestCase {
         try nat.server.hold(["listen", "--at", "\(NATTopology.serverIP):8080", "--accept", "hold"])
         XCTAssertEqual(try nat.client.hold(["connect", "--to", "\(NATTopology.serverIP):8080", "--count", "9", "--hold"]).made, 9)
 
-        let work = FileManager.default.temporaryDirectory.appendingPathComponent("pbsnatdash-\(getpid())-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
-        var servers: [ExporterProcess] = []
-        defer {
-            for server in servers { _ = server.stop(SIGTERM, timeout: 5) }
-            try? FileManager.default.removeItem(at: work)
-        }
-        let agent = "127.0.0.1:9958", prom = "127.0.0.1:9090"
-        let config = """
-            global:
-              scrape_interval: 1s
-              scrape_timeout: 1s
-            scrape_configs:
-              - job_name: portbudget
-                static_configs: [{targets: ["\(agent)"]}]
-            """
-        let configPath = work.appendingPathComponent("prometheus.yml").path
-        try config.write(toFile: configPath, atomically: true, encoding: .utf8)
-        servers.append(try ExporterProcess([Binaries.portbudget, "serve", "--listen", agent,
-                                            "--snat-port-range", "40000-40009"], in: nat.router))
-        servers.append(try ExporterProcess([
-            "/usr/bin/prometheus", "--config.file=\(configPath)",
-            "--storage.tsdb.path=\(work.appendingPathComponent("data").path)",
-            "--web.listen-address=\(prom)", "--log.level=warn"], in: nat.router))
-        let api = PrometheusAPI(ns: nat.router, base: "http://\(prom)")
+        let live = try LivePrometheus("pbsnatdash", in: nat.router)
+        defer { withExtendedLifetime(live) {} }  // its deinit stops Prometheus and the agents
+        let agent = "127.0.0.1:9958"
+        try live.agent([Binaries.portbudget, "serve", "--listen", agent, "--snat-port-range", "40000-40009"], in: nat.router)
+        let prometheus = try live.start(scraping: [agent])
+        let api = live.api
 
         // A few samples at 90%, then the last port taken and one connection dropped.
-        _ = try servers[1].await("samples of the 90% group") {
+        _ = try prometheus.await("samples of the 90% group") {
             let r = api.query([#"count_over_time(portbudget_snat_group_ports_used{peer_port="8080"}[1m]) >= 3"#])
             return r.first.map { $0.isSuccess && !$0.result.isEmpty } == true ? true : nil
         }
         let more = try nat.client.hold(["connect", "--to", "\(NATTopology.serverIP):8080", "--count", "2",
                                         "--until-fail", "--hold"])
         XCTAssertEqual(more.made, 1)
-        _ = try servers[1].await("the full group and the failed insert") {
+        _ = try prometheus.await("the full group and the failed insert") {
             let r = api.query([#"portbudget_snat_max_group_utilization_ratio == 1"#,
                                #"increase(portbudget_conntrack_insert_failed_total[1m]) > 0"#])
             return r.count == 2 && r.allSatisfy { $0.isSuccess && !$0.result.isEmpty } ? true : nil
