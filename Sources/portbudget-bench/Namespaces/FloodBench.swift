@@ -65,21 +65,15 @@ struct FloodBench {
     init(_ args: [String]) throws {
         command = "portbudget-bench namespaces --flood " + args.joined(separator: " ")
         var arguments = BenchArguments(args, usage: Self.usage)
-        func number(_ name: String, min: Double) throws -> Double {
-            guard let n = Double(try arguments.value().filter { $0 != "_" && $0 != "," }), n >= min else {
-                throw BenchError("\(name) takes a number ≥ \(min)")
-            }
-            return n
-        }
         while let flag = arguments.next() {
             switch flag {
-            case "--namespaces": namespaces = Int(try number(flag, min: 1))
-            case "--destinations": destinations = Int(try number(flag, min: 1))
-            case "--several-every": severalEvery = Int(try number(flag, min: 0))
-            case "--churn": churnPerSecond = try number(flag, min: 0)
-            case "--seconds": seconds = try number(flag, min: 1)
+            case "--namespaces": namespaces = try arguments.count(min: 1)
+            case "--destinations": destinations = try arguments.count(min: 1)
+            case "--several-every": severalEvery = try arguments.count(min: 0)
+            case "--churn": churnPerSecond = try arguments.number(min: 0)
+            case "--seconds": seconds = try arguments.number(min: 1)
             case "--collection-interval": collectionInterval = try arguments.value()
-            case "--tenant-uid": tenantUID = Int(try number(flag, min: 1))
+            case "--tenant-uid": tenantUID = try arguments.count(min: 1)
             case "--ci":
                 namespaces = 20; destinations = 20; seconds = 8; collectionInterval = "1s"
             case "--prefix": prefix = try arguments.value()

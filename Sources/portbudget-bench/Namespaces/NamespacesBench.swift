@@ -59,28 +59,22 @@ struct NamespacesBench {
     init(_ args: [String]) throws {
         command = "portbudget-bench namespaces " + args.joined(separator: " ")
         var arguments = BenchArguments(args, usage: Self.usage)
-        func number(_ name: String, min: Int) throws -> Int {
-            guard let n = Int(try arguments.value().filter { $0 != "_" && $0 != "," }), n >= min else {
-                throw BenchError("\(name) takes a number ≥ \(min)")
-            }
-            return n
-        }
         while let flag = arguments.next() {
             switch flag {
-            case "--namespaces": namespaces = try number("--namespaces", min: 1)
-            case "--connections": connections = try number("--connections", min: 1)
-            case "--host-sockets": hostSockets = try number("--host-sockets", min: 1000)
-            case "--rounds": rounds = try number("--rounds", min: 1)
-            case "--churn-rounds": churnRounds = try number("--churn-rounds", min: 0)
-            case "--churn": churnPerRound = try number("--churn", min: 1)
-            case "--scrapes": scrapesPerRound = try number("--scrapes", min: 1)
+            case "--namespaces": namespaces = try arguments.count(min: 1)
+            case "--connections": connections = try arguments.count(min: 1)
+            case "--host-sockets": hostSockets = try arguments.count(min: 1000)
+            case "--rounds": rounds = try arguments.count(min: 1)
+            case "--churn-rounds": churnRounds = try arguments.count(min: 0)
+            case "--churn": churnPerRound = try arguments.count(min: 1)
+            case "--scrapes": scrapesPerRound = try arguments.count(min: 1)
             case "--growth":
                 let list = try arguments.value().split(separator: ",").map { Int($0) }
                 guard !list.isEmpty, list.allSatisfy({ ($0 ?? 0) >= 1 }) else { throw BenchError("--growth takes N,N,...") }
                 growth = list.map { $0! }
             case "--ci":
                 namespaces = 5; connections = 50; hostSockets = 2000; rounds = 2; churnRounds = 2; scrapesPerRound = 2
-            case "--child-ehash": childHash = try number("--child-ehash", min: 128)
+            case "--child-ehash": childHash = try arguments.count(min: 128)
             case "--prefix": prefix = try arguments.value()
             case "--bin-dir": binDir = try arguments.value()
             case "--results": results = try arguments.value()

@@ -26,6 +26,24 @@ struct BenchArguments {
         return arguments[index]
     }
 
+    /// The value after the current flag as a number of at least `min`
+    /// ("_" and "," may group digits).
+    mutating func number(min: Double) throws -> Double {
+        let flag = arguments[index]
+        guard let n = Double(try value().filter { $0 != "_" && $0 != "," }), n >= min else {
+            throw BenchError("\(flag) takes a number ≥ \(min == min.rounded() ? String(Int(min)) : String(min))")
+        }
+        return n
+    }
+
+    /// The same, as a whole number.
+    mutating func count(min: Int) throws -> Int {
+        let flag = arguments[index]
+        let n = try number(min: Double(min))
+        guard n == n.rounded(), let whole = Int(exactly: n) else { throw BenchError("\(flag) takes a whole number") }
+        return whole
+    }
+
     /// The error for the current flag when the mode does not know it.
     var unknown: BenchError { BenchError("unknown argument \(arguments[index])\n" + usage) }
 
