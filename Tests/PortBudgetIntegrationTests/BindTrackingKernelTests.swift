@@ -23,12 +23,8 @@ final class BindTrackingKernelTests: XCTestCase {
         Command.run(["curl", "-sf", "--max-time", "10", "http://\(address)/metrics"]).stdout
     }
 
-    /// The value of the one sample that starts with `prefix` (name and
-    /// labels), or with `prefix{` and any labels.
-    static func value(_ metrics: String, _ prefix: String, anyLabels: Bool = false) -> Double? {
-        metrics.split(separator: "\n").first { $0.hasPrefix(prefix + " ") || (anyLabels && $0.hasPrefix(prefix + "{")) }
-            .flatMap { Double($0.split(separator: " ").last ?? "") }
-    }
+    /// The value of the series named exactly by `series` (name and labels).
+    static func value(_ metrics: String, _ series: String) -> Double? { ExpositionSamples.first(metrics, series + " ") }
 
     static func groupLabels(_ port: Int) -> String {
         #"{local_ip="10.77.0.1",peer_ip="10.77.0.1",peer_port="\#(port)"}"#
@@ -115,7 +111,7 @@ final class BindTrackingKernelTests: XCTestCase {
         // The listener closes first, then every nc is killed: no TIME_WAIT on
         // their side, the sockets are gone, and the watcher forgets all 45.
         func remembered() -> Double? {
-            Self.value(Self.metrics(everyAddress), "portbudget_failure_collector_bound_sockets", anyLabels: true)
+            ExpositionSamples.first(Self.metrics(everyAddress), "portbudget_failure_collector_bound_sockets{")
         }
         XCTAssertEqual(remembered(), 45)
         listeners.release()

@@ -16,12 +16,6 @@ final class NamespaceFloodTests: XCTestCase {
     static let openFilesLimit = 600
     static let listed = 8
 
-    func samples(_ text: String) -> [Substring] { text.split(separator: "\n").filter { !$0.hasPrefix("#") } }
-
-    func sample(_ text: String, _ prefix: String) -> Double? {
-        samples(text).first { $0.hasPrefix(prefix) }.flatMap { Double($0.split(separator: " ").last ?? "") }
-    }
-
     func descriptors(_ pid: Int32) -> Int {
         (0..<5).map { _ in usleep(50_000); return ProcessProbe.openDescriptors(pid) }.min() ?? -1
     }
@@ -41,11 +35,11 @@ final class NamespaceFloodTests: XCTestCase {
         func scrape() -> String? { home.httpGet("http://127.0.0.1:9958/metrics", maxTime: 40) }
         let group = #"portbudget_tcp_group_ports_used{netns="\#(nearlyFull.name)",local_ip="127.0.0.1",peer_ip="127.0.0.1",peer_port="7000"} "#
         let first = try XCTUnwrap(scrape(), agent.stderrText)
-        XCTAssertEqual(sample(first, group), 9, first)
+        XCTAssertEqual(ExpositionSamples.first(first, group), 9, first)
         // Descriptors besides the kept sessions: other sessions on a shared
         // machine may add namespaces (each kept session is 13), never this remainder.
         func remainder(_ text: String) -> Int {
-            descriptors(pid) - 13 * Int(sample(text, "portbudget_namespace_sessions ") ?? 0)
+            descriptors(pid) - 13 * Int(ExpositionSamples.first(text, "portbudget_namespace_sessions ") ?? 0)
         }
         let baseline = remainder(try XCTUnwrap(scrape(), agent.stderrText))
 
@@ -62,22 +56,22 @@ final class NamespaceFloodTests: XCTestCase {
         let deadline = Date().addingTimeInterval(60)
         while Date() < deadline {
             flooded = try XCTUnwrap(scrape(), agent.stderrText)
-            if (sample(flooded, #"portbudget_namespaces{state="summed""#) ?? 0) >= Double(Self.tenantNamespaces - Self.listed) { break }
+            if (ExpositionSamples.first(flooded, #"portbudget_namespaces{state="summed""#) ?? 0) >= Double(Self.tenantNamespaces - Self.listed) { break }
             usleep(200_000)
         }
         for round in 0..<5 {
             let text = try XCTUnwrap(round == 0 ? flooded : scrape(), "scrape \(round): \(agent.stderrText.suffix(2000))")
-            XCTAssertEqual(sample(text, group), 9, "the host-owned namespace's 9-of-10 group, scrape \(round)")
-            XCTAssertEqual(sample(text, #"portbudget_namespaces{state="exported""#), Double(Self.listed))
-            XCTAssertGreaterThanOrEqual(sample(text, #"portbudget_namespaces{state="summed""#) ?? 0,
+            XCTAssertEqual(ExpositionSamples.first(text, group), 9, "the host-owned namespace's 9-of-10 group, scrape \(round)")
+            XCTAssertEqual(ExpositionSamples.first(text, #"portbudget_namespaces{state="exported""#), Double(Self.listed))
+            XCTAssertGreaterThanOrEqual(ExpositionSamples.first(text, #"portbudget_namespaces{state="summed""#) ?? 0,
                                         Double(Self.tenantNamespaces - Self.listed), "the tenant's namespaces are summed")
-            XCTAssertEqual(sample(text, #"portbudget_summed_namespaces_max_utilization_ratio{limit="tcp_bind"}"#), 1,
+            XCTAssertEqual(ExpositionSamples.first(text, #"portbudget_summed_namespaces_max_utilization_ratio{limit="tcp_bind"}"#), 1,
                            "their drained ranges are not hidden, only summed")
             // Worst first alone would list 8 of the tenant's drained namespaces and none at 90%.
             XCTAssertTrue(text.contains(#"portbudget_netns_info{netns="\#(nearlyFull.name)""#),
                           "a host-owned namespace ranks before every tenant namespace")
-            XCTAssertGreaterThan(samples(text).filter { $0.hasPrefix("portbudget_netns_info{") && $0.contains(#"owner_uid="""#) }.count, 1)
-            XCTAssertLessThanOrEqual(samples(text).count, 20_000)
+            XCTAssertGreaterThan(ExpositionSamples.lines(text).filter { $0.hasPrefix("portbudget_netns_info{") && $0.contains(#"owner_uid="""#) }.count, 1)
+            XCTAssertLessThanOrEqual(ExpositionSamples.lines(text).count, 20_000)
             XCTAssertLessThanOrEqual(text.utf8.count, 4 << 20)
             XCTAssertLessThanOrEqual(descriptors(pid), Self.openFilesLimit, "descriptors")
             XCTAssertLessThanOrEqual(ProcessProbe.statusBytes(pid, "VmRSS") ?? .max, 256 << 20, "RSS")
@@ -99,14 +93,14 @@ final class NamespaceFloodTests: XCTestCase {
         let gone = Date().addingTimeInterval(30)
         while Date() < gone {
             after = try XCTUnwrap(scrape(), agent.stderrText)
-            if sample(after, #"portbudget_namespaces{state="summed""#) == 0 { break }
+            if ExpositionSamples.first(after, #"portbudget_namespaces{state="summed""#) == 0 { break }
             usleep(200_000)
         }
-        XCTAssertEqual(sample(after, #"portbudget_namespaces{state="summed""#), 0, after)
-        XCTAssertEqual(sample(after, group), 9)
-        let total = (sample(after, #"portbudget_namespaces{state="exported""#) ?? 0)
-            + (sample(after, #"portbudget_namespaces{state="summed""#) ?? 0)
-        XCTAssertLessThanOrEqual(sample(after, "portbudget_namespace_sessions ") ?? .infinity, total,
+        XCTAssertEqual(ExpositionSamples.first(after, #"portbudget_namespaces{state="summed""#), 0, after)
+        XCTAssertEqual(ExpositionSamples.first(after, group), 9)
+        let total = (ExpositionSamples.first(after, #"portbudget_namespaces{state="exported""#) ?? 0)
+            + (ExpositionSamples.first(after, #"portbudget_namespaces{state="summed""#) ?? 0)
+        XCTAssertLessThanOrEqual(ExpositionSamples.first(after, "portbudget_namespace_sessions ") ?? .infinity, total,
                                  "no session kept for a namespace that is gone")
         XCTAssertLessThanOrEqual(remainder(try XCTUnwrap(scrape())), baseline + 2, "every tenant session closed")
         XCTAssertTrue(agent.process.isRunning)
