@@ -89,6 +89,11 @@ public final class CollectionSource: Sendable {
         if case .all = configuration.scope { deadline = AllNamespacesCollector.deadline } else { deadline = CollectionResult.deadline }
     }
 
+    /// The failure collector's programs, when it is registered and they loaded.
+    public var loadedFailurePrograms: FailurePrograms? {
+        collectors.collectors.lazy.compactMap { ($0 as? FailureCollector)?.loaded }.first
+    }
+
     /// One collection. Blocking: run it on a thread of its own
     /// (`CollectionRunner`) — with `--netns` that thread enters the namespace.
     public func collect() -> CollectionResult {

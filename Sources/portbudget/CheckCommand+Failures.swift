@@ -10,8 +10,7 @@ extension CheckCommand {
     /// when they could not load (the collection then reports the collector failed).
     func watchFailures(_ source: CollectionSource) async throws {
         guard let watch else { return }
-        let failures = source.collectors.collectors.lazy.compactMap { $0 as? FailureCollector }.first
-        guard failures?.loaded != nil else { return }
+        guard source.loadedFailurePrograms != nil else { return }
         await source.markConnectionsOlderThanTheFailurePrograms()
         printError("portbudget: counting failed port allocations for \(watch) s")
         try await Task.sleep(for: .seconds(watch))

@@ -24,7 +24,7 @@ extension CollectionSource {
     /// `check --watch`) would take every connection made since start for one
     /// older than the programs. A no-op when they did not load.
     func markConnectionsOlderThanTheFailurePrograms() async {
-        guard collectors.collectors.contains(where: { ($0 as? FailureCollector)?.loaded != nil }) else { return }
+        guard loadedFailurePrograms != nil else { return }
         _ = try? await CollectionRunner(deadline: deadline, collectorNames: collectors.names, collect: collect).run()
     }
 }
