@@ -65,14 +65,6 @@ public final class CollectionSource: Sendable {
         let procfs = ProcFS(root: configuration.procfs)
         let cgroups = CgroupResolver(procfs: procfs)
         let failures = configuration.failures.map { FailureCollector(options: $0, cgroups: cgroups, procfs: procfs) }
-        if let programs = failures?.loaded {
-            // One namespace watched: its neighbours' sockets need no remembering.
-            switch configuration.scope {
-            case .own: programs.rememberBoundSockets(onlyIn: failures?.ownNetnsInode)
-            case let .netns(namespaces) where namespaces.count == 1: programs.rememberBoundSockets(onlyIn: namespaces[0].handle.inode)
-            default: programs.rememberBoundSockets(onlyIn: nil)
-            }
-        }
         let census = SockDiagCollector(
             tcpDumps: configuration.tcpDumps,
             attribution: configuration.holders.map { .init(cgroups: cgroups, top: $0, processes: configuration.processes) },

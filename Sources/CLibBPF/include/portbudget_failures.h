@@ -11,7 +11,13 @@
 #define PB_MAX_COUNT_KEYS 4096      /* distinct (netns, protocol, call, errno, cgroup) */
 #define PB_MAX_PENDING 4096         /* threads inside a watched bind()/connect() at once (opt-in hooks) */
 #define PB_EVENT_RING_BYTES (256 * 1024) /* failures waiting for `portbudget trace` */
-#define PB_MAX_BOUND_SOCKETS 65536  /* sockets remembered as bound before connect() (the agent forgets closed ones) */
+/* Sockets bound before connect() are remembered in a map per network
+ * namespace, which the agent creates (sized by BoundSocketAllowance) and
+ * files under the namespace's inode: a census then reads only its own
+ * namespace's entries, and a namespace that fills its map refuses only its
+ * own sockets. A namespace without a map is not watched. */
+#define PB_MAX_WATCHED_NAMESPACES 4096 /* namespaces with a map of their own (and a refusal counter) */
+#define PB_BOUND_SOCKETS_TEMPLATE 1024 /* the inner-map template's size; each namespace's map has its own */
 
 /* Which call failed. "send" covers sendto, sendmsg and sendmmsg: the
  * tracepoint that sees the failure fires below all three. */
@@ -27,15 +33,14 @@ enum pb_drop {
     PB_DROP_COUNT_KEYS = 0,   /* counts map full: a failure went uncounted */
     PB_DROP_EVENTS = 1,       /* event ring full: trace missed a failure */
     PB_DROP_PENDING = 2,      /* pending map full: an opt-in hook could not follow a call */
-    PB_DROP_BOUND_SOCKETS = 3, /* bound map full: a socket bound before connect() went unremembered */
+    PB_DROP_BOUND_SOCKETS = 3, /* a namespace's map full: a socket bound before connect() went unremembered */
     PB_DROP_SLOTS = 4,
 };
 
 /* Indexes of the config array (set by the agent after load). */
 enum pb_config {
     PB_CONFIG_EMIT_EVENTS = 0, /* nonzero while `portbudget trace` reads the ring */
-    PB_CONFIG_BOUND_NETNS = 1, /* remember bound-before-connect sockets of this netns inode only; 0: of every one */
-    PB_CONFIG_SLOTS = 2,
+    PB_CONFIG_SLOTS = 1,
 };
 
 struct pb_count_key {

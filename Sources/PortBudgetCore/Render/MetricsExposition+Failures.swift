@@ -16,11 +16,11 @@ extension MetricsExposition {
                      ], Double(h.count))
                  })
         w.family("portbudget_port_allocation_failure_drops_total", .counter,
-                 help: "Failures the kernel side could not count (count_keys: its counter map was full) or hand to `portbudget trace` (events: ring full; pending: too many calls in flight), and sockets bound before connect() it could not remember (bound_sockets). Host-wide.",
+                 help: "Failures the kernel side could not count (count_keys: its counter map was full) or hand to `portbudget trace` (events: ring full; pending: too many calls in flight), sockets bound before connect() a namespace's full map could not remember (bound_sockets), and namespaces given no such map (bound_namespaces: the tenants' share or the table of maps was full). Host-wide.",
                  (failures.drops ?? [:]).sorted { $0.key < $1.key }.map { .init([("reason", $0.key)], Double($0.value)) })
         if let remembered = failures.boundSocketsRemembered {
             w.single("portbudget_failure_collector_bound_sockets", .gauge,
-                     help: "TCP sockets the failure programs remember as bound before connect(), host-wide: at most 65,536 (then drops_total{reason=\"bound_sockets\"} counts); the agent forgets closed ones as it collects their namespace.",
+                     help: "TCP sockets the failure programs remember as bound before connect(), host-wide, as of each namespace's last collection: each namespace has a map of its own, sized by its allowance (a full one counts drops_total{reason=\"bound_sockets\"}); the agent forgets closed ones as it collects their namespace.",
                      remembered)
         }
     }

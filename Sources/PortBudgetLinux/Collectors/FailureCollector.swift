@@ -51,9 +51,13 @@ public final class FailureCollector: Collector {
             if case let .owner(owner) = resolution { owners[id] = owner }
         }
         let own = inode == ownNetnsInode
+        var drops: [String: UInt64]?
+        if own {
+            // The kernel's refusals, and the namespaces the tracker gave no map.
+            drops = programs.drops().merging(boundSockets?.drops() ?? [:]) { $0 + $1 }
+        }
         return PortAllocationFailures(counts: counts, netnsInode: inode, watched: programs.watched, owners: owners,
-                                      drops: own ? programs.drops() : nil,
-                                      boundSocketsRemembered: own ? (try? programs.boundSockets().count) : nil)
+                                      drops: drops, boundSocketsRemembered: own ? boundSockets?.remembered() : nil)
     }
 
     static func inode(_ path: String) -> UInt64? {

@@ -51,18 +51,18 @@ public struct SockDiagCollector: Collector {
         let presence = SocketPresence(sockstat: collection.counterTables[.sockstat],
                                       sockstat6: collection.counterTables[.sockstat6])
         collection.report = try attributedReport(sysctls, presence: presence, context: collection.context,
-                                                 netnsInode: collection.netns.inode)
+                                                 netnsInode: collection.netns.inode, ownedByHost: collection.netns.ownedByHost)
     }
 
     /// The census's report, its budgets naming their holders when asked.
     func attributedReport(_ sysctls: PortSysctls, presence: SocketPresence, context: CollectionContext,
-                          netnsInode: UInt64) throws -> PortBudgetReport {
+                          netnsInode: UInt64, ownedByHost: Bool) throws -> PortBudgetReport {
         guard let attribution else {
-            return try census(sysctls, presence: presence, context: context, netnsInode: netnsInode)
+            return try census(sysctls, presence: presence, context: context, netnsInode: netnsInode, ownedByHost: ownedByHost)
                 .report(thresholds: thresholds)
         }
         let census = try census(sysctls, presence: presence, context: context, netnsInode: netnsInode,
-                                trackingInodes: attribution.processes)
+                                ownedByHost: ownedByHost, trackingInodes: attribution.processes)
         var naming = HolderNaming(cgroupRoot: attribution.cgroups.root, owners: [:], top: attribution.top)
         for (id, resolution) in attribution.cgroups.resolve(census.cgroupIDs) {
             if case let .owner(owner) = resolution { naming.owners[id] = owner }
@@ -80,16 +80,18 @@ public struct SockDiagCollector: Collector {
 
     /// Streams the TCP and UDP dumps of both families into a census, leaving
     /// out the dumps `presence` proves empty. `netnsInode` (0: the agent's
-    /// own) picks what the failure programs saw of bind() before connect().
+    /// own) picks what the failure programs saw of bind() before connect();
+    /// `ownedByHost` is false for a namespace of an unprivileged user's user
+    /// namespace, which gets a smaller allowance (`BoundSocketAllowance`).
     public func census(_ sysctls: PortSysctls, presence: SocketPresence = .unknown, context: CollectionContext,
-                       netnsInode: UInt64 = 0, trackingInodes: Bool = false) throws -> PortCensus {
+                       netnsInode: UInt64 = 0, ownedByHost: Bool = true, trackingInodes: Bool = false) throws -> PortCensus {
         let dumper = try context.sockets?.sockDiag ?? SockDiagDumper()
         var census = PortCensus(sysctls: sysctls)
         if trackingInodes { census.trackSocketInodes() }
         var tracked: BoundSocketTracker.Census?
         if let boundSockets, let inode = netnsInode == 0 ? boundSockets.ownNetnsInode : netnsInode {
             do {
-                tracked = try boundSockets.begin(netnsInode: inode)
+                tracked = try boundSockets.begin(netnsInode: inode, ownedByHost: ownedByHost)
             } catch {
                 // The census goes on inferring bind(addr, 0), as without the programs.
                 context.logger.debug("bound sockets unreadable", metadata: ["error": "\(error)"])

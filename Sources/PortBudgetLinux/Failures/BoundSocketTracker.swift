@@ -1,9 +1,10 @@
+import CLibBPF
 import Foundation
 import Glibc
 import PortBudgetCore
 
 /// Hands the census what the failure programs saw of bind() before
-/// connect() in one namespace, and keeps their map to live sockets.
+/// connect() in one namespace, and keeps their maps to live sockets.
 ///
 /// SOCK_DIAG shows a socket whose port bind(addr, 0) took exactly as one
 /// whose port connect() chose, yet only the second may be shared with other
@@ -12,71 +13,238 @@ import PortBudgetCore
 /// with the explicit binds. A connected socket that was already there when
 /// this namespace was first looked at may have begun connect() unseen, so it
 /// stays inferred, and the report says how many there are.
+///
+/// Each namespace censused gets a kernel map of its own, made before its
+/// first census's dumps (`BoundSocketAllowance` sizes it and says which
+/// namespaces get one), so a census reads its own namespace's entries only,
+/// and a namespace that fills its map refuses its own sockets only. A
+/// refusal moves that namespace's counter; its next census takes every
+/// connected socket it does not know as older than the programs (inferred)
+/// until it closes. A namespace refused a map is inferred throughout.
 public final class BoundSocketTracker: @unchecked Sendable {
-    /// A namespace not censused for this long is forgotten, and the sockets
-    /// remembered in it with it (it is gone, or no longer watched).
+    /// A namespace not censused for this long is forgotten, and its map
+    /// with it (it is gone, or no longer watched).
     public static let forgetAfterSeconds: Double = 600
+    /// The reason `drops_total` counts a namespace refused a map under.
+    public static let namespaceDropReason = "bound_namespaces"
 
     /// One census in progress: what was known when its dumps began.
     public struct Census: Sendable {
         public let netnsInode: UInt64
         public let knowledge: BoundSocketKnowledge
         let startedBootNanoseconds: UInt64
+        /// False when the namespace has no map: nothing can be known.
+        let watched: Bool
+        let refusalsAtStart: UInt64
+        /// Map entries read so far by this census.
+        let entriesRead: Int
+    }
+
+    /// What is kept of one watched namespace between its censuses.
+    struct Watched {
+        var holder: BoundSocketAllowance.Holder
+        /// The connected sockets older than its map (or than its last refusal), still open at the last census.
+        var predating: BoundSocketKnowledge.Predating = .firstCensus
+        var lastCensus: Double
+        /// The refusal count when the last finished census began.
+        var refusalsSeen: UInt64 = 0
+        /// A smaller previous map still holds entries, to be moved over.
+        var retiring = false
+        /// Entries remembered at the last census.
+        var remembered = 0
+        /// Entries the last census read, for `entriesRead(lastCensusOf:)`.
+        var entriesRead = 0
     }
 
     let programs: FailurePrograms
     /// The agent's own namespace, which a census with inode 0 means.
     public let ownNetnsInode: UInt64?
     private let lock = NSLock()
-    /// Per namespace: the connected sockets older than its first census,
-    /// still open at the last one, and when that was.
-    private var namespaces: [UInt64: (predating: BoundSocketKnowledge.Predating, lastCensus: Double)] = [:]
+    private var namespaces: [UInt64: Watched] = [:]
+    /// Namespaces refused a map, and when each was last censused.
+    private var refused: [UInt64: Double] = [:]
+    private var namespacesRefusedTotal: UInt64 = 0
 
     init(programs: FailurePrograms, ownNetnsInode: UInt64?) {
         self.programs = programs
         self.ownNetnsInode = ownNetnsInode
     }
 
-    /// Call right before the namespace's TCP dumps.
-    public func begin(netnsInode: UInt64) throws(FailureProgramsUnavailable) -> Census {
+    /// Call right before the namespace's TCP dumps. `ownedByHost` is false
+    /// for a namespace in an unprivileged user's user namespace.
+    public func begin(netnsInode: UInt64, ownedByHost: Bool = true) throws(FailureProgramsUnavailable) -> Census {
         let started = Self.bootNanoseconds()
-        let bound = try programs.boundSockets()
-        let predating = lock.withLock { namespaces[netnsInode]?.predating } ?? .firstCensus
-        let cookies = Set(bound.lazy.filter { $0.netnsInode == netnsInode }.map(\.cookie))
-        return Census(netnsInode: netnsInode, knowledge: BoundSocketKnowledge(boundCookies: cookies, predating: predating),
-                      startedBootNanoseconds: started)
+        let holder: BoundSocketAllowance.Holder = netnsInode == ownNetnsInode ? .agent : ownedByHost ? .host : .tenant
+        guard let state = try watch(netnsInode, holder: holder) else {
+            return Census(netnsInode: netnsInode, knowledge: BoundSocketKnowledge(boundCookies: [], predating: .firstCensus),
+                          startedBootNanoseconds: started, watched: false, refusalsAtStart: 0, entriesRead: 0)
+        }
+        let refusals = programs.boundSocketRefusals(netnsInode: netnsInode) ?? 0
+        let bound = try read(netnsInode, retiring: state.retiring)
+        // A refused socket may be among the connected ones: none is exact until it closes.
+        let predating = refusals == state.refusalsSeen ? state.predating : .firstCensus
+        return Census(netnsInode: netnsInode,
+                      knowledge: BoundSocketKnowledge(boundCookies: Set(bound.map(\.cookie)), predating: predating),
+                      startedBootNanoseconds: started, watched: true, refusalsAtStart: refusals, entriesRead: bound.count)
     }
 
     /// Call after the dumps, with the census they filled. Returns how many
-    /// sockets began connect() on a bound port while the dumps ran and may
-    /// have been counted as connect()'s: the census reports them as untracked.
+    /// sockets began connect() on a bound port while the dumps ran, or were
+    /// refused by a full map meanwhile, and may have been counted as
+    /// connect()'s: the census reports them as untracked.
     public func finish(_ begun: Census, census: PortCensus) -> Int {
         let now = CollectorSet.monotonicSeconds()
-        let after = (try? programs.boundSockets()) ?? []
-        var forget: [UInt64] = []
-        var raced = 0
-        let known = lock.withLock {
-            namespaces[begun.netnsInode] = (census.predatingAfter, now)
-            namespaces = namespaces.filter { now - $0.value.lastCensus < Self.forgetAfterSeconds }
-            return Set(namespaces.keys)
+        defer { forgetStale(now: now) }
+        guard begun.watched, let state = lock.withLock({ namespaces[begun.netnsInode] }) else {
+            lock.withLock { if refused[begun.netnsInode] != nil { refused[begun.netnsInode] = now } }
+            return 0
         }
-        let age = UInt64(Self.forgetAfterSeconds * 1e9)
-        let forgetBefore = begun.startedBootNanoseconds > age ? begun.startedBootNanoseconds - age : 0
-        for socket in after {
-            if socket.netnsInode == begun.netnsInode {
-                if socket.bootNanoseconds < begun.startedBootNanoseconds {
-                    // In the table before the dumps began, yet not in them: closed.
-                    if !census.boundCookiesSeen.contains(socket.cookie) { forget.append(socket.cookie) }
-                } else if !begun.knowledge.boundCookies.contains(socket.cookie),
-                          census.holdsConnectChosen(port: socket.port) {
-                    raced += 1
-                }
-            } else if !known.contains(socket.netnsInode) && socket.bootNanoseconds < forgetBefore {
-                forget.append(socket.cookie)
+        let inode = begun.netnsInode
+        let current = programs.boundSocketMap(netnsInode: inode)
+        let previous = state.retiring ? programs.boundSocketMap(netnsInode: inode, retiring: true) : nil
+        let inCurrent = (try? current?.read()) ?? []
+        let inPrevious = (try? previous?.read()) ?? []
+        let refusals = programs.boundSocketRefusals(netnsInode: inode) ?? begun.refusalsAtStart
+        var forget: [UInt64] = []
+        var raced = Int(truncatingIfNeeded: refusals &- begun.refusalsAtStart)
+        for socket in inCurrent + inPrevious {
+            if socket.bootNanoseconds < begun.startedBootNanoseconds {
+                // In the map before the dumps began, yet not in them: closed.
+                if !census.boundCookiesSeen.contains(socket.cookie) { forget.append(socket.cookie) }
+            } else if !begun.knowledge.boundCookies.contains(socket.cookie), census.holdsConnectChosen(port: socket.port) {
+                raced += 1
             }
         }
-        programs.forgetBoundSockets(forget)
+        current?.forget(forget)
+        previous?.forget(forget)
+        var next = state
+        next.predating = census.predatingAfter
+        next.lastCensus = now
+        next.refusalsSeen = begun.refusalsAtStart
+        next.entriesRead = begun.entriesRead + inCurrent.count + inPrevious.count
+        let gone = Set(forget)
+        let left = inPrevious.filter { !gone.contains($0.cookie) }
+        if let current, let previous {
+            next.retiring = !move(left, from: previous, to: current)
+            if !next.retiring { programs.dropRetiringBoundSockets(netnsInode: inode) }
+        }
+        next.remembered = inCurrent.count + inPrevious.count - forget.count
+        if !next.retiring, let current,
+           let bigger = BoundSocketAllowance.grownCapacity(current.capacity, remembered: next.remembered, holder: state.holder) {
+            next.retiring = grow(inode, from: current, to: bigger)
+        }
+        lock.withLock { namespaces[inode] = next }
         return raced
+    }
+
+    /// Sockets remembered, all namespaces, as of each one's last census.
+    public func remembered() -> Int {
+        lock.withLock { namespaces.values.reduce(0) { $0 + $1.remembered } }
+    }
+
+    /// What the tracker refused, by `drops_total` reason: namespaces given no map.
+    public func drops() -> [String: UInt64] {
+        lock.withLock { [Self.namespaceDropReason: namespacesRefusedTotal] }
+    }
+
+    /// Map entries the namespace's last census read (at its start and end),
+    /// or nil when it has none: what a census costs grows with these only.
+    public func entriesRead(lastCensusOf netnsInode: UInt64) -> Int? {
+        lock.withLock { namespaces[netnsInode]?.entriesRead }
+    }
+
+    /// The size of the namespace's map, or nil when it has none.
+    public func capacity(of netnsInode: UInt64) -> Int? {
+        programs.boundSocketMap(netnsInode: netnsInode)?.capacity
+    }
+
+    private enum Admission { case known(Watched), new(Watched), refused }
+
+    /// The namespace's state, its map made first if it has none and its
+    /// holder's allowance admits one; nil when refused.
+    private func watch(_ inode: UInt64, holder: BoundSocketAllowance.Holder) throws(FailureProgramsUnavailable) -> Watched? {
+        let now = CollectorSet.monotonicSeconds()
+        let admission: Admission = lock.withLock {
+            if let state = namespaces[inode] { return .known(state) }
+            let tenants = namespaces.values.filter { $0.holder == .tenant }.count
+            guard BoundSocketAllowance.admits(holder, watched: namespaces.count, watchedTenants: tenants,
+                                              limit: Int(PB_MAX_WATCHED_NAMESPACES)) else {
+                if refused[inode] == nil { namespacesRefusedTotal += 1 }
+                refused[inode] = now
+                return .refused
+            }
+            // Taken before the map exists, so parallel censuses cannot overrun the allowance.
+            let state = Watched(holder: holder, lastCensus: now)
+            namespaces[inode] = state
+            refused[inode] = nil
+            return .new(state)
+        }
+        switch admission {
+        case let .known(state): return state
+        case .refused: return nil
+        case let .new(state):
+            do throws(FailureProgramsUnavailable) {
+                let map = try programs.makeBoundSocketMap(capacity: BoundSocketAllowance.initialCapacity(holder))
+                try programs.watchBoundSockets(netnsInode: inode, in: map)
+            } catch {
+                lock.withLock { _ = namespaces.removeValue(forKey: inode) }
+                throw error
+            }
+            return state
+        }
+    }
+
+    /// The namespace's remembered sockets, in its map and in its previous one.
+    private func read(_ inode: UInt64, retiring: Bool) throws(FailureProgramsUnavailable) -> [BoundSocket] {
+        var bound = try programs.boundSocketMap(netnsInode: inode)?.read() ?? []
+        if retiring { bound += try programs.boundSocketMap(netnsInode: inode, retiring: true)?.read() ?? [] }
+        return bound
+    }
+
+    /// Files a bigger map for the namespace, its current one as previous
+    /// (the programs add to the new one, and forget in both). Returns
+    /// whether the previous one is now retiring.
+    private func grow(_ inode: UInt64, from current: BoundSocketMap, to capacity: Int) -> Bool {
+        guard let bigger = try? programs.makeBoundSocketMap(capacity: capacity) else { return false }
+        // Previous first: a socket the programs forget meanwhile is looked for in both.
+        guard (try? programs.watchBoundSockets(netnsInode: inode, in: current, retiring: true)) != nil else { return false }
+        guard (try? programs.watchBoundSockets(netnsInode: inode, in: bigger)) != nil else {
+            programs.dropRetiringBoundSockets(netnsInode: inode)
+            return false
+        }
+        return true
+    }
+
+    /// Moves a previous map's entries into the current one, a census after
+    /// it was replaced (by then no program still adds to it). Returns
+    /// whether every entry moved.
+    private func move(_ sockets: [BoundSocket], from previous: BoundSocketMap, to current: BoundSocketMap) -> Bool {
+        var moved = true
+        for socket in sockets {
+            guard current.insertIfAbsent(socket) || current.contains(socket.cookie) else {
+                moved = false
+                continue
+            }
+            // Forgotten by the programs before it was added here (its port
+            // released): it must not come back.
+            if previous.contains(socket.cookie) {
+                previous.forget([socket.cookie])
+            } else {
+                current.forget([socket.cookie])
+            }
+        }
+        return moved
+    }
+
+    /// Namespaces not censused for `forgetAfterSeconds` are gone or no longer watched.
+    private func forgetStale(now: Double) {
+        let stale: [UInt64] = lock.withLock {
+            refused = refused.filter { now - $0.value < Self.forgetAfterSeconds }
+            let stale = namespaces.filter { now - $0.value.lastCensus >= Self.forgetAfterSeconds }.map(\.key)
+            for inode in stale { namespaces[inode] = nil }
+            return stale
+        }
+        for inode in stale { programs.unwatchBoundSockets(netnsInode: inode) }
     }
 
     static func bootNanoseconds() -> UInt64 {

@@ -38,6 +38,8 @@ public final class FailurePrograms: @unchecked Sendable {
     private let dropsFD: Int32
     private let configFD: Int32
     private let boundSocketsFD: Int32
+    private let retiringBoundSocketsFD: Int32
+    private let boundRefusalsFD: Int32
     let eventsFD: Int32
 
     public init(options: Options = Options()) throws(FailureProgramsUnavailable) {
@@ -71,7 +73,8 @@ public final class FailurePrograms: @unchecked Sendable {
             if loaded != 0 {
                 failure = FailureProgramsUnavailable(description: Self.explain("loading the BPF programs", errno: -loaded))
             } else {
-                fds = ["counts", "drops", "config", "events", "bound_sockets"].map { (name: String) in bpf_object__find_map_fd_by_name(object, name) }
+                fds = ["counts", "drops", "config", "events", "bound_sockets", "retiring_bound_sockets",
+                       "bound_refusals"].map { (name: String) in bpf_object__find_map_fd_by_name(object, name) }
                 var program = bpf_object__next_program(object, nil)
                 while let current = program, failure == nil {
                     if bpf_program__autoload(current) {
@@ -93,7 +96,8 @@ public final class FailurePrograms: @unchecked Sendable {
             bpf_object__close(object)
             throw failure
         }
-        (countsFD, dropsFD, configFD, eventsFD, boundSocketsFD) = (fds[0], fds[1], fds[2], fds[3], fds[4])
+        (countsFD, dropsFD, configFD, eventsFD) = (fds[0], fds[1], fds[2], fds[3])
+        (boundSocketsFD, retiringBoundSocketsFD, boundRefusalsFD) = (fds[4], fds[5], fds[6])
     }
 
     deinit {
@@ -144,54 +148,67 @@ public final class FailurePrograms: @unchecked Sendable {
         _ = bpf_map_update_elem(configFD, &index, &value, UInt64(BPF_ANY))
     }
 
-    /// Remember bound-before-connect sockets of the namespace with this inode
-    /// only (nil: of every namespace), so a single-namespace agent keeps no
-    /// entries for its neighbours' sockets.
-    public func rememberBoundSockets(onlyIn netnsInode: UInt64?) {
-        var index = UInt32(PB_CONFIG_BOUND_NETNS.rawValue)
-        var value: UInt64 = netnsInode ?? 0
-        _ = bpf_map_update_elem(configFD, &index, &value, UInt64(BPF_ANY))
-    }
-
-    /// Every socket remembered as bound before connect(), all namespaces.
-    /// Read in batches: the map may hold `PB_MAX_BOUND_SOCKETS` entries.
-    public func boundSockets() throws(FailureProgramsUnavailable) -> [BoundSocket] {
-        let chunk = 4096
-        var keys = [UInt64](repeating: 0, count: chunk)
-        var values = [pb_bound_socket](repeating: pb_bound_socket(), count: chunk)
-        var out: [BoundSocket] = []
-        var token: UInt32 = 0
-        var first = true
-        while true {
-            var count = UInt32(chunk)
-            var next: UInt32 = 0
-            var options = bpf_map_batch_opts()
-            options.sz = MemoryLayout<bpf_map_batch_opts>.size
-            let result = keys.withUnsafeMutableBytes { keyBytes in
-                values.withUnsafeMutableBytes { valueBytes in
-                    withUnsafeMutablePointer(to: &token) { tokenPointer in
-                        bpf_map_lookup_batch(boundSocketsFD, first ? nil : UnsafeMutableRawPointer(tokenPointer), &next,
-                                             keyBytes.baseAddress, valueBytes.baseAddress, &count, &options)
-                    }
-                }
-            }
-            let failure = result == 0 ? 0 : errno
-            if failure != 0 && failure != ENOENT {
-                throw FailureProgramsUnavailable(description: "reading the bound sockets: \(String(cString: strerror(failure)))")
-            }
-            for i in 0..<Int(count) {
-                out.append(BoundSocket(cookie: keys[i], netnsInode: UInt64(values[i].netns_inode),
-                                       port: values[i].port, bootNanoseconds: values[i].boot_ns))
-            }
-            if failure == ENOENT { return out } // the last batch
-            token = next
-            first = false
+    /// A new, empty map for one namespace's sockets bound before connect(),
+    /// holding at most `capacity` (`struct pb_bound_socket` by cookie, like
+    /// the programs' template). The caller files it with `watchBoundSockets`.
+    public func makeBoundSocketMap(capacity: Int) throws(FailureProgramsUnavailable) -> BoundSocketMap {
+        var options = bpf_map_create_opts()
+        options.sz = MemoryLayout<bpf_map_create_opts>.size
+        options.map_flags = UInt32(BPF_F_NO_PREALLOC)
+        let fd = bpf_map_create(BPF_MAP_TYPE_HASH, "pb_bound_netns", UInt32(MemoryLayout<UInt64>.size),
+                                UInt32(MemoryLayout<pb_bound_socket>.size), UInt32(capacity), &options)
+        guard fd >= 0 else {
+            throw FailureProgramsUnavailable(description: "creating a bound-socket map: \(String(cString: strerror(-fd)))")
         }
+        return BoundSocketMap(fd: fd, capacity: capacity)
     }
 
-    /// Forgets sockets that are gone, so the map holds only live ones.
-    public func forgetBoundSockets(_ cookies: [UInt64]) {
-        for var cookie in cookies { _ = bpf_map_delete_elem(boundSocketsFD, &cookie) }
+    /// Files `map` as the namespace's map: its sockets bound before
+    /// connect() are remembered there from now on. `retiring` files it as
+    /// the namespace's previous map instead (read and forgotten from, no
+    /// longer added to). The first time, the namespace's refusals start at zero.
+    public func watchBoundSockets(netnsInode: UInt64, in map: BoundSocketMap, retiring: Bool = false)
+        throws(FailureProgramsUnavailable) {
+        var key = UInt32(truncatingIfNeeded: netnsInode)
+        var value = UInt32(bitPattern: map.fd)
+        if bpf_map_update_elem(retiring ? retiringBoundSocketsFD : boundSocketsFD, &key, &value, UInt64(BPF_ANY)) != 0 {
+            throw FailureProgramsUnavailable(description: "watching a namespace's bound sockets: \(String(cString: strerror(errno)))")
+        }
+        var zero: UInt64 = 0
+        _ = bpf_map_update_elem(boundRefusalsFD, &key, &zero, UInt64(BPF_NOEXIST))
+    }
+
+    /// The namespace's map (or its previous one, `retiring`), opened, or nil
+    /// when it has none.
+    public func boundSocketMap(netnsInode: UInt64, retiring: Bool = false) -> BoundSocketMap? {
+        var key = UInt32(truncatingIfNeeded: netnsInode)
+        var id: UInt32 = 0
+        guard bpf_map_lookup_elem(retiring ? retiringBoundSocketsFD : boundSocketsFD, &key, &id) == 0 else { return nil }
+        let fd = bpf_map_get_fd_by_id(id)
+        guard fd >= 0 else { return nil }
+        var info = bpf_map_info()
+        var length = UInt32(MemoryLayout<bpf_map_info>.size)
+        let capacity = bpf_obj_get_info_by_fd(fd, &info, &length) == 0 ? Int(info.max_entries) : 0
+        return BoundSocketMap(fd: fd, capacity: capacity)
+    }
+
+    /// Stops filing the namespace's previous map (the kernel frees it once unused).
+    public func dropRetiringBoundSockets(netnsInode: UInt64) {
+        var key = UInt32(truncatingIfNeeded: netnsInode)
+        _ = bpf_map_delete_elem(retiringBoundSocketsFD, &key)
+    }
+
+    /// Stops watching the namespace: its maps and refusal count go.
+    public func unwatchBoundSockets(netnsInode: UInt64) {
+        var key = UInt32(truncatingIfNeeded: netnsInode)
+        for fd in [boundSocketsFD, retiringBoundSocketsFD, boundRefusalsFD] { _ = bpf_map_delete_elem(fd, &key) }
+    }
+
+    /// Sockets the namespace's full map refused since it was first watched.
+    public func boundSocketRefusals(netnsInode: UInt64) -> UInt64? {
+        var key = UInt32(truncatingIfNeeded: netnsInode)
+        var value: UInt64 = 0
+        return bpf_map_lookup_elem(boundRefusalsFD, &key, &value) == 0 ? value : nil
     }
 
     /// One line: what failed, what is missing for it, and libbpf's own first words.
@@ -221,6 +238,78 @@ public struct BoundSocket: Sendable, Equatable {
     public var port: UInt16
     /// CLOCK_BOOTTIME when its connect() began.
     public var bootNanoseconds: UInt64
+}
+
+/// One namespace's map of sockets bound before connect(), open for as long
+/// as this lives (the programs' table of maps holds the map itself).
+public final class BoundSocketMap {
+    let fd: Int32
+    /// The most entries it holds.
+    public let capacity: Int
+
+    init(fd: Int32, capacity: Int) {
+        self.fd = fd
+        self.capacity = capacity
+    }
+
+    deinit { close(fd) }
+
+    /// Entries read per bpf() call.
+    public static let batch = 4096
+
+    /// Every socket remembered in this map.
+    public func read() throws(FailureProgramsUnavailable) -> [BoundSocket] {
+        let chunk = Self.batch
+        var keys = [UInt64](repeating: 0, count: chunk)
+        var values = [pb_bound_socket](repeating: pb_bound_socket(), count: chunk)
+        var out: [BoundSocket] = []
+        var token: UInt32 = 0
+        var first = true
+        while true {
+            var count = UInt32(chunk)
+            var next: UInt32 = 0
+            var options = bpf_map_batch_opts()
+            options.sz = MemoryLayout<bpf_map_batch_opts>.size
+            let result = keys.withUnsafeMutableBytes { keyBytes in
+                values.withUnsafeMutableBytes { valueBytes in
+                    withUnsafeMutablePointer(to: &token) { tokenPointer in
+                        bpf_map_lookup_batch(fd, first ? nil : UnsafeMutableRawPointer(tokenPointer), &next,
+                                             keyBytes.baseAddress, valueBytes.baseAddress, &count, &options)
+                    }
+                }
+            }
+            let failure = result == 0 ? 0 : errno
+            if failure != 0 && failure != ENOENT {
+                throw FailureProgramsUnavailable(description: "reading the bound sockets: \(String(cString: strerror(failure)))")
+            }
+            for i in 0..<Int(count) {
+                out.append(BoundSocket(cookie: keys[i], netnsInode: UInt64(values[i].netns_inode),
+                                       port: values[i].port, bootNanoseconds: values[i].boot_ns))
+            }
+            if failure == ENOENT { return out } // the last batch
+            token = next
+            first = false
+        }
+    }
+
+    /// Adds `socket` unless its cookie is there already; false when it was not added.
+    func insertIfAbsent(_ socket: BoundSocket) -> Bool {
+        var key = socket.cookie
+        var value = pb_bound_socket(boot_ns: socket.bootNanoseconds, netns_inode: UInt32(truncatingIfNeeded: socket.netnsInode),
+                                    port: socket.port, unused: 0)
+        return bpf_map_update_elem(fd, &key, &value, UInt64(BPF_NOEXIST)) == 0
+    }
+
+    func contains(_ cookie: UInt64) -> Bool {
+        var key = cookie
+        var value = pb_bound_socket()
+        return bpf_map_lookup_elem(fd, &key, &value) == 0
+    }
+
+    /// Forgets sockets that are gone.
+    public func forget(_ cookies: [UInt64]) {
+        for var cookie in cookies { _ = bpf_map_delete_elem(fd, &cookie) }
+    }
 }
 
 /// The calling process's effective capabilities, from /proc/self/status.

@@ -24,7 +24,8 @@
  *                               AF_UNIX and TCP are other families/types).
  *   The first also remembers, by socket cookie, every TCP socket that enters
  *   SYN_SENT already holding a local port: bind() took that port before
- *   connect(), so no other destination may share it (see pb_bound_socket).
+ *   connect(), so no other destination may share it (see pb_bound_socket),
+ *   in a map per network namespace the agent watches.
  * Opt-in (syscall tracepoints switch every syscall of the host onto the
  * kernel's slower tracing path, so they are loaded only when asked for):
  *   syscalls/sys_{enter,exit}_bind     bind(addr, 0) → EADDRINUSE
@@ -68,16 +69,48 @@ struct {
     __uint(max_entries, PB_EVENT_RING_BYTES);
 } events SEC(".maps");
 
-/* Socket cookie → a socket bound before connect(). The agent deletes the
- * entries of sockets gone from its dumps; none are evicted, so a full map
- * counts a drop and the agent stops calling its numbers exact. */
+/* Network namespace inode → that namespace's map of socket cookie → a
+ * socket bound before connect(). The agent creates each inner map (its size
+ * is the namespace's allowance) before the namespace's first census, so a
+ * census reads its own namespace's entries only, and a full map refuses only
+ * its own namespace's sockets: that namespace's refusal counter moves and the
+ * agent calls its numbers inferred. The agent deletes the entries of sockets
+ * gone from its dumps; none are evicted. */
+#define BOUND_SOCKET_MAP                                                      \
+    struct {                                                                  \
+        __uint(type, BPF_MAP_TYPE_HASH);                                      \
+        __uint(map_flags, BPF_F_NO_PREALLOC);                                 \
+        __uint(max_entries, PB_BOUND_SOCKETS_TEMPLATE);                       \
+        /* Sizes, not types: clang would describe the value's struct    \
+         * only by name here, which libbpf cannot size. */               \
+        __uint(key_size, sizeof(__u64));                                      \
+        __uint(value_size, sizeof(struct pb_bound_socket));                   \
+    }
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH_OF_MAPS);
+    __uint(max_entries, PB_MAX_WATCHED_NAMESPACES);
+    __type(key, __u32);
+    __array(values, BOUND_SOCKET_MAP);
+} bound_sockets SEC(".maps");
+
+/* A namespace's previous map while the agent moves it to a bigger one: no
+ * longer added to, still read and still forgotten from, until it is empty. */
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH_OF_MAPS);
+    __uint(max_entries, PB_MAX_WATCHED_NAMESPACES);
+    __type(key, __u32);
+    __array(values, BOUND_SOCKET_MAP);
+} retiring_bound_sockets SEC(".maps");
+
+/* Network namespace inode → sockets its full map refused. The agent adds
+ * the key with its map; the programs only add to it. */
 struct {
     __uint(type, BPF_MAP_TYPE_HASH);
-    __uint(map_flags, BPF_F_NO_PREALLOC);
-    __uint(max_entries, PB_MAX_BOUND_SOCKETS);
-    __type(key, __u64);
-    __type(value, struct pb_bound_socket);
-} bound_sockets SEC(".maps");
+    __uint(max_entries, PB_MAX_WATCHED_NAMESPACES);
+    __type(key, __u32);
+    __type(value, __u64);
+} bound_refusals SEC(".maps");
 
 /* Thread id → the failure its bind()/connect() would be, decided at entry
  * (the socket and address as they were) and kept only if the exit's errno
@@ -151,34 +184,45 @@ static __always_inline bool is_inet(__u16 family)
     return family == AF_INET || family == AF_INET6;
 }
 
+/* Deletes `cookie` from the namespace's map in `outer`, if it is there. */
+#define FORGET_IN(outer, netns, cookie)                                       \
+    do {                                                                      \
+        void *sockets_ = bpf_map_lookup_elem(&outer, &netns);                 \
+        /* A lookup takes no lock; a delete would, on every connect(). */     \
+        if (sockets_ && bpf_map_lookup_elem(sockets_, &cookie))               \
+            bpf_map_delete_elem(sockets_, &cookie);                           \
+    } while (0)
+
 /* connect() began on a socket that already has its port: bind() took it.
  * Without a port, connect() chooses it; the socket may have been remembered
- * before a failed connect() or a disconnect released its bound port. */
+ * before a failed connect() or a disconnect released its bound port.
+ * Only namespaces the agent gave a map are watched. */
 static __always_inline void remember_bound(struct sock *sk)
 {
     if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
         return;
+    __u32 netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
     __u16 port = BPF_CORE_READ(sk, __sk_common.skc_num);
+    __u64 cookie = bpf_get_socket_cookie(sk);
     if (port == 0) {
-        __u64 cookie = bpf_get_socket_cookie(sk);
-        /* A lookup takes no lock; a delete would, on every connect(). */
-        if (bpf_map_lookup_elem(&bound_sockets, &cookie))
-            bpf_map_delete_elem(&bound_sockets, &cookie);
+        FORGET_IN(bound_sockets, netns, cookie);
+        FORGET_IN(retiring_bound_sockets, netns, cookie);
         return;
     }
-    __u32 netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
-    __u32 slot = PB_CONFIG_BOUND_NETNS;
-    __u64 *only = bpf_map_lookup_elem(&config, &slot);
-    if (only && *only && *only != netns)
+    void *sockets = bpf_map_lookup_elem(&bound_sockets, &netns);
+    if (!sockets)
         return;
-    __u64 cookie = bpf_get_socket_cookie(sk);
     struct pb_bound_socket bound = {
         .boot_ns = bpf_ktime_get_boot_ns(),
         .netns_inode = netns,
         .port = port,
     };
-    if (bpf_map_update_elem(&bound_sockets, &cookie, &bound, BPF_ANY) != 0)
+    if (bpf_map_update_elem(sockets, &cookie, &bound, BPF_ANY) != 0) {
         count_drop(PB_DROP_BOUND_SOCKETS);
+        __u64 *refused = bpf_map_lookup_elem(&bound_refusals, &netns);
+        if (refused)
+            __sync_fetch_and_add(refused, 1);
+    }
 }
 
 SEC("tp_btf/inet_sock_set_state")

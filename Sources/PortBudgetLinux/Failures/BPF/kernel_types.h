@@ -29,6 +29,7 @@ enum { BPF_F_NO_PREALLOC = 1 };
 enum {
     BPF_MAP_TYPE_HASH = 1,
     BPF_MAP_TYPE_ARRAY = 2,
+    BPF_MAP_TYPE_HASH_OF_MAPS = 13,
     BPF_MAP_TYPE_RINGBUF = 27,
 };
 #define AF_INET 2
