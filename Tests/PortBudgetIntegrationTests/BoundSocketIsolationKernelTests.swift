@@ -35,21 +35,45 @@ final class BoundSocketIsolationKernelTests: XCTestCase {
             else:
                 for _ in range(int(line)):
                     c = socket.socket(); c.bind((host, 0)); c.connect((host, port)); clients.append(c)
-            print("clients", len(clients), flush=True)
+            print(f"clients {len(clients)}", flush=True)
         """
 
     /// A namespace with the clients' helper running in it.
     final class Clients {
-        let ns: NetworkNamespace
+        /// The `ip netns add` namespace, nil for a tenant's.
+        let ns: NetworkNamespace?
         let process: HeldProcess
         let handle: NetworkNamespaceHandle
         private var answers = 1
 
+        /// In a host-owned namespace of its own (`ip netns add`).
         init(range: (Int, Int)) throws {
-            ns = try NetworkNamespace(range: range)
-            handle = try NetworkNamespaceHandle(.name(ns.name))
+            let ns = try NetworkNamespace(range: range)
+            self.ns = ns
             process = try HeldProcess(["ip", "netns", "exec", ns.name, "python3", "-c", BoundSocketIsolationKernelTests.boundClients,
                                        "127.0.0.1", "9001"])
+            handle = try NetworkNamespaceHandle(.name(ns.name))
+            try Self.started(process)
+        }
+
+        /// As a tenant would: uid `tenantUID` makes a user namespace and a
+        /// network namespace inside it (`unshare -U -r -n`), no capability needed.
+        init(tenantUID: Int, range: (Int, Int)) throws {
+            guard geteuid() == 0 else {
+                try NetworkNamespace.skip("needs root to run a tenant as another uid", file: #filePath, line: #line)
+                throw XCTSkip("unreachable")
+            }
+            ns = nil
+            let setup = "ip link set lo up && echo '\(range.0) \(range.1)' > /proc/sys/net/ipv4/ip_local_port_range"
+                + " && exec python3 -c \"$0\" 127.0.0.1 9001"
+            process = try HeldProcess(["setpriv", "--reuid=\(tenantUID)", "--regid=\(tenantUID)", "--clear-groups", "--",
+                                       "unshare", "-U", "-r", "-n", "sh", "-c", setup, BoundSocketIsolationKernelTests.boundClients])
+            try Self.started(process)
+            // Every step above execs, so the helper's pid is the one that unshared.
+            handle = try NetworkNamespaceHandle(.pid(process.process.processIdentifier))
+        }
+
+        private static func started(_ process: HeldProcess) throws {
             guard process.firstLine(timeout: 10) == "clients 0" else {
                 throw Failure("the clients' helper did not start: \(process.stderrText())")
             }
@@ -63,7 +87,8 @@ final class BoundSocketIsolationKernelTests: XCTestCase {
             answers += 1
             let deadline = Date().addingTimeInterval(30)
             while Date() < deadline {
-                let lines = process.stdoutText().split(separator: "\n")
+                let text = process.stdoutText()
+                let lines = text[..<(text.lastIndex(of: "\n") ?? text.startIndex)].split(separator: "\n")
                 if lines.count >= answers {
                     guard lines[answers - 1] == "clients \(expected)" else {
                         throw Failure("expected \(expected) clients, got \(lines[answers - 1]): \(process.stderrText())")
@@ -84,7 +109,11 @@ final class BoundSocketIsolationKernelTests: XCTestCase {
     /// The agent's collection source over `namespaces` with the failure
     /// programs loaded, and its tracker; skips when BPF is unavailable.
     func source(_ namespaces: [Clients]) throws -> (CollectionSource, BoundSocketTracker, FailurePrograms) {
-        var configuration = CollectionSource.Configuration(scope: .netns(namespaces.map { ($0.handle, $0.ns.name) }), holders: nil)
+        try source(.netns(namespaces.map { ($0.handle, $0.ns?.name ?? "") }))
+    }
+
+    func source(_ scope: CollectionSource.Scope) throws -> (CollectionSource, BoundSocketTracker, FailurePrograms) {
+        var configuration = CollectionSource.Configuration(scope: scope, holders: nil)
         configuration.failures = FailurePrograms.Options()
         let source = CollectionSource(configuration, logger: Logger(label: "test"))
         let failures = source.collectors.collectors.lazy.compactMap { $0 as? FailureCollector }.first
@@ -109,7 +138,7 @@ final class BoundSocketIsolationKernelTests: XCTestCase {
     }
 
     func tracking(_ result: CollectionResult, _ clients: Clients) -> PortBudgetReport.BindTracking? {
-        result.namespaces.first { $0.netns.name == clients.ns.name }?.report?.tcp.bindTracking
+        result.namespaces.first { $0.netns.inode == clients.handle.inode }?.report?.tcp.bindTracking
     }
 
     func testACensusReadsOnlyItsOwnNamespacesEntries() throws {
@@ -178,5 +207,44 @@ final class BoundSocketIsolationKernelTests: XCTestCase {
         let healed = collect(source)
         XCTAssertEqual(tracking(healed, crowded), .init(boundBeforeConnectPorts: 1_500, untrackedSockets: 0))
         XCTAssertEqual(tracking(healed, quiet), .init(boundBeforeConnectPorts: 10, untrackedSockets: 0))
+    }
+
+    /// With every namespace watched, a tenant's namespace (in a user
+    /// namespace an unprivileged user made) stops growing at the tenant's
+    /// allowance while a host-owned one grows on; filling its map leaves the
+    /// host-owned namespace exact.
+    func testATenantsMapStopsAtItsAllowanceTheHostsGrowsOn() throws {
+        let host = try Clients(range: (40000, 44999))
+        let tenant = try Clients(tenantUID: 4247, range: (40000, 44999))
+        let (source, tracker, _) = try source(.all)
+        _ = collect(source)
+        let tenantEntry = collect(source).namespaces.first { $0.netns.inode == tenant.handle.inode }
+        XCTAssertEqual(tenantEntry?.netns.unprivilegedOwnerUID, 4247, "the tenant's namespace is known as such")
+
+        // 3,000 each overflow both first maps (1,024): both grow to 4,096 and
+        // stay untracked until those sockets close; made again, all fit.
+        try host.send("3000", expecting: 3_000)
+        try tenant.send("3000", expecting: 3_000)
+        let overflowed = collect(source)
+        XCTAssertEqual(tracking(overflowed, host)?.exact, false)
+        XCTAssertEqual(tracking(overflowed, tenant)?.exact, false)
+        for clients in [host, tenant] { try clients.send("close", expecting: 0) }
+        _ = collect(source)
+        _ = collect(source)
+        for clients in [host, tenant] { try clients.send("3000", expecting: 3_000) }
+        let fitted = collect(source)
+        XCTAssertEqual(tracking(fitted, host), .init(boundBeforeConnectPorts: 3_000, untrackedSockets: 0))
+        XCTAssertEqual(tracking(fitted, tenant), .init(boundBeforeConnectPorts: 3_000, untrackedSockets: 0))
+        // Half full again: the host-owned map grows, the tenant's is at its most.
+        XCTAssertEqual(tracker.capacity(of: host.handle.inode), 16_384)
+        XCTAssertEqual(tracker.capacity(of: tenant.handle.inode), BoundSocketAllowance.tenantNamespaceSockets)
+
+        // 2,000 more each: the tenant's map is full, the host's is not.
+        for clients in [host, tenant] { try clients.send("2000", expecting: 5_000) }
+        let tenantFull = collect(source)
+        XCTAssertEqual(tracking(tenantFull, host), .init(boundBeforeConnectPorts: 5_000, untrackedSockets: 0))
+        let tenantTracking = try XCTUnwrap(tracking(tenantFull, tenant))
+        XCTAssertFalse(tenantTracking.exact)
+        XCTAssertEqual(tenantTracking.boundBeforeConnectPorts + tenantTracking.untrackedSockets, 5_000)
     }
 }
