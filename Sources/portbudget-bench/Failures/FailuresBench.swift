@@ -23,10 +23,16 @@ struct FailuresBench {
     var seconds = 0.5
     var binDir = executableDirectory()
     var hooksFloorObject: String?
+    /// `--crowded-census N`: measure a census beside another namespace's N
+    /// remembered sockets instead (`CrowdedCensusBench`).
+    var crowdedCensus: Int?
 
     static let usage = """
         usage: portbudget-bench failures [--rounds N] [--seconds S] [--ci] [--bin-dir DIR] [--hooks-floor-object FILE]
+               portbudget-bench failures --crowded-census N [--rounds N] [--ci] [--bin-dir DIR]
         Defaults: --rounds 9 --seconds 0.5 (per workload, variant and round); --ci: 2 rounds of 0.3 s.
+        --crowded-census N: one namespace's census while another holds N sockets bound before connect()
+        (up to 60,000; --rounds collections sampled, 15 by default; --ci: 4,000 sockets, 5 collections).
         """
 
     enum Variant: String, CaseIterable {
@@ -52,16 +58,30 @@ struct FailuresBench {
             case "--seconds":
                 guard let s = Double(try arguments.value()), s > 0, s <= 60 else { throw BenchError("--seconds takes 0 < S ≤ 60") }
                 seconds = s
-            case "--ci": (rounds, seconds) = (2, 0.3)
+            case "--ci": (rounds, seconds, ci) = (2, 0.3, true)
+            case "--crowded-census":
+                guard let n = Int(try arguments.value()), n >= 1, n <= 60_000 else {
+                    throw BenchError("--crowded-census takes 1 to 60000 (the crowded range holds 64,512 ports)")
+                }
+                crowdedCensus = n
             case "--bin-dir": binDir = try arguments.value()
             case "--hooks-floor-object": hooksFloorObject = try arguments.value()
             case "-h", "--help": arguments.help()
             default: throw arguments.unknown
             }
         }
+        roundsGiven = args.contains("--rounds")
     }
 
+    var ci = false
+    var roundsGiven = false
+
     func run() throws {
+        if let crowd = crowdedCensus {
+            try CrowdedCensusBench(crowd: ci ? min(crowd, 4_000) : crowd,
+                                   samples: roundsGiven ? rounds : ci ? 5 : 15, binDir: binDir).run()
+            return
+        }
         guard Self.unshareNetwork() == 0 else { throw BenchError("unshare(CLONE_NEWNET): errno \(errno) (needs root)") }
         guard try Child.run(["ip", "link", "set", "lo", "up"]).status == 0 else { throw BenchError("ip link set lo up failed") }
         try writeFile("/proc/sys/net/ipv4/ip_local_port_range", "1024 65535\n")
