@@ -70,6 +70,8 @@ struct NamespacesBenchReport {
     }
 
     static func verdict(_ ok: Bool) -> String { ok ? "PASS" : "MISS" }
+    /// The r² below which the hash-walk fit is not extrapolated.
+    static let extrapolationFit = 0.9
 
     var markdown: String {
         let n = bench.namespaces, ours = n + 1
@@ -144,7 +146,11 @@ struct NamespacesBenchReport {
             guard let x = median(r.hashSockets), let y = median(r.memberSeconds) else { return nil }
             return (x, y * 1000)
         }
-        if let fit = linearFit(points) {
+        if let fit = linearFit(points), fit.b <= 0 || fit.r2 < Self.extrapolationFit {
+            out += "\nNo extrapolation: the per-member cost did not grow steadily with the hash here (slope "
+            out += "\(Format.fixed(fit.b * 100_000, 3)) ms per 100,000 sockets, r² \(Format.fixed(fit.r2, 2))); "
+            out += "at this size the table walk's fixed cost and the machine's noise outweigh the sockets added.\n"
+        } else if let fit = linearFit(points) {
             out += "\nFit: a member namespace's dumps cost \(Format.fixed(fit.a, 2)) ms + \(Format.fixed(fit.b * 100_000, 3)) ms per "
             out += "100,000 TCP sockets in the host-wide hash (r² \(Format.fixed(fit.r2, 2))). "
             let perMember = Double(2 * bench.connections + 1)
