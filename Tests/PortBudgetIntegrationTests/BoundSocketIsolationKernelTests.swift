@@ -12,7 +12,8 @@ import XCTest
 final class BoundSocketIsolationKernelTests: XCTestCase {
     /// argv: address, port. Listens there and accepts everything; each line
     /// on standard input is either a count — that many more clients, each
-    /// bind(address, 0) then connect() as OpenBSD `nc -s` does — or "close",
+    /// bind(address, 0) then connect() as OpenBSD `nc -s` does — "plain N"
+    /// (that many clients whose port connect() chooses), or "close",
     /// which resets every client (no TIME_WAIT keeps them, or their ports,
     /// alive). Prints "clients N" after each.
     static let boundClients = """
@@ -28,7 +29,10 @@ final class BoundSocketIsolationKernelTests: XCTestCase {
         threading.Thread(target=accept, daemon=True).start()
         print("clients 0", flush=True)
         for line in sys.stdin:
-            if line.strip() == "close":
+            if line.startswith("plain"):
+                for _ in range(int(line.split()[1])):
+                    c = socket.socket(); c.connect((host, port)); clients.append(c)
+            elif line.strip() == "close":
                 for c in clients:
                     c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)); c.close()
                 clients = []
@@ -42,17 +46,25 @@ final class BoundSocketIsolationKernelTests: XCTestCase {
     final class Clients {
         /// The `ip netns add` namespace, nil for a tenant's.
         let ns: NetworkNamespace?
-        let process: HeldProcess
+        private var helper: HeldProcess?
+        var process: HeldProcess { helper! }
         let handle: NetworkNamespaceHandle
         private var answers = 1
 
-        /// In a host-owned namespace of its own (`ip netns add`).
-        init(range: (Int, Int)) throws {
+        /// In a host-owned namespace of its own (`ip netns add`); `idle`
+        /// leaves it without a socket until `start()`.
+        init(range: (Int, Int), idle: Bool = false) throws {
             let ns = try NetworkNamespace(range: range)
             self.ns = ns
-            process = try HeldProcess(["ip", "netns", "exec", ns.name, "python3", "-c", BoundSocketIsolationKernelTests.boundClients,
-                                       "127.0.0.1", "9001"])
             handle = try NetworkNamespaceHandle(.name(ns.name))
+            if !idle { try start() }
+        }
+
+        func start() throws {
+            guard let ns else { return }
+            let process = try HeldProcess(["ip", "netns", "exec", ns.name, "python3", "-c",
+                                           BoundSocketIsolationKernelTests.boundClients, "127.0.0.1", "9001"])
+            helper = process
             try Self.started(process)
         }
 
@@ -66,8 +78,9 @@ final class BoundSocketIsolationKernelTests: XCTestCase {
             ns = nil
             let setup = "ip link set lo up && echo '\(range.0) \(range.1)' > /proc/sys/net/ipv4/ip_local_port_range"
                 + " && exec python3 -c \"$0\" 127.0.0.1 9001"
-            process = try HeldProcess(["setpriv", "--reuid=\(tenantUID)", "--regid=\(tenantUID)", "--clear-groups", "--",
+            let process = try HeldProcess(["setpriv", "--reuid=\(tenantUID)", "--regid=\(tenantUID)", "--clear-groups", "--",
                                        "unshare", "-U", "-r", "-n", "sh", "-c", setup, BoundSocketIsolationKernelTests.boundClients])
+            helper = process
             try Self.started(process)
             // Every step above execs, so the helper's pid is the one that unshared.
             handle = try NetworkNamespaceHandle(.pid(process.process.processIdentifier))
@@ -79,7 +92,7 @@ final class BoundSocketIsolationKernelTests: XCTestCase {
             }
         }
 
-        deinit { process.release() }
+        deinit { helper?.release() }
 
         /// Sends `line` and waits for the helper to report `expected` clients.
         func send(_ line: String, expecting expected: Int) throws {
@@ -246,5 +259,24 @@ final class BoundSocketIsolationKernelTests: XCTestCase {
         let tenantTracking = try XCTUnwrap(tracking(tenantFull, tenant))
         XCTAssertFalse(tenantTracking.exact)
         XCTAssertEqual(tenantTracking.boundBeforeConnectPorts + tenantTracking.untrackedSockets, 5_000)
+    }
+
+    /// With every namespace watched, one holding no socket is not dumped
+    /// (its counters say so) — but its first census dumps it anyway, since
+    /// the counters were read before its map existed. Once it has sockets,
+    /// those bound before connect() are known and those connect() gave a
+    /// port are not taken for older ones.
+    func testANamespaceIdleAtFirstIsExactOnceBusy() throws {
+        let idle = try Clients(range: (42000, 42049), idle: true)
+        let (source, _, _) = try source(.all)
+        _ = collect(source)
+        _ = collect(source)
+        try idle.start()
+        try idle.send("10", expecting: 10)
+        try idle.send("plain 5", expecting: 15)
+        let busy = collect(source)
+        XCTAssertEqual(tracking(busy, idle), .init(boundBeforeConnectPorts: 10, untrackedSockets: 0))
+        let report = try XCTUnwrap(busy.namespaces.first { $0.netns.inode == idle.handle.inode }?.report)
+        XCTAssertEqual(report.tcp.groups.first { $0.peerPort == 9001 }?.used, 5, "the plain connect()s share the destination's ports")
     }
 }

@@ -49,7 +49,8 @@ public struct SockDiagCollector: Collector {
     public func update(_ collection: inout CollectionInProgress) throws {
         guard let sysctls = collection.sysctls else { throw CollectorSkipped("port sysctls unreadable") }
         let presence = SocketPresence(sockstat: collection.counterTables[.sockstat],
-                                      sockstat6: collection.counterTables[.sockstat6])
+                                      sockstat6: collection.counterTables[.sockstat6],
+                                      agentSockets: collection.context.sockets?.count)
         collection.report = try attributedReport(sysctls, presence: presence, context: collection.context,
                                                  netnsInode: collection.netns.inode, ownedByHost: collection.netns.ownedByHost)
     }
@@ -79,7 +80,8 @@ public struct SockDiagCollector: Collector {
     }
 
     /// Streams the TCP and UDP dumps of both families into a census, leaving
-    /// out the dumps `presence` proves empty. `netnsInode` (0: the agent's
+    /// out the dumps `presence` proves empty (all of TCP's when the namespace
+    /// holds no socket but the agent's). `netnsInode` (0: the agent's
     /// own) picks what the failure programs saw of bind() before connect();
     /// `ownedByHost` is false for a namespace of an unprivileged user's user
     /// namespace, which gets a smaller allowance (`BoundSocketAllowance`).
@@ -98,8 +100,15 @@ public struct SockDiagCollector: Collector {
             }
             if let tracked { census.use(tracked.knowledge) }
         }
-        if tcpDumps == .bothFamilies,
-           let folded = try tcpBothFamilies(dumper, census, hashed: presence.tcpHashed, logger: context.logger) {
+        // A first census with the failure programs dumps regardless: its
+        // counters were read before the namespace's map existed, and a socket
+        // that connected in between must be seen to be counted as older.
+        let firstTracked = tracked.map { $0.watched && $0.knowledge.predating == .firstCensus } ?? false
+        let dumpedTCP = presence.tcpHashed || presence.tcpUnhashed || firstTracked
+        if !dumpedTCP {
+            // The namespace holds no TCP socket at all.
+        } else if tcpDumps == .bothFamilies,
+           let folded = try tcpBothFamilies(dumper, census, hashed: presence.tcpHashed || firstTracked, logger: context.logger) {
             census = folded
         } else {
             let explicit = PortCensus.tcpFilter(sysctls, explicit: true)
@@ -110,7 +119,7 @@ public struct SockDiagCollector: Collector {
             }
         }
         if let boundSockets, let tracked {
-            census.noteLateBoundSockets(boundSockets.finish(tracked, census: census))
+            census.noteLateBoundSockets(boundSockets.finish(tracked, census: census, dumpedTCP: dumpedTCP))
         }
         let udp = PortCensus.udpFilter(sysctls)
         for (family, present) in [(IPAddress.Family.v4, presence.udp), (.v6, presence.udp6)] where present {

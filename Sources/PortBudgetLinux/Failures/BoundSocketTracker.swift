@@ -88,11 +88,12 @@ public final class BoundSocketTracker: @unchecked Sendable {
                       startedBootNanoseconds: started, watched: true, refusalsAtStart: refusals, entriesRead: bound.count)
     }
 
-    /// Call after the dumps, with the census they filled. Returns how many
-    /// sockets began connect() on a bound port while the dumps ran, or were
-    /// refused by a full map meanwhile, and may have been counted as
-    /// connect()'s: the census reports them as untracked.
-    public func finish(_ begun: Census, census: PortCensus) -> Int {
+    /// Call after the dumps, with the census they filled; `dumpedTCP` false
+    /// when the namespace's counters said it had no TCP socket, so none was
+    /// dumped. Returns how many sockets began connect() on a bound port
+    /// while the dumps ran, or were refused by a full map meanwhile, and may
+    /// have been counted as connect()'s: the census reports them as untracked.
+    public func finish(_ begun: Census, census: PortCensus, dumpedTCP: Bool = true) -> Int {
         let now = CollectorSet.monotonicSeconds()
         defer { forgetStale(now: now) }
         guard begun.watched, let state = lock.withLock({ namespaces[begun.netnsInode] }) else {
@@ -107,7 +108,9 @@ public final class BoundSocketTracker: @unchecked Sendable {
         let refusals = programs.boundSocketRefusals(netnsInode: inode) ?? begun.refusalsAtStart
         var forget: [UInt64] = []
         var raced = Int(truncatingIfNeeded: refusals &- begun.refusalsAtStart)
-        for socket in inCurrent + inPrevious {
+        // Without dumps nothing is known to be closed: the counters were read
+        // before this began, so a socket may have connected in between.
+        for socket in inCurrent + inPrevious where dumpedTCP {
             if socket.bootNanoseconds < begun.startedBootNanoseconds {
                 // In the map before the dumps began, yet not in them: closed.
                 if !census.boundCookiesSeen.contains(socket.cookie) { forget.append(socket.cookie) }
@@ -118,9 +121,19 @@ public final class BoundSocketTracker: @unchecked Sendable {
         current?.forget(forget)
         previous?.forget(forget)
         var next = state
-        next.predating = census.predatingAfter
+        if dumpedTCP {
+            next.predating = census.predatingAfter
+            next.refusalsSeen = begun.refusalsAtStart
+        } else if begun.knowledge.predating != .firstCensus {
+            // No TCP socket when the counters were read, and the map watched since before: none is older.
+            next.predating = .cookies([])
+            next.refusalsSeen = begun.refusalsAtStart
+        }
+        // Else the map is new since the counters were read (a socket that
+        // connected in between went unwatched), or a refusal is not yet
+        // answered by a census that saw the sockets: the next census with
+        // dumps is still a first one.
         next.lastCensus = now
-        next.refusalsSeen = begun.refusalsAtStart
         next.entriesRead = begun.entriesRead + inCurrent.count + inPrevious.count
         let gone = Set(forget)
         let left = inPrevious.filter { !gone.contains($0.cookie) }
