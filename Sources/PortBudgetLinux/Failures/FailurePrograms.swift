@@ -188,7 +188,7 @@ public final class FailurePrograms: @unchecked Sendable {
         guard fd >= 0 else { return nil }
         var info = bpf_map_info()
         var length = UInt32(MemoryLayout<bpf_map_info>.size)
-        let capacity = bpf_obj_get_info_by_fd(fd, &info, &length) == 0 ? Int(info.max_entries) : 0
+        let capacity = bpf_obj_get_info_by_fd(fd, &info, &length) == 0 ? Int(info.max_entries) : BoundSocketMap.batch
         return BoundSocketMap(fd: fd, capacity: capacity)
     }
 
@@ -254,12 +254,13 @@ public final class BoundSocketMap {
 
     deinit { close(fd) }
 
-    /// Entries read per bpf() call.
+    /// Entries read per bpf() call, at most (a smaller map's capacity
+    /// otherwise, so a census of a small namespace allocates little).
     public static let batch = 4096
 
     /// Every socket remembered in this map.
     public func read() throws(FailureProgramsUnavailable) -> [BoundSocket] {
-        let chunk = Self.batch
+        let chunk = min(Self.batch, max(capacity, 1))
         var keys = [UInt64](repeating: 0, count: chunk)
         var values = [pb_bound_socket](repeating: pb_bound_socket(), count: chunk)
         var out: [BoundSocket] = []
