@@ -25,6 +25,10 @@ public final class BoundSocketTracker: @unchecked Sendable {
     /// A namespace not censused for this long is forgotten, and its map
     /// with it (it is gone, or no longer watched).
     public static let forgetAfterSeconds: Double = 600
+    /// How often, at most, watched namespaces are checked for staleness:
+    /// the check walks all of them, and a census of each of thousands of
+    /// namespaces must not walk them all.
+    public static let staleSweepSeconds: Double = 60
     /// The reason `drops_total` counts a namespace refused a map under.
     public static let namespaceDropReason = "bound_namespaces"
 
@@ -64,6 +68,9 @@ public final class BoundSocketTracker: @unchecked Sendable {
     /// Namespaces refused a map, and when each was last censused.
     private var refused: [UInt64: Double] = [:]
     private var namespacesRefusedTotal: UInt64 = 0
+    /// Of `namespaces`, how many are tenants' (kept, not counted per census).
+    private var watchedTenants = 0
+    private var lastStaleSweep: Double = 0
 
     init(programs: FailurePrograms, ownNetnsInode: UInt64?) {
         self.programs = programs
@@ -179,8 +186,7 @@ public final class BoundSocketTracker: @unchecked Sendable {
         let now = CollectorSet.monotonicSeconds()
         let admission: Admission = lock.withLock {
             if let state = namespaces[inode] { return .known(state) }
-            let tenants = namespaces.values.filter { $0.holder == .tenant }.count
-            guard BoundSocketAllowance.admits(holder, watched: namespaces.count, watchedTenants: tenants,
+            guard BoundSocketAllowance.admits(holder, watched: namespaces.count, watchedTenants: watchedTenants,
                                               limit: Int(PB_MAX_WATCHED_NAMESPACES)) else {
                 if refused[inode] == nil { namespacesRefusedTotal += 1 }
                 refused[inode] = now
@@ -189,6 +195,7 @@ public final class BoundSocketTracker: @unchecked Sendable {
             // Taken before the map exists, so parallel censuses cannot overrun the allowance.
             let state = Watched(holder: holder, lastCensus: now)
             namespaces[inode] = state
+            if holder == .tenant { watchedTenants += 1 }
             refused[inode] = nil
             return .new(state)
         }
@@ -200,7 +207,10 @@ public final class BoundSocketTracker: @unchecked Sendable {
                 let map = try programs.makeBoundSocketMap(capacity: BoundSocketAllowance.initialCapacity(holder))
                 try programs.watchBoundSockets(netnsInode: inode, in: map)
             } catch {
-                lock.withLock { _ = namespaces.removeValue(forKey: inode) }
+                lock.withLock {
+                    namespaces[inode] = nil
+                    if holder == .tenant { watchedTenants -= 1 }
+                }
                 throw error
             }
             return state
@@ -249,12 +259,18 @@ public final class BoundSocketTracker: @unchecked Sendable {
         return moved
     }
 
-    /// Namespaces not censused for `forgetAfterSeconds` are gone or no longer watched.
+    /// Namespaces not censused for `forgetAfterSeconds` are gone or no
+    /// longer watched; checked every `staleSweepSeconds` at most.
     private func forgetStale(now: Double) {
         let stale: [UInt64] = lock.withLock {
+            guard now - lastStaleSweep >= Self.staleSweepSeconds else { return [] }
+            lastStaleSweep = now
             refused = refused.filter { now - $0.value < Self.forgetAfterSeconds }
             let stale = namespaces.filter { now - $0.value.lastCensus >= Self.forgetAfterSeconds }.map(\.key)
-            for inode in stale { namespaces[inode] = nil }
+            for inode in stale {
+                if namespaces[inode]?.holder == .tenant { watchedTenants -= 1 }
+                namespaces[inode] = nil
+            }
             return stale
         }
         for inode in stale { programs.unwatchBoundSockets(netnsInode: inode) }

@@ -81,8 +81,8 @@ struct {
         __uint(type, BPF_MAP_TYPE_HASH);                                      \
         __uint(map_flags, BPF_F_NO_PREALLOC);                                 \
         __uint(max_entries, PB_BOUND_SOCKETS_TEMPLATE);                       \
-        /* Sizes, not types: clang would describe the value's struct    \
-         * only by name here, which libbpf cannot size. */               \
+        /* Sizes, not types: clang would describe the value's struct          \
+         * only by name here, which libbpf cannot size. */                    \
         __uint(key_size, sizeof(__u64));                                      \
         __uint(value_size, sizeof(struct pb_bound_socket));                   \
     }
