@@ -8,7 +8,8 @@ import XCTest
 /// own: a census reads its own namespace's entries however many another
 /// holds, and a namespace that fills its map leaves every other one exact.
 /// Collected in-process (the failure programs loaded by this test), through
-/// `--netns`'s path, on a thread of their own (it enters the namespaces).
+/// `--netns`'s path or `--all-namespaces`' (which knows a tenant's namespace
+/// as such), on a thread of their own (the first enters the namespaces).
 final class BoundSocketIsolationKernelTests: XCTestCase {
     /// argv: address, port. Listens there and accepts everything; each line
     /// on standard input is either a count — that many more clients, each
