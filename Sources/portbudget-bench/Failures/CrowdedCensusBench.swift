@@ -1,3 +1,4 @@
+import CMNL  // keeps SOCK_STREAM unambiguous in this target (see HTTP.swift)
 import Glibc
 
 /// `portbudget-bench failures --crowded-census N`: what one namespace's
