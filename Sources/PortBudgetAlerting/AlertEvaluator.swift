@@ -227,6 +227,13 @@ public actor AlertEvaluator: CollectionObserver, Service {
                           help: "Pending or firing alerts of namespaces beyond the namespace budget, counted instead of listed in portbudget_alerts.",
                           unlisted.sorted { $0.key < $1.key }.map { .init([("alertstate", $0.key)], Double($0.value)) })
         }
+        let counts = machine.instanceCounts
+        writer.family("portbudget_alert_instances", .gauge,
+                      help: "Alert instances the in-agent evaluator keeps in memory, by state (every namespace's, listed or not; resolved ones until Alertmanager no longer needs them).",
+                      [Alert.State.pending, .firing, .resolved].map { .init([("state", $0.rawValue)], Double(counts[$0] ?? 0)) })
+        writer.single("portbudget_alert_trend_series", .gauge,
+                      help: "Series the in-agent evaluator keeps a usage trend for (groups and host-wide, over every measured namespace).",
+                      namespaces.values.reduce(0) { $0 + $1.projector.seriesCount })
         writer.single("portbudget_alert_rules", .gauge, help: "Rules the in-agent evaluator runs.", machine.rules.count)
         writer.single("portbudget_alert_evaluations_total", .counter,
                       help: "Collections the in-agent evaluator has evaluated.", evaluations)

@@ -144,6 +144,13 @@ public struct AlertStateMachine: Sendable {
         return next
     }
 
+    /// Instances kept, by state: what the evaluator holds in memory, for /metrics.
+    public var instanceCounts: [Alert.State: Int] {
+        var counts: [Alert.State: Int] = [.pending: 0, .firing: 0, .resolved: 0]
+        for alert in alerts.values { counts[alert.state, default: 0] += 1 }
+        return counts
+    }
+
     /// Pending and firing alerts, for /metrics and the log.
     public var active: [Alert] {
         alerts.values.filter { $0.state != .resolved }.sorted { Self.key(0, $0.labels) < Self.key(0, $1.labels) }

@@ -48,6 +48,9 @@ public struct ExhaustionProjector: Sendable {
         self.sampleSpacing = sampleSpacing
     }
 
+    /// Series tracked (groups and host-wide), each with its points.
+    public var seriesCount: Int { histories.count }
+
     /// Points held across every series: the memory bound's figure, for tests.
     public var pointCount: Int { histories.values.reduce(0) { $0 + $1.points.count } }
 
