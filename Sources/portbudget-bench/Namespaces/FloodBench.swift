@@ -52,9 +52,12 @@ struct FloodBench {
     /// Back to baseline: descriptors beside the kept sessions within this many
     /// of the baseline's (the test's allowance: a connection being served).
     static let baselineDescriptorSlack = 2
-    /// Back to baseline: RSS within this many MiB of the baseline's (malloc
-    /// may keep freed pages in its arenas), read `memoryReadAfter` seconds
-    /// after the tenant left.
+    /// Back to baseline: anonymous RSS (heap and stacks: the agent's own
+    /// memory) within this many MiB of the baseline's, read `memoryReadAfter`
+    /// seconds after the tenant left: pages a live allocation shares with
+    /// freed ones stay resident. File-backed RSS (code and libraries first
+    /// run during the flood) is shared page cache the kernel may drop; it is
+    /// printed, not judged.
     static let baselineRSSSlackMiB = 8.0
     /// Descriptors one kept session holds (`NamespaceSession.descriptorsPerNamespace`).
     static let descriptorsPerSession = 13
@@ -114,10 +117,16 @@ struct FloodBench {
         var collectionAge: Double?
         var descriptors: Int?
         var rssKiB: Int?
+        /// RSS's anonymous part (the agent's own memory) and file-backed part (its code and libraries).
+        var rssAnonKiB: Int? = nil
+        var rssFileKiB: Int? = nil
         var tenantListed: Int
         /// `portbudget_alert_instances` summed over its states, and `portbudget_alert_trend_series`.
         var alertInstances: Int?
         var trendSeries: Int?
+        /// `portbudget_heap_bytes`: malloc's bytes in use and free after the collection answered from.
+        var heapInUse: Double?
+        var heapFree: Double?
         /// Seconds after the tenant left, for scrapes taken after it did.
         var sinceGone: Double? = nil
         /// When the collection it answered from started (this process's
@@ -277,7 +286,8 @@ struct FloodBench {
         }
         if let memory {
             log("memory \(Format.fixed(memory.asked - goneAt, 1)) s after the tenant left: RSS \(Format.mib(memory.rssKiB.map { Double($0) / 1024 })) MB "
-                + "against \(Format.mib(before.rssKiB.map { Double($0) / 1024 })) MB before; alert instances \(memory.alertInstances ?? -1) "
+                + "(anonymous \(Format.mib(memory.rssAnonKiB.map { Double($0) / 1024 }))) against \(Format.mib(before.rssKiB.map { Double($0) / 1024 })) MB "
+                + "(anonymous \(Format.mib(before.rssAnonKiB.map { Double($0) / 1024 }))) before; alert instances \(memory.alertInstances ?? -1) "
                 + "against \(before.alertInstances ?? -1)")
         }
         let agentErrors = readFile(agentLog) ?? ""
@@ -306,7 +316,7 @@ struct FloodBench {
         var s = Scrape(seconds: seconds, samples: 0, bytes: body.utf8.count, rootGroup: nil, listed: 0, summed: 0, failed: 0,
                        sessions: 0, collectionSeconds: nil, collectionAge: nil,
                        descriptors: NamespacesBench.descriptorCount(serve.child.pid), rssKiB: serve.child.rssKiB, tenantListed: 0,
-                       alertInstances: nil, trendSeries: nil, asked: t0)
+                       alertInstances: nil, trendSeries: nil, heapInUse: nil, heapFree: nil, asked: t0)
         func value(_ line: Substring) -> Double? { line.split(separator: " ").last.flatMap { Double($0) } }
         let owner = "owner_uid=\"\(tenantUID)\""
         for line in body.split(separator: "\n") where !line.hasPrefix("#") {
@@ -321,7 +331,11 @@ struct FloodBench {
             else if line.hasPrefix("portbudget_netns_info{"), line.contains(owner) { s.tenantListed += 1 }
             else if line.hasPrefix("portbudget_alert_instances{") { s.alertInstances = (s.alertInstances ?? 0) + Int(value(line) ?? 0) }
             else if line.hasPrefix("portbudget_alert_trend_series ") { s.trendSeries = Int(value(line) ?? 0) }
+            else if line.hasPrefix("portbudget_heap_bytes{state=\"in_use\"}") { s.heapInUse = value(line) }
+            else if line.hasPrefix("portbudget_heap_bytes{state=\"free\"}") { s.heapFree = value(line) }
         }
+        s.rssAnonKiB = serve.child.rssAnonKiB
+        s.rssFileKiB = serve.child.rssFileKiB
         return s
     }
 }

@@ -22,14 +22,16 @@ struct FloodBenchReport {
     static func verdict(_ ok: Bool) -> String { ok ? "PASS" : "FAIL" }
     static func mib(_ kib: Int?) -> Double? { kib.map { Double($0) / 1024 } }
 
-    /// RSS and the evaluator's state before, at its peak, and every 10 s after the tenant left.
+    /// RSS, the heap and the evaluator's state before, at its peak, and every 10 s after the tenant left.
     var timeline: String {
         let all = scrapes.map(\.scrape)
         let left = all.filter { $0.sinceGone != nil }
         guard !left.isEmpty else { return "" }
-        var out = "| when | RSS MB | alert instances | trend series |\n|---|---:|---:|---:|\n"
+        var out = "| when | RSS MB | anonymous / file-backed MB | heap in use / free MB | alert instances | trend series |\n|---|---:|---:|---:|---:|---:|\n"
         func row(_ when: String, _ s: FloodBench.Scrape) -> String {
-            "| \(when) | \(Format.mib(Self.mib(s.rssKiB))) | \(s.alertInstances.map(Format.thousands) ?? "–") "
+            "| \(when) | \(Format.mib(Self.mib(s.rssKiB))) | \(Format.mib(Self.mib(s.rssAnonKiB))) / \(Format.mib(Self.mib(s.rssFileKiB))) "
+                + "| \(Format.mib(s.heapInUse.map { $0 / 1_048_576 })) / "
+                + "\(Format.mib(s.heapFree.map { $0 / 1_048_576 })) | \(s.alertInstances.map(Format.thousands) ?? "–") "
                 + "| \(s.trendSeries.map(Format.thousands) ?? "–") |\n"
         }
         out += row("before the tenant", baseline)
@@ -115,10 +117,12 @@ struct FloodBenchReport {
             out += "(beside the kept sessions: \(after.remainder.map(String.init) ?? "–") against \(baseline.remainder.map(String.init) ?? "–"), "
             out += "allowed +\(FloodBench.baselineDescriptorSlack)) — \(Self.verdict(descriptorsOK))\n"
             if let memory {
-                let rssAfter = Self.mib(memory.rssKiB) ?? .infinity, rssBefore = Self.mib(baseline.rssKiB) ?? 0
-                out += "  - memory \(Format.fixed(memory.sinceGone ?? 0, 1)) s after the tenant left: RSS \(Format.mib(rssAfter)) MB "
-                out += "against \(Format.mib(rssBefore)) MB before (peak \(Format.mib(Self.mib(peakRSSKiB))) MB; allowed +\(Int(FloodBench.baselineRSSSlackMiB)) MB) "
-                out += "— \(Self.verdict(rssAfter <= rssBefore + FloodBench.baselineRSSSlackMiB))\n"
+                let anonAfter = Self.mib(memory.rssAnonKiB) ?? .infinity, anonBefore = Self.mib(baseline.rssAnonKiB) ?? 0
+                out += "  - memory \(Format.fixed(memory.sinceGone ?? 0, 1)) s after the tenant left: anonymous RSS \(Format.mib(anonAfter)) MB "
+                out += "against \(Format.mib(anonBefore)) MB before, allowed +\(Int(FloodBench.baselineRSSSlackMiB)) MB (RSS \(Format.mib(Self.mib(memory.rssKiB)))"
+                out += " against \(Format.mib(Self.mib(baseline.rssKiB))) MB, file-backed \(Format.mib(Self.mib(memory.rssFileKiB))) against "
+                out += "\(Format.mib(Self.mib(baseline.rssFileKiB))) MB; peak RSS \(Format.mib(Self.mib(peakRSSKiB))) MB) "
+                out += "— \(Self.verdict(anonAfter <= anonBefore + FloodBench.baselineRSSSlackMiB))\n"
                 let instancesOK = memory.alertInstances != nil && memory.alertInstances == baseline.alertInstances
                 out += "  - the evaluator's alert instances: \(memory.alertInstances.map(Format.thousands) ?? "–") against "
                 out += "\(baseline.alertInstances.map(Format.thousands) ?? "–") before (trend series \(memory.trendSeries.map(Format.thousands) ?? "–") "
