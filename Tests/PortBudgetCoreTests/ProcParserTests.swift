@@ -173,4 +173,55 @@ final class ProcParserTests: XCTestCase {
         XCTAssertEqual(try ProcNetParser.table(.sockstat, sockstat, file: "s")["TCP"]?["tw"], 0)
         XCTAssertEqual(try SysctlParser.reservedPorts("\n", file: "r"), [], "no reserved ports is one newline")
     }
+
+    /// The agent's parse keeps only the counters it reads, yet the values it
+    /// keeps are what a plain split of the same file says, on every fixture.
+    func testKeptCountersAgreeWithAPlainReadingOfTheFile() throws {
+        for fixture in ["procfs-busy", "procfs-default"] {
+            for source in [KernelCounter.Source.snmp, .netstat] {
+                let text = try Fixture.text("\(fixture)/net/\(source.rawValue)")
+                var plain: [String: [String: Int64]] = [:]
+                let lines = text.split(separator: "\n").map { $0.split(separator: " ").map(String.init) }
+                for pair in stride(from: 0, to: lines.count, by: 2) {
+                    let section = String(lines[pair][0].dropLast())
+                    for (name, value) in zip(lines[pair].dropFirst(), lines[pair + 1].dropFirst()) {
+                        plain[section, default: [:]][name] = Int64(value) ?? Int64(bitPattern: UInt64(value)!)
+                    }
+                }
+                let full = try ProcNetParser.pairedTable(text, file: source.rawValue)
+                XCTAssertEqual(full, plain, "\(fixture) \(source): every field")
+                let kept = try ProcNetParser.table(source, text, file: source.rawValue)
+                for (section, fields) in KernelCounter.fieldsRead[source]! {
+                    XCTAssertEqual(kept[section].map { Set($0.keys) } ?? [], fields.intersection(plain[section].map { Set($0.keys) } ?? []))
+                    for field in fields { XCTAssertEqual(kept[section]?[field], plain[section]?[field], "\(section) \(field)") }
+                }
+                XCTAssertEqual(Set(kept.values.flatMap(\.keys)).isSubset(of: Set(KernelCounter.all.map(\.field))), true)
+            }
+        }
+    }
+
+    /// Fields the agent does not keep are still checked: a file with a bad
+    /// value anywhere is refused, naming the field.
+    func testUnkeptFieldsAreStillChecked() throws {
+        let text = "Tcp: RtoAlgorithm ActiveOpens\nTcp: 1x 5\nUdp: NoPorts\nUdp: 3\nIcmp: OutDestUnreachs\nIcmp: 0\n"
+        assertParseError({ _ = try ProcNetParser.table(.snmp, text, file: "snmp") }, file: "snmp",
+                         reason: "line 2: RtoAlgorithm value \"1x\" is not an integer")
+    }
+
+    /// Counters are signed (Tcp MaxConn is -1) or wrap as unsigned; beyond 64 bits is an error.
+    func testCounterValuesAtTheirLimits() throws {
+        let values: [(String, Int64?)] = [
+            ("-1", -1), ("0", 0), ("+7", 7), ("9223372036854775807", .max), ("9223372036854775808", .min),
+            ("18446744073709551615", -1), ("-9223372036854775808", .min),
+            ("18446744073709551616", nil), ("-9223372036854775809", nil), ("-", nil), ("1-", nil), ("0x10", nil),
+        ]
+        for (raw, expected) in values {
+            let text = "TcpExt: TWRecycled\nTcpExt: \(raw)\n"
+            if let expected {
+                XCTAssertEqual(try ProcNetParser.table(.netstat, text, file: "n")["TcpExt"]?["TWRecycled"], expected, raw)
+            } else {
+                XCTAssertThrowsError(try ProcNetParser.table(.netstat, text, file: "n"), raw)
+            }
+        }
+    }
 }

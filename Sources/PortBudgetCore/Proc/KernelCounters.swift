@@ -68,6 +68,13 @@ public struct KernelCounter: Sendable, Equatable {
     ]
 }
 
+extension KernelCounter {
+    /// Per source, the fields `all` reads, by section.
+    public static let fieldsRead: [Source: [String: Set<String>]] = all.reduce(into: [:]) { fields, counter in
+        fields[counter.source, default: [:]][counter.section, default: []].insert(counter.field)
+    }
+}
+
 /// The counter values read in one collection, keyed by `KernelCounter.metric`.
 /// A counter the kernel does not show (an older kernel, a module not loaded)
 /// is absent, never zero.

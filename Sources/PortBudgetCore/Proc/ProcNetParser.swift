@@ -10,13 +10,14 @@ public enum ProcNetParser {
 
     /// Parses one /proc/net file the way its source is laid out, and
     /// requires the sections the agent reads from it
-    /// (`KernelCounter.Source.requiredSections`).
+    /// (`KernelCounter.Source.requiredSections`); of snmp and netstat it
+    /// keeps only the fields `KernelCounter.all` reads.
     public static func table(_ source: KernelCounter.Source, _ text: String, file: String) throws -> Table {
         switch source {
         case .sockstat, .sockstat6:
             return try sockstat(text, file: file, requiring: source.requiredSections)
         case .snmp, .netstat:
-            return try pairedTable(text, file: file, requiring: source.requiredSections)
+            return try pairedTable(text, file: file, requiring: source.requiredSections, keeping: KernelCounter.fieldsRead[source])
         }
     }
 
@@ -48,37 +49,94 @@ public enum ProcNetParser {
     }
 
     /// `/proc/net/snmp` and `/proc/net/netstat`: pairs of lines, a header
-    /// `Section: Name1 Name2 …` then `Section: v1 v2 …`.
-    public static func pairedTable(_ text: String, file: String, requiring required: [String] = []) throws -> Table {
+    /// `Section: Name1 Name2 …` then `Section: v1 v2 …`. Every line and value
+    /// is checked; `keeping` (section → fields) stores only those fields:
+    /// the two files hold some 300 counters and the agent reads 17, in every
+    /// namespace on every collection, so the rest are checked in place and
+    /// never made into strings.
+    public static func pairedTable(_ text: String, file: String, requiring required: [String] = [],
+                                   keeping: [String: Set<String>]? = nil) throws -> Table {
         try KernelText.requireComplete(text, file: file)
-        var table: Table = [:]
-        let lines = text.split(separator: "\n")
+        var text = text
+        let table = try text.withUTF8 { try pairedTable(bytes: $0, file: file, keeping: keeping) }
+        try requireSections(required, in: table, file: file)
+        return table
+    }
+
+    private static func pairedTable(bytes: UnsafeBufferPointer<UInt8>, file: String,
+                                    keeping: [String: Set<String>]?) throws -> Table {
+        var lines: [Range<Int>] = []
+        var lineStart = 0
+        for i in bytes.indices where bytes[i] == UInt8(ascii: "\n") {
+            if i > lineStart { lines.append(lineStart..<i) }
+            lineStart = i + 1
+        }
         guard lines.count % 2 == 0 else {
             throw ParseError(file: file, "\(lines.count) lines: header and value lines do not pair up")
         }
+        func text(_ range: Range<Int>) -> String { String(decoding: UnsafeBufferPointer(rebasing: bytes[range]), as: UTF8.self) }
+        var table: Table = [:]
+        var names: [Range<Int>] = [], values: [Range<Int>] = []
         var i = 0
         while i < lines.count {
-            let names = lines[i].split(separator: " ")
-            let values = lines[i + 1].split(separator: " ")
-            guard let section = names.first, section.hasSuffix(":"), values.first == section else {
+            tokens(bytes, lines[i], into: &names)
+            tokens(bytes, lines[i + 1], into: &values)
+            guard let section = names.first, bytes[section.upperBound - 1] == UInt8(ascii: ":"),
+                  let valueSection = values.first, bytes[section].elementsEqual(bytes[valueSection]) else {
                 throw ParseError(file: file, "line \(i + 1): header and value lines name different sections")
             }
+            let sectionName = text(section.lowerBound..<section.upperBound - 1)
             guard names.count == values.count else {
-                throw ParseError(file: file, "line \(i + 2): \(names.count - 1) names but \(values.count - 1) values in \(section.dropLast())")
+                throw ParseError(file: file, "line \(i + 2): \(names.count - 1) names but \(values.count - 1) values in \(sectionName)")
             }
+            let wanted = keeping.map { $0[sectionName] ?? [] }
             var row: [String: Int64] = [:]
-            for (name, raw) in zip(names.dropFirst(), values.dropFirst()) {
-                // Counters such as Tcp MaxConn are -1; huge unsigned counters wrap, so accept UInt64 too.
-                guard let value = Int64(raw) ?? UInt64(raw).map({ Int64(bitPattern: $0) }) else {
-                    throw ParseError(file: file, "line \(i + 2): \(name) value \"\(raw)\" is not an integer")
+            for k in 1..<names.count {
+                guard let value = integer(bytes, values[k]) else {
+                    throw ParseError(file: file, "line \(i + 2): \(text(names[k])) value \"\(text(values[k]))\" is not an integer")
                 }
-                row[String(name)] = value
+                let name = text(names[k])
+                if wanted?.contains(name) ?? true { row[name] = value }
             }
-            table[String(section.dropLast()), default: [:]].merge(row) { _, new in new }
+            table[sectionName, default: [:]].merge(row) { _, new in new }
             i += 2
         }
-        try requireSections(required, in: table, file: file)
         return table
+    }
+
+    /// The space-separated tokens of one line, as byte ranges.
+    private static func tokens(_ bytes: UnsafeBufferPointer<UInt8>, _ line: Range<Int>, into out: inout [Range<Int>]) {
+        out.removeAll(keepingCapacity: true)
+        var start: Int? = nil
+        for i in line {
+            if bytes[i] == UInt8(ascii: " ") {
+                if let s = start { out.append(s..<i); start = nil }
+            } else if start == nil {
+                start = i
+            }
+        }
+        if let s = start { out.append(s..<line.upperBound) }
+    }
+
+    /// A decimal counter. Counters such as Tcp MaxConn are -1; huge unsigned
+    /// counters wrap, so UInt64 is taken too, as its bit pattern.
+    private static func integer(_ bytes: UnsafeBufferPointer<UInt8>, _ range: Range<Int>) -> Int64? {
+        var i = range.lowerBound
+        let negative = i < range.upperBound && bytes[i] == UInt8(ascii: "-")
+        if negative || (i < range.upperBound && bytes[i] == UInt8(ascii: "+")) { i += 1 }
+        guard i < range.upperBound else { return nil }
+        var magnitude: UInt64 = 0
+        while i < range.upperBound {
+            let digit = bytes[i] &- UInt8(ascii: "0")
+            guard digit < 10 else { return nil }
+            let (times10, o1) = magnitude.multipliedReportingOverflow(by: 10)
+            let (sum, o2) = times10.addingReportingOverflow(UInt64(digit))
+            guard !o1, !o2 else { return nil }
+            magnitude = sum
+            i += 1
+        }
+        if negative { return magnitude <= UInt64(Int64.max) + 1 ? Int64(truncatingIfNeeded: 0 &- magnitude) : nil }
+        return Int64(bitPattern: magnitude)
     }
 
     static func requireSections(_ required: [String], in table: Table, file: String) throws {

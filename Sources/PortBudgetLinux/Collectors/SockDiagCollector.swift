@@ -49,7 +49,8 @@ public struct SockDiagCollector: Collector {
     public func update(_ collection: inout CollectionInProgress) throws {
         guard let sysctls = collection.sysctls else { throw CollectorSkipped("port sysctls unreadable") }
         let presence = SocketPresence(sockstat: collection.counterTables[.sockstat],
-                                      sockstat6: collection.counterTables[.sockstat6])
+                                      sockstat6: collection.counterTables[.sockstat6],
+                                      agentSockets: collection.context.sockets?.count)
         collection.report = try attributedReport(sysctls, presence: presence, context: collection.context,
                                                  netnsInode: collection.netns.inode)
     }
@@ -79,7 +80,8 @@ public struct SockDiagCollector: Collector {
     }
 
     /// Streams the TCP and UDP dumps of both families into a census, leaving
-    /// out the dumps `presence` proves empty. `netnsInode` (0: the agent's
+    /// out the dumps `presence` proves empty (all of TCP's when the namespace
+    /// holds no socket but the agent's). `netnsInode` (0: the agent's
     /// own) picks what the failure programs saw of bind() before connect().
     public func census(_ sysctls: PortSysctls, presence: SocketPresence = .unknown, context: CollectionContext,
                        netnsInode: UInt64 = 0, trackingInodes: Bool = false) throws -> PortCensus {
@@ -96,7 +98,9 @@ public struct SockDiagCollector: Collector {
             }
             if let tracked { census.use(tracked.knowledge) }
         }
-        if tcpDumps == .bothFamilies,
+        if !presence.tcpHashed && !presence.tcpUnhashed {
+            // The namespace holds no TCP socket at all.
+        } else if tcpDumps == .bothFamilies,
            let folded = try tcpBothFamilies(dumper, census, hashed: presence.tcpHashed, logger: context.logger) {
             census = folded
         } else {

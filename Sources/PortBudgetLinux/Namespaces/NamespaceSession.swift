@@ -12,6 +12,10 @@ public final class NamespaceSockets: @unchecked Sendable {
     /// no ctnetlink socket is opened then (its use could load the module).
     public let conntrack: ConntrackDumper?
 
+    /// How many sockets these are: the namespace's `sockets: used` counts
+    /// them, and only them when nothing else there holds a socket.
+    public var count: Int { conntrack == nil ? 1 : 2 }
+
     init(sockDiag: SockDiagDumper, conntrack: ConntrackDumper?) {
         self.sockDiag = sockDiag
         self.conntrack = conntrack

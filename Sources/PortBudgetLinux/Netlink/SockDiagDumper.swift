@@ -12,6 +12,9 @@ public final class SockDiagDumper {
     }
 
     private let socket: NetlinkSocket<SockDiagError>
+    /// Dump requests made through this socket: each is a walk of the
+    /// kernel's tables, the cost the census tries to leave out.
+    public private(set) var requestsMade = 0
 
     /// Room for a request's headers; the filter's bytecode comes on top.
     static let requestHeadroom = 256
@@ -48,6 +51,7 @@ public final class SockDiagDumper {
                          _ body: (InetDiagRecord) throws -> Void,
                          build: (UnsafeMutableRawBufferPointer, UInt32, UnsafeRawPointer?, UInt16) -> Int) throws {
         let code = filter?.bytecode ?? []
+        requestsMade += 1
         try socket.request(what(), capacity: Self.requestHeadroom + code.count, build: { buffer, seq in
             code.withUnsafeBytes { build(buffer, seq, $0.baseAddress, UInt16(code.count)) }
         }) { message in

@@ -55,3 +55,40 @@ enum FloorDump {
         writeAll(1, line)
     }
 }
+
+/// The kernel's table walks behind a TCP dump, one request each. Which
+/// tables a dump walks depends only on the states it asks for: LISTEN walks
+/// the listener hash; the bound-only pseudo-state walks the bind table and
+/// then the established hash as well (the kernel goes on to it for any state
+/// but LISTEN); every other state walks the established hash. All three are
+/// host-wide tables unless a namespace was given its own
+/// (net.ipv4.tcp_child_ehash_entries), and each walk visits every bucket and
+/// every socket of every namespace in them.
+enum TCPWalk: String, CaseIterable {
+    case listeners, established, bind
+
+    /// TCP states as the kernel numbers them: LISTEN 10, the bound-only
+    /// pseudo-state 13 (Linux 6.5+).
+    var states: UInt32 {
+        let listen: UInt32 = 1 << 10, boundOnly: UInt32 = 1 << 13
+        switch self {
+        case .listeners: return listen
+        case .established: return ~(listen | boundOnly)
+        case .bind: return boundOnly
+        }
+    }
+
+    /// One TCPDIAG_GETSOCK request (both address families, as the agent asks)
+    /// for these states alone, timed; counts messages only.
+    func time(_ nl: OpaquePointer, buffer: UnsafeMutableRawPointer, seq: inout UInt32) throws -> Double {
+        seq &+= 1
+        var request = [UInt8](repeating: 0, count: 256)
+        let length = request.withUnsafeMutableBytes { pb_build_tcpdiag_dump($0.baseAddress, $0.count, states, seq, nil, 0) }
+        let start = monotonicSeconds()
+        guard request.withUnsafeBytes({ mnl_socket_sendto(nl, $0.baseAddress, length) }) >= 0 else {
+            throw BenchError("sendto(NETLINK_SOCK_DIAG): errno \(pb_errno())")
+        }
+        _ = try countMessages(nl, buffer: buffer, seq: seq, portid: mnl_socket_get_portid(nl), bus: "NETLINK_SOCK_DIAG")
+        return monotonicSeconds() - start
+    }
+}

@@ -57,6 +57,27 @@ final class FloorProcess {
         }
     }
 
+    /// Seconds of each TCP table walk alone, per namespace.
+    func walks() throws -> [String: [TCPWalk: Double]] {
+        writeAll(child.stdinWrite, "walks\n")
+        var walks: [String: [TCPWalk: Double]] = [:]
+        while true {
+            guard let line = child.readLine(timeout: 300) else { throw BenchError("the floor process stopped answering") }
+            if line == "walked" { return walks }
+            let words = line.split(separator: " ")
+            guard words.count == 2 + TCPWalk.allCases.count, words[0] == "walks" else { throw BenchError("floor: \(line)") }
+            var row: [TCPWalk: Double] = [:]
+            for word in words.dropFirst(2) {
+                let pair = word.split(separator: "=")
+                guard pair.count == 2, let walk = TCPWalk(rawValue: String(pair[0])), let seconds = Double(pair[1]) else {
+                    throw BenchError("floor: \(line)")
+                }
+                row[walk] = seconds
+            }
+            walks[String(words[1])] = row
+        }
+    }
+
     /// Every member namespace must show exactly its listener and both ends of each connection.
     func check(members: [String], tcpEach: Int) throws {
         let dump = try dump()

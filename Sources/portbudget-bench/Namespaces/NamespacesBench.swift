@@ -43,6 +43,8 @@ struct NamespacesBench {
     static let backgroundAgreementCollections = 3
     /// Namespaces listed beyond the run's own: the machine's others (its initial one, other tests').
     static let listedHeadroom = 64
+    /// Rounds of the table walks timed alone (each walks every member's tables three times).
+    static let walkRounds = 3
     static let goalSS = 0.25, goalFloor = 1.3, goalRSSMiB = 48.0, goalChurn = 1.25
 
     static let usage = """
@@ -252,6 +254,16 @@ struct NamespacesBench {
                 }
             }
         }
+        // What an exact census must ask of this kernel: each table walk alone, per member.
+        var walkSeconds: [TCPWalk: [Double]] = [:]
+        for _ in 0..<min(rounds, Self.walkRounds) {
+            let walks = try floor!.walks()
+            let members = fleet.members.compactMap { walks[$0.name] }
+            guard !members.isEmpty else { break }
+            for walk in TCPWalk.allCases {
+                walkSeconds[walk, default: []].append(members.compactMap { $0[walk] }.reduce(0, +) / Double(members.count))
+            }
+        }
         func med(_ t: Tool) -> Double? { median(samples[t, default: []].map(\.wall)) }
         log("at \(fleet.members.count) namespaces: floor \(Format.ms(med(.floor))) ms, serve \(Format.ms(med(.serve))) ms, "
             + "check \(Format.ms(med(.check))) ms, ss loop \(Format.ms(med(.ssLoop))) ms")
@@ -313,7 +325,7 @@ struct NamespacesBench {
                                       hostConnections: population!.connections, hostUDP: population!.udp,
                                       others: others, samples: samples, walk: walk, phases: phases,
                                       agentCount: ours.count + others, checkOnly: serve == nil, background: background,
-                                      memberHashes: fleet.memberHashes)
+                                      memberHashes: fleet.memberHashes, walkSeconds: walkSeconds)
         let text = report.markdown
         writeAll(1, "\n" + text)
         let dir = String(results[..<(results.lastIndex(of: "/") ?? results.startIndex)])

@@ -60,6 +60,8 @@ struct NamespacesBenchReport {
     /// serve collected in the background: its figures are its collections' own durations.
     var background: Bool
     var memberHashes: String
+    /// Per round, each TCP table walk alone, averaged over the member namespaces.
+    var walkSeconds: [TCPWalk: [Double]] = [:]
 
     func wall(_ t: NamespacesBench.Tool) -> Double? { median(samples[t, default: []].map(\.wall)) }
     func cpu(_ t: NamespacesBench.Tool) -> Double? { median(samples[t, default: []].compactMap(\.cpu)) }
@@ -68,6 +70,8 @@ struct NamespacesBenchReport {
     }
 
     static func verdict(_ ok: Bool) -> String { ok ? "PASS" : "MISS" }
+    /// The r² below which the hash-walk fit is not extrapolated.
+    static let extrapolationFit = 0.9
 
     var markdown: String {
         let n = bench.namespaces, ours = n + 1
@@ -123,6 +127,8 @@ struct NamespacesBenchReport {
             out += "(\(Format.fixed(ratio, 2))×; flat if ≤ \(NamespacesBench.goalChurn)×) — \(Self.verdict(ratio <= NamespacesBench.goalChurn))\n"
         }
 
+        out += exactCensusSection
+
         out += "\n### Hash walk: the floor as namespaces are added\n\n"
         out += "Same host population; each member namespace adds \(Format.thousands(2 * bench.connections + 1)) TCP sockets to the host-wide hash "
         out += "that every dump walks, unless the members have hash tables of their own. In the host namespace: "
@@ -140,7 +146,11 @@ struct NamespacesBenchReport {
             guard let x = median(r.hashSockets), let y = median(r.memberSeconds) else { return nil }
             return (x, y * 1000)
         }
-        if let fit = linearFit(points) {
+        if let fit = linearFit(points), fit.b <= 0 || fit.r2 < Self.extrapolationFit {
+            out += "\nNo extrapolation: the per-member cost did not grow steadily with the hash here (slope "
+            out += "\(Format.fixed(fit.b * 100_000, 3)) ms per 100,000 sockets, r² \(Format.fixed(fit.r2, 2))); "
+            out += "at this size the table walk's fixed cost and the machine's noise outweigh the sockets added.\n"
+        } else if let fit = linearFit(points) {
             out += "\nFit: a member namespace's dumps cost \(Format.fixed(fit.a, 2)) ms + \(Format.fixed(fit.b * 100_000, 3)) ms per "
             out += "100,000 TCP sockets in the host-wide hash (r² \(Format.fixed(fit.r2, 2))). "
             let perMember = Double(2 * bench.connections + 1)
@@ -162,6 +172,40 @@ struct NamespacesBenchReport {
             out += "| \(p.round) | \(p.replacedSoFar) | \(Format.ms(median(p.scrapes))) | \(Format.ms(percentile(p.scrapes, 0.9))) "
             out += "| \(Format.mib(p.rssKiB.map { Double($0) / 1024 })) | \(Format.mib(p.peakRSSKiB.map { Double($0) / 1024 })) "
             out += "| \(p.descriptors.map(String.init) ?? "–") | \(p.seen) |\n"
+        }
+        return out
+    }
+
+    /// The kernel's share of a census that tells bind() from connect(): the
+    /// two requests it must make, timed alone, and the best any agent could
+    /// then do on this machine's CPUs against the ss loop.
+    var exactCensusSection: String {
+        guard let listeners = median(walkSeconds[.listeners] ?? []), let established = median(walkSeconds[.established] ?? []),
+              let bind = median(walkSeconds[.bind] ?? []) else { return "" }
+        var out = "\n### What an exact census must ask of this kernel\n\n"
+        out += "Each TCP table walk timed alone in every member namespace (one TCPDIAG_GETSOCK request for both families, counting "
+        out += "messages only), averaged over the members, median of \(walkSeconds[.bind]?.count ?? 0) rounds:\n\n"
+        out += "| request (states asked) | tables the kernel walks | ms per member namespace |\n|---|---|---:|\n"
+        out += "| LISTEN | listener hash | \(Format.fixed(listeners * 1000, 3)) |\n"
+        out += "| every connected state | established hash | \(Format.fixed(established * 1000, 3)) |\n"
+        out += "| bound-only | bind table, then the established hash too | \(Format.fixed(bind * 1000, 3)) |\n\n"
+        let exact = listeners + bind + established
+        out += "The kernel's only sign that bind() gave a connected socket its port is a filter (INET_DIAG_BC_AUTO) that selects "
+        out += "sockets and does not label them, so a census that tells bind() from connect() makes two requests: listeners, "
+        out += "bound-only and explicitly bound sockets in one, connect()-chosen ones in the other. That is "
+        out += "\(Format.fixed(exact * 1000, 2)) ms of kernel time per member namespace before any user-space work"
+        let cpus = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+        if let loop = wall(.ssLoop) {
+            let members = Double(bench.namespaces)
+            let best = exact * members / Double(cpus)
+            let budget = NamespacesBench.goalSS * loop
+            out += "; for the \(bench.namespaces) members on \(cpus) CPUs, perfectly parallel, at least \(Format.ms(best)) ms, "
+            out += "\(Format.fixed(best / loop, 2))× the ss loop. The goal (≤ \(NamespacesBench.goalSS)×, \(Format.ms(budget)) ms) "
+            out += budget > best
+                ? "leaves \(Format.ms(budget - best)) ms for everything else: the host namespace, UDP, counters, user space.\n"
+                : "is below it: no exact census reaches it on this kernel.\n"
+        } else {
+            out += ".\n"
         }
         return out
     }

@@ -13,6 +13,9 @@ import Glibc
 ///                     namespace, counting messages only       → one "ns NAME
 ///                     tcp=T messages=M seconds=S" line each, then "dump
 ///                     namespaces=K messages=M seconds=S"
+///     walks           each TCP table walk alone (`TCPWalk`) in every
+///                     namespace → one "walks NAME listeners=S
+///                     established=S bind=S" line each, then "walked"
 ///
 /// A netlink socket stays in the namespace it was made in, so the dumps
 /// themselves run on the main thread, one namespace after another.
@@ -57,6 +60,16 @@ enum NamespacesFloor {
                 }
                 out += "dump namespaces=\(members.count) messages=\(total) seconds=\(monotonicSeconds() - start) cpu=\(cpuSeconds() - cpu0)\n"
                 writeAll(1, out)
+            case "walks":
+                var out = ""
+                for member in members {
+                    out += "walks \(member.name)"
+                    for walk in TCPWalk.allCases {
+                        out += " \(walk.rawValue)=\(try walk.time(member.nl, buffer: buffer, seq: &seq))"
+                    }
+                    out += "\n"
+                }
+                writeAll(1, out + "walked\n")
             default:
                 writeAll(1, "error unknown command: \(line)\n")
             }
