@@ -224,6 +224,9 @@ public actor AlertEvaluator: CollectionObserver, Service {
             writer.family("portbudget_alert_namespaces_evaluated", .gauge,
                           help: "Namespaces the in-agent evaluator judged at its last evaluation, within the namespace budget (listed) and beyond it (unlisted).",
                           [.init([("budget", "listed")], Double(judged.listed)), .init([("budget", "unlisted")], Double(judged.unlisted))])
+            writer.single("portbudget_alert_instances_unlisted", .gauge,
+                          help: "Alert instances the in-agent evaluator keeps of namespaces beyond the namespace budget or gone, in every state; at most \(machine.unlistedCapacity).",
+                          machine.unlistedCount)
             writer.single("portbudget_alert_instances_refused_total", .counter,
                           help: "Alert conditions of namespaces beyond the namespace budget that held but were not kept, \(machine.unlistedCapacity) instances of theirs being kept already; counted every evaluation.",
                           machine.refusedTotal)

@@ -42,6 +42,16 @@ final class UnlistedAlertBoundsTests: XCTestCase {
         XCTAssertEqual(machine.due(at: 15).map { $0.labels["netns"] }, ["host"])
     }
 
+    func testAResolvedAlertNeverSentIsForgottenWhenItsNamespaceLeavesTheBudget() {
+        var machine = AlertStateMachine(rules: [exhausted])
+        machine.evaluate([inputs("pod", groups: 1)], listed: ["pod"], at: 0)
+        machine.evaluate([inputs("pod", groups: 1, used: 1)], listed: ["pod"], at: 15)
+        XCTAssertEqual(states(machine), ["pod": .resolved], "listed: kept its retention")
+        // Another namespace takes its place in the budget, or it goes.
+        machine.evaluate([inputs("pod", groups: 1, used: 1)], listed: [], at: 30)
+        XCTAssertTrue(machine.alerts.isEmpty, "never sent, and no longer listed: nothing to keep")
+    }
+
     func testASentAlertBeyondTheBudgetIsForgottenOnceAlertmanagerHasItsResolution() {
         var machine = AlertStateMachine(rules: [exhausted])
         machine.evaluate([inputs("host", groups: 1), inputs("tenant", groups: 1)], listed: ["host"], at: 0)

@@ -17,12 +17,6 @@ final class NamespaceFloodTests: XCTestCase {
     static let openFilesLimit = 600
     static let listed = 8
 
-    /// Alert instances the evaluator keeps (`portbudget_alert_instances`, every state).
-    func alertInstances(_ text: String) -> Double {
-        ExpositionSamples.lines(text).filter { $0.hasPrefix("portbudget_alert_instances{") }
-            .compactMap { $0.split(separator: " ").last.flatMap { Double($0) } }.reduce(0, +)
-    }
-
     func descriptors(_ pid: Int32) -> Int {
         (0..<5).map { _ in usleep(50_000); return ProcessProbe.openDescriptors(pid) }.min() ?? -1
     }
@@ -64,7 +58,6 @@ final class NamespaceFloodTests: XCTestCase {
         }
         let beforeTenant = try XCTUnwrap(scrape(), agent.stderrText)
         let baseline = remainder(beforeTenant)
-        let baselineInstances = alertInstances(beforeTenant)
 
         // Each tenant namespace: a user namespace of uid 4242 with a network
         // namespace whose 2-port range two connections drain (the benchmark's flood makes them the same way).
@@ -104,8 +97,8 @@ final class NamespaceFloodTests: XCTestCase {
         // The evaluator judges the tenant's namespaces too, beyond the budget, and keeps their firing alerts.
         let judged = try XCTUnwrap(scrape())
         XCTAssertGreaterThan(ExpositionSamples.first(judged, #"portbudget_alert_namespaces_evaluated{budget="unlisted"}"#) ?? 0, 0, judged)
-        XCTAssertGreaterThanOrEqual(alertInstances(judged), baselineInstances + Double(Self.tenantNamespaces / 2),
-                                    "the tenant's drained groups fire")
+        XCTAssertGreaterThanOrEqual(ExpositionSamples.first(judged, "portbudget_alert_instances_unlisted ") ?? 0,
+                                    Double(Self.tenantNamespaces / 2), "the tenant's drained groups fire, beyond the budget too")
         let check = Command.run(["nsenter", "--net=/run/netns/\(home.name)", Binaries.portbudget, "check", "--all-namespaces",
                                  "--listed-namespaces", "\(Self.listed)"], timeout: 60)
         XCTAssertEqual(check.status, 2, check.stderr)
@@ -132,15 +125,25 @@ final class NamespaceFloodTests: XCTestCase {
                                  "no session kept for a namespace that is gone")
         XCTAssertLessThanOrEqual(remainder(try XCTUnwrap(scrape())), baseline + 2, "every tenant session closed")
         // Nothing of the tenant is kept in the evaluator: its alerts, never
-        // sent (no Alertmanager), resolve with nothing to tell and are forgotten.
-        // (Other namespaces on a shared machine may only lower it, unless one fills a group meanwhile.)
-        var instances = alertInstances(after)
-        let settle = Date().addingTimeInterval(10)
-        while instances > baselineInstances && Date() < settle {
-            usleep(500_000)
-            instances = alertInstances(try XCTUnwrap(scrape()))
+        // sent (no Alertmanager), resolve with nothing to tell and are
+        // forgotten. A gone namespace is beyond the budget, so what was kept of
+        // it would be an unlisted instance no longer pending or firing. (The
+        // total is not compared with the baseline here: other tests on a shared
+        // machine fire and resolve alerts of their own namespaces meanwhile;
+        // the full flood benchmark compares it.)
+        func keptResolvedUnlisted(_ text: String) -> Double {
+            let active = ExpositionSamples.lines(text).filter { $0.hasPrefix("portbudget_alerts_unlisted{") }
+                .compactMap { $0.split(separator: " ").last.flatMap { Double($0) } }.reduce(0, +)
+            return (ExpositionSamples.first(text, "portbudget_alert_instances_unlisted ") ?? .infinity) - active
         }
-        XCTAssertLessThanOrEqual(instances, baselineInstances, "the evaluator's alert instances back to the baseline")
+        var settled = after
+        let settle = Date().addingTimeInterval(10)
+        while keptResolvedUnlisted(settled) > 0 && Date() < settle {
+            usleep(500_000)
+            settled = try XCTUnwrap(scrape())
+        }
+        let alerts = ExpositionSamples.lines(settled).filter { $0.hasPrefix("portbudget_alert") }.joined(separator: "\n")
+        XCTAssertEqual(keptResolvedUnlisted(settled), 0, "nothing kept of the tenant's gone namespaces:\n\(alerts)")
         XCTAssertLessThanOrEqual(ProcessProbe.statusBytes(pid, "VmRSS") ?? .max, 256 << 20, "RSS after the tenant left")
         XCTAssertTrue(agent.process.isRunning)
         XCTAssertEqual(agent.stop()?.status, 0)

@@ -32,9 +32,9 @@ public struct Alert: Sendable, Equatable {
 /// `--all-namespaces`) are judged like the others, but what is kept of
 /// them is bounded, since a tenant can make them by the thousand: at most
 /// `unlistedCapacity` of their instances are kept (conditions beyond it are
-/// counted in `refused`, not kept); a firing one that resolves is forgotten
-/// at once unless Alertmanager accepted it while firing, and then as soon
-/// as Alertmanager accepts its resolution (within `resolvedRetention`
+/// counted in `refused`, not kept); a resolved one is forgotten at once
+/// unless Alertmanager accepted it while firing, and then as soon as
+/// Alertmanager accepts its resolution (within `resolvedRetention`
 /// otherwise). Instances of listed namespaces keep the behaviour above.
 public struct AlertStateMachine: Sendable {
     /// Instances of namespaces beyond the namespace budget kept at most, by
@@ -75,6 +75,9 @@ public struct AlertStateMachine: Sendable {
         guard let listed, let netns = labels["netns"] else { return true }
         return listed.contains(netns)
     }
+
+    /// Instances kept of namespaces beyond the budget (or gone): at most `unlistedCapacity`.
+    public var unlistedCount: Int { listed == nil ? 0 : alerts.values.filter { !isListed($0.labels) }.count }
 
     /// Slots the alerts' storage has room for: it does not shrink by itself
     /// when alerts are forgotten, so the machine rebuilds it when sparse.
@@ -120,8 +123,9 @@ public struct AlertStateMachine: Sendable {
                 switch alert.state {
                 case .pending:
                     alerts[key] = nil
-                case .firing where !alert.sentFiring && unlisted:
-                    // Alertmanager never heard of it: nothing to resolve there.
+                case .firing where !alert.sentFiring && unlisted, .resolved where !alert.sentFiring && unlisted:
+                    // Alertmanager never heard of it: nothing to resolve there
+                    // (resolved already: its namespace left the budget, or went, since).
                     alerts[key] = nil
                 case .firing:
                     alert.state = .resolved
