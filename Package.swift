@@ -45,6 +45,8 @@ let package = Package(
             name: "CCrypt",
             providers: [.apt(["libcrypt-dev"])]
         ),
+        // glibc's malloc.h (mallinfo2, malloc_trim), which the Glibc module does not import.
+        .systemLibrary(name: "CMalloc"),
         // Pure: parsers of /proc text and netlink bytes, the census and its
         // diagnosis, the alert state machine, the exposition and check's text.
         // No I/O, so tests drive it with fixtures and synthetic bytes.
@@ -54,7 +56,7 @@ let package = Package(
         .target(
             name: "PortBudgetLinux",
             dependencies: [
-                "CMNL", "CLibBPF", "PortBudgetCore",
+                "CMNL", "CLibBPF", "CMalloc", "PortBudgetCore",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],

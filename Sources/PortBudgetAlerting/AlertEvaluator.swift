@@ -42,11 +42,13 @@ public actor AlertEvaluator: CollectionObserver, Service {
     private let logger: Logger
     private let generatorURL: String?
     private var machine: AlertStateMachine
-    /// Trends and rates per network namespace, by name ("" when the agent
-    /// watches only its own); a namespace that is gone loses its own.
-    private var namespaces: [String: NamespaceTrend] = [:]
+    /// Trends and rates per network namespace; a namespace that is gone, or
+    /// not measured for a whole projection window, loses its own.
+    private var trends: NamespaceTrends
     private var collectNow: CollectNow?
     private var evaluations = 0
+    /// Namespaces judged at the last evaluation, listed one by one and not.
+    private var judged = (listed: 0, unlisted: 0)
     /// The namespaces the exposition lists one by one (`NamespaceBudget`), nil
     /// when the agent watches one: alert series outside it are only counted.
     private var listedNamespaces: Set<String>?
@@ -70,6 +72,7 @@ public actor AlertEvaluator: CollectionObserver, Service {
         self.delivery = makeDelivery(config)
         self.logger = logger
         self.generatorURL = generatorURL
+        trends = NamespaceTrends(sampleSpacing: Self.sampleSpacingFactor * config.evaluationInterval)
         machine = AlertStateMachine(rules: config.rules, externalLabels: Self.labels(externalLabels, config),
                                     evaluationInterval: config.evaluationInterval, resendInterval: config.resendInterval)
         (wakeups, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
@@ -94,35 +97,11 @@ public actor AlertEvaluator: CollectionObserver, Service {
         write(into: &writer)
     }
 
-    /// What one namespace's alerts look back on between evaluations.
-    struct NamespaceTrend {
-        var projector: ExhaustionProjector
-        var icmpRate = CounterRate()
-        var failuresRate = CounterRate()
-    }
-
-    func trend(_ netns: String) -> NamespaceTrend {
-        namespaces[netns] ?? NamespaceTrend(projector: ExhaustionProjector(
-            sampleSpacing: Self.sampleSpacingFactor * config.evaluationInterval))
-    }
-
-    /// Observes one namespace's report and returns the inputs to evaluate it with.
-    func inputs(_ report: PortBudgetReport, netns: String?, at now: Double) -> AlertInputs {
-        var trend = trend(netns ?? "")
-        trend.projector.observe(report, at: now)
-        let rate = trend.icmpRate.update(report.counters["icmp_out_dest_unreachs_total"], at: now)
-        let failures = trend.failuresRate.update(report.failures.map { Int64(clamping: $0.total) }, at: now)
-        namespaces[netns ?? ""] = trend
-        var inputs = AlertInputs(report: report, icmpUnreachablePerSecond: rate, projections: trend.projector.projections,
-                                 labels: netns.map { ["netns": $0] } ?? [:])
-        inputs.failuresPerSecond = failures
-        return inputs
-    }
-
     /// Every namespace of the collection: one whose census failed keeps its
     /// alerts as they are; one that is gone resolves them and loses its
-    /// trends. When nothing at all was measured of the agent's one
-    /// namespace, no evaluation happens: no census, no verdict.
+    /// trends, as does one not measured for a whole projection window. When
+    /// nothing at all was measured of the agent's one namespace, no
+    /// evaluation happens: no census, no verdict.
     func evaluate(_ collection: CollectionResult, at now: Double) {
         if !collection.acrossNamespaces, let only = collection.namespaces.first, only.report == nil {
             if !lastEvaluationFailed {
@@ -138,21 +117,28 @@ public actor AlertEvaluator: CollectionObserver, Service {
         for namespace in collection.namespaces {
             let netns = collection.acrossNamespaces ? namespace.netns.name : nil
             if let report = namespace.report {
-                evaluated.append(inputs(report, netns: netns, at: now))
+                evaluated.append(trends.inputs(report, netns: netns, at: now))
             } else if let netns {
                 unmeasured.insert(netns)
             }
         }
         if collection.acrossNamespaces {
             let present = Set(collection.namespaces.map(\.netns.name))
-            namespaces = namespaces.filter { present.contains($0.key) }
+            trends.keep(present: present, at: now)
             listedNamespaces = Set(budget.split(collection.namespaces).listed.map { collection.namespaces[$0].netns.name })
         } else {
             listedNamespaces = nil
         }
+        let listedCount = evaluated.filter { listed($0.labels["netns"]) }.count
+        judged = (listedCount, evaluated.count - listedCount)
         let before = Dictionary(uniqueKeysWithValues: machine.alerts.map { ($0.key, $0.value.state) })
-        machine.evaluate(evaluated, unmeasured: unmeasured, at: now)
+        let refusedBefore = machine.refused
+        machine.evaluate(evaluated, unmeasured: unmeasured, listed: listedNamespaces, at: now)
         logTransitions(from: before)
+        if machine.refused > 0 && refusedBefore == 0 {
+            logger.warning("alert instances of namespaces beyond the namespace budget are at their capacity; further ones are counted, not kept",
+                           metadata: ["capacity": "\(machine.unlistedCapacity)", "refused": "\(machine.refused)"])
+        }
     }
 
     private func logTransitions(from before: [String: Alert.State]) {
@@ -204,7 +190,7 @@ public actor AlertEvaluator: CollectionObserver, Service {
         // Host-wide per namespace, and the 20 soonest groups over all namespaces.
         var hostWide: [(netns: String, entry: (series: ExhaustionProjector.Series, seconds: Double))] = []
         var groups: [(netns: String, entry: (series: ExhaustionProjector.Series, seconds: Double))] = []
-        for (netns, trend) in namespaces.sorted(by: { $0.key < $1.key }) where listed(netns) {
+        for (netns, trend) in trends.byNamespace.sorted(by: { $0.key < $1.key }) where listed(netns) {
             for entry in trend.projector.projections {
                 if entry.series.group == nil { hostWide.append((netns, entry)) } else { groups.append((netns, entry)) }
             }
@@ -226,6 +212,24 @@ public actor AlertEvaluator: CollectionObserver, Service {
             writer.family("portbudget_alerts_unlisted", .gauge,
                           help: "Pending or firing alerts of namespaces beyond the namespace budget, counted instead of listed in portbudget_alerts.",
                           unlisted.sorted { $0.key < $1.key }.map { .init([("alertstate", $0.key)], Double($0.value)) })
+        }
+        let counts = machine.instanceCounts
+        writer.family("portbudget_alert_instances", .gauge,
+                      help: "Alert instances the in-agent evaluator keeps in memory, by state (every namespace's, listed or not; resolved ones until Alertmanager no longer needs them).",
+                      [Alert.State.pending, .firing, .resolved].map { .init([("state", $0.rawValue)], Double(counts[$0] ?? 0)) })
+        writer.single("portbudget_alert_trend_series", .gauge,
+                      help: "Series the in-agent evaluator keeps a usage trend for (groups and host-wide, over every measured namespace).",
+                      trends.seriesCount)
+        if listedNamespaces != nil {
+            writer.family("portbudget_alert_namespaces_evaluated", .gauge,
+                          help: "Namespaces the in-agent evaluator judged at its last evaluation, within the namespace budget (listed) and beyond it (unlisted).",
+                          [.init([("budget", "listed")], Double(judged.listed)), .init([("budget", "unlisted")], Double(judged.unlisted))])
+            writer.single("portbudget_alert_instances_unlisted", .gauge,
+                          help: "Alert instances the in-agent evaluator keeps of namespaces beyond the namespace budget or gone, in every state; at most \(machine.unlistedCapacity).",
+                          machine.unlistedCount)
+            writer.single("portbudget_alert_instances_refused_total", .counter,
+                          help: "Alert conditions of namespaces beyond the namespace budget that held but were not kept, \(machine.unlistedCapacity) instances of theirs being kept already; counted every evaluation.",
+                          machine.refusedTotal)
         }
         writer.single("portbudget_alert_rules", .gauge, help: "Rules the in-agent evaluator runs.", machine.rules.count)
         writer.single("portbudget_alert_evaluations_total", .counter,
@@ -266,9 +270,7 @@ public actor AlertEvaluator: CollectionObserver, Service {
     func reload(_ new: AlertConfig) {
         machine = machine.reloaded(rules: new.rules, externalLabels: Self.labels(baseExternalLabels, new),
                                    evaluationInterval: new.evaluationInterval, resendInterval: new.resendInterval)
-        for netns in namespaces.keys {
-            namespaces[netns]?.projector.sampleSpacing = Self.sampleSpacingFactor * new.evaluationInterval
-        }
+        trends.sampleSpacing = Self.sampleSpacingFactor * new.evaluationInterval
         if new.alertmanagers != config.alertmanagers || new.sourcePorts != config.sourcePorts {
             if let old = delivery { retired.append(old) }
             delivery = makeDelivery(new)

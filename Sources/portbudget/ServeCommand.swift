@@ -129,7 +129,8 @@ struct ServeCommand: AsyncParsableCommand {
         // background and answer scrapes from the latest one.
         let freshness: ScrapeCoordinator.Freshness = collection.allNamespaces
             ? .background(interval: try PrometheusDuration(parsing: collectionInterval).duration) : .perScrape
-        let observers: [any CollectionObserver] = [evaluator] + (web.map { [$0] } ?? [])
+        // The heap last: what the evaluator forgot is free by then.
+        let observers: [any CollectionObserver] = [evaluator] + (web.map { [$0] } ?? []) + [HeapReleaser(logger: logger)]
         let coordinator = ScrapeCoordinator(top: collection.top, version: PortBudgetCommand.version, observers: observers,
                                             deadline: source.deadline, collectorNames: source.collectors.names,
                                             freshness: freshness, budget: collection.budget, collect: source.collect)

@@ -48,6 +48,11 @@ public struct ExhaustionProjector: Sendable {
         self.sampleSpacing = sampleSpacing
     }
 
+    /// Series tracked (groups and host-wide), each with its points.
+    public var seriesCount: Int { histories.count }
+    /// Slots the series' storage has room for (rebuilt when groups drop out).
+    var storageCapacity: Int { histories.capacity }
+
     /// Points held across every series: the memory bound's figure, for tests.
     public var pointCount: Int { histories.values.reduce(0) { $0 + $1.points.count } }
 
@@ -72,7 +77,13 @@ public struct ExhaustionProjector: Sendable {
             add(Series(scope: "tcp_group", group: GroupLabels(localIP: g.localIP, peerIP: g.peerIP, peerPort: g.peerPort)),
                 used: g.used, capacity: g.capacity)
         }
-        for key in histories.keys where !seen.contains(key) { histories[key] = nil }
+        if seen.count < histories.count {
+            // Rebuilt, not removed from in place: the storage would keep a flood's slots.
+            var kept: [Series: History] = [:]
+            kept.reserveCapacity(seen.count)
+            for (series, history) in histories where seen.contains(series) { kept[series] = history }
+            histories = kept
+        }
         projections = fit()
         return true
     }

@@ -18,6 +18,13 @@ struct FloodBench {
     var seconds = 120.0
     var collectionInterval = "15s"
     var tenantUID = 4242
+    /// Memory is judged this many seconds after the tenant left: time for a
+    /// collection without it to finish (each takes up to 37 s at 1,500
+    /// namespaces) and for the evaluator to forget it.
+    var memoryReadAfter = 60.0
+    /// Scraping goes on until this many seconds after the tenant left (at
+    /// least `memoryReadAfter`), to see whether memory falls later.
+    var watchAfter = 0.0
     var binDir = executableDirectory()
     var prefix = "pbfl\(getpid())"
     var results = "bench-results/namespaces-flood.md"
@@ -45,8 +52,12 @@ struct FloodBench {
     /// Back to baseline: descriptors beside the kept sessions within this many
     /// of the baseline's (the test's allowance: a connection being served).
     static let baselineDescriptorSlack = 2
-    /// Back to baseline: RSS within this many MiB of the baseline's (malloc
-    /// may keep freed pages in its arenas).
+    /// Back to baseline: anonymous RSS (heap and stacks: the agent's own
+    /// memory) within this many MiB of the baseline's, read `memoryReadAfter`
+    /// seconds after the tenant left: pages a live allocation shares with
+    /// freed ones stay resident. File-backed RSS (code and libraries first
+    /// run during the flood) is shared page cache the kernel may drop; it is
+    /// printed, not judged.
     static let baselineRSSSlackMiB = 8.0
     /// Descriptors one kept session holds (`NamespaceSession.descriptorsPerNamespace`).
     static let descriptorsPerSession = 13
@@ -54,11 +65,14 @@ struct FloodBench {
     static let usage = """
         usage: portbudget-bench namespaces --flood [--namespaces N] [--destinations N] [--several-every N] [--churn PER_SECOND]
                                                    [--seconds S] [--collection-interval D] [--tenant-uid UID]
+                                                   [--memory-read-after S] [--watch-after S]
                                                    [--prefix NAME] [--bin-dir DIR] [--results FILE] [--doc FILE] [--ci]
         Defaults: 1,500 tenant namespaces (each a user + network namespace of uid 4242 with a 2-port range drained),
         one in 10 with 300 destinations, 2 replaced per second, 120 s of scrapes once a collection has seen them,
-        serve --all-namespaces collecting every 15 s (its default).
-        --ci: 20 namespaces, one in 10 with 20 destinations, 8 s of scrapes, collection every 1s (seconds, for the test suite).
+        serve --all-namespaces collecting every 15 s (its default). Memory is judged 60 s after the tenant left
+        (--memory-read-after); --watch-after S goes on scraping until S s after it left, to follow memory longer.
+        --ci: 20 namespaces, one in 10 with 20 destinations, 8 s of scrapes, collection every 1s, memory judged
+        10 s after the tenant left (seconds, for the test suite).
         Needs root (and user namespaces allowed for unprivileged users).
         """
 
@@ -74,8 +88,10 @@ struct FloodBench {
             case "--seconds": seconds = try arguments.number(min: 1)
             case "--collection-interval": collectionInterval = try arguments.value()
             case "--tenant-uid": tenantUID = try arguments.count(min: 1)
+            case "--memory-read-after": memoryReadAfter = try arguments.number(min: 0)
+            case "--watch-after": watchAfter = try arguments.number(min: 0)
             case "--ci":
-                namespaces = 20; destinations = 20; seconds = 8; collectionInterval = "1s"
+                namespaces = 20; destinations = 20; seconds = 8; collectionInterval = "1s"; memoryReadAfter = 10
             case "--prefix": prefix = try arguments.value()
             case "--bin-dir": binDir = try arguments.value()
             case "--results": results = try arguments.value()
@@ -101,7 +117,18 @@ struct FloodBench {
         var collectionAge: Double?
         var descriptors: Int?
         var rssKiB: Int?
+        /// RSS's anonymous part (the agent's own memory) and file-backed part (its code and libraries).
+        var rssAnonKiB: Int? = nil
+        var rssFileKiB: Int? = nil
         var tenantListed: Int
+        /// `portbudget_alert_instances` summed over its states, and `portbudget_alert_trend_series`.
+        var alertInstances: Int?
+        var trendSeries: Int?
+        /// `portbudget_heap_bytes`: malloc's bytes in use and free after the collection answered from.
+        var heapInUse: Double?
+        var heapFree: Double?
+        /// Seconds after the tenant left, for scrapes taken after it did.
+        var sinceGone: Double? = nil
         /// When the collection it answered from started (this process's
         /// monotonic seconds): the age is read after the request was sent, so
         /// this is never later than the true start.
@@ -245,12 +272,31 @@ struct FloodBench {
             for _ in 0..<3 { usleep(Self.scrapeInterval); after = try take("after") }
         }
         let backSeconds = monotonicSeconds() - goneAt
+        // Memory: read at `memoryReadAfter`, and followed until `watchAfter`.
+        var memory: Scrape? = nil
+        while after != nil {
+            let since = monotonicSeconds() - goneAt
+            if since >= memoryReadAfter && memory == nil { memory = try take("settled") }
+            if since >= max(memoryReadAfter, watchAfter) { break }
+            usleep(Self.scrapeInterval)
+            if since < memoryReadAfter { _ = try take("settling") } else if since < watchAfter { _ = try take("watching") }
+        }
+        for index in scrapes.indices where ["after", "settling", "settled", "watching"].contains(scrapes[index].phase) {
+            scrapes[index].scrape.sinceGone = scrapes[index].scrape.asked - goneAt
+        }
+        if let memory {
+            log("memory \(Format.fixed(memory.asked - goneAt, 1)) s after the tenant left: RSS \(Format.mib(memory.rssKiB.map { Double($0) / 1024 })) MB "
+                + "(anonymous \(Format.mib(memory.rssAnonKiB.map { Double($0) / 1024 }))) against \(Format.mib(before.rssKiB.map { Double($0) / 1024 })) MB "
+                + "(anonymous \(Format.mib(before.rssAnonKiB.map { Double($0) / 1024 }))) before; alert instances \(memory.alertInstances ?? -1) "
+                + "against \(before.alertInstances ?? -1)")
+        }
         let agentErrors = readFile(agentLog) ?? ""
         let emfile = agentErrors.split(separator: "\n").filter { $0.contains("EMFILE") || $0.contains("Too many open files") }.count
         guard kill(serve!.child.pid, 0) == 0 else { throw BenchError("serve --all-namespaces died:\n\(agentErrors.suffix(2000))") }
 
         let report = FloodBenchReport(bench: self, scrapes: scrapes, buildSeconds: buildSeconds, firstCollection: firstCollection,
                                       sawFlood: sawFlood != nil && counted >= namespaces, replaced: replaced, after: after, backSeconds: backSeconds,
+                                      memory: memory.map { m in var m = m; m.sinceGone = m.asked - goneAt; return m },
                                       baseline: before, emfileLines: emfile, peakRSSKiB: serve!.child.peakRSSKiB,
                                       rootName: root.name)
         let text = report.markdown
@@ -270,7 +316,7 @@ struct FloodBench {
         var s = Scrape(seconds: seconds, samples: 0, bytes: body.utf8.count, rootGroup: nil, listed: 0, summed: 0, failed: 0,
                        sessions: 0, collectionSeconds: nil, collectionAge: nil,
                        descriptors: NamespacesBench.descriptorCount(serve.child.pid), rssKiB: serve.child.rssKiB, tenantListed: 0,
-                       asked: t0)
+                       alertInstances: nil, trendSeries: nil, heapInUse: nil, heapFree: nil, asked: t0)
         func value(_ line: Substring) -> Double? { line.split(separator: " ").last.flatMap { Double($0) } }
         let owner = "owner_uid=\"\(tenantUID)\""
         for line in body.split(separator: "\n") where !line.hasPrefix("#") {
@@ -283,7 +329,13 @@ struct FloodBench {
             else if line.hasPrefix("portbudget_collection_duration_seconds ") { s.collectionSeconds = value(line) }
             else if line.hasPrefix("portbudget_collection_age_seconds ") { s.collectionAge = value(line) }
             else if line.hasPrefix("portbudget_netns_info{"), line.contains(owner) { s.tenantListed += 1 }
+            else if line.hasPrefix("portbudget_alert_instances{") { s.alertInstances = (s.alertInstances ?? 0) + Int(value(line) ?? 0) }
+            else if line.hasPrefix("portbudget_alert_trend_series ") { s.trendSeries = Int(value(line) ?? 0) }
+            else if line.hasPrefix("portbudget_heap_bytes{state=\"in_use\"}") { s.heapInUse = value(line) }
+            else if line.hasPrefix("portbudget_heap_bytes{state=\"free\"}") { s.heapFree = value(line) }
         }
+        s.rssAnonKiB = serve.child.rssAnonKiB
+        s.rssFileKiB = serve.child.rssFileKiB
         return s
     }
 }

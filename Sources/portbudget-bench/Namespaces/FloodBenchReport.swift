@@ -12,6 +12,8 @@ struct FloodBenchReport {
     var replaced: Int
     var after: FloodBench.Scrape?
     var backSeconds: Double
+    /// The scrape memory is judged by, `memoryReadAfter` seconds after the tenant left.
+    var memory: FloodBench.Scrape?
     var baseline: FloodBench.Scrape
     var emfileLines: Int
     var peakRSSKiB: Int?
@@ -19,6 +21,30 @@ struct FloodBenchReport {
 
     static func verdict(_ ok: Bool) -> String { ok ? "PASS" : "FAIL" }
     static func mib(_ kib: Int?) -> Double? { kib.map { Double($0) / 1024 } }
+
+    /// RSS, the heap and the evaluator's state before, at its peak, and every 10 s after the tenant left.
+    var timeline: String {
+        let all = scrapes.map(\.scrape)
+        let left = all.filter { $0.sinceGone != nil }
+        guard !left.isEmpty else { return "" }
+        var out = "| when | RSS MB | anonymous / file-backed MB | heap in use / free MB | alert instances | trend series |\n|---|---:|---:|---:|---:|---:|\n"
+        func row(_ when: String, _ s: FloodBench.Scrape) -> String {
+            "| \(when) | \(Format.mib(Self.mib(s.rssKiB))) | \(Format.mib(Self.mib(s.rssAnonKiB))) / \(Format.mib(Self.mib(s.rssFileKiB))) "
+                + "| \(Format.mib(s.heapInUse.map { $0 / 1_048_576 })) / "
+                + "\(Format.mib(s.heapFree.map { $0 / 1_048_576 })) | \(s.alertInstances.map(Format.thousands) ?? "–") "
+                + "| \(s.trendSeries.map(Format.thousands) ?? "–") |\n"
+        }
+        out += row("before the tenant", baseline)
+        if let most = all.max(by: { ($0.alertInstances ?? 0) < ($1.alertInstances ?? 0) }) {
+            out += row("most alert instances (\(Format.mib(Self.mib(all.compactMap(\.rssKiB).max()))) MB RSS at most)", most)
+        }
+        var next = 0.0
+        for s in left where (s.sinceGone ?? 0) >= next {
+            out += row("\(Format.fixed(s.sinceGone ?? 0, 0)) s after it left", s)
+            next = ((s.sinceGone ?? 0) / 10).rounded(.down) * 10 + 10
+        }
+        return out + "\n"
+    }
 
     var markdown: String {
         let all = scrapes.map(\.scrape)
@@ -35,7 +61,7 @@ struct FloodBenchReport {
 
         out += "| phase | scrapes | scrape ms median / max | samples max | bytes max | collection s median / max | namespaces listed / summed / unmeasured (last) | descriptors max | RSS MB max | 9-of-10 group in every scrape |\n"
         out += "|---|---:|---:|---:|---:|---:|---|---:|---:|---|\n"
-        for phase in ["before", "building", "waiting", "flood", "after"] {
+        for phase in ["before", "building", "waiting", "flood", "after", "settling", "settled", "watching"] {
             let s = scrapes.filter { $0.phase == phase }.map(\.scrape)
             guard let last = s.last else { continue }
             out += "| \(phase) | \(s.count) | \(Format.ms(median(s.map(\.seconds)))) / \(Format.ms(s.map(\.seconds).max())) "
@@ -47,10 +73,12 @@ struct FloodBenchReport {
             out += "| \(s.allSatisfy { $0.rootGroup == Double(FloodBench.rootHeld) } ? "yes" : "no") |\n"
         }
         out += "\nPhases: before the tenant; while it makes its namespaces; waiting for the first collection that started after it "
-        out += "had made them all; \(Int(bench.seconds)) s of scrapes after that; after it left, until a collection without it and 3 more. "
+        out += "had made them all; \(Int(bench.seconds)) s of scrapes after that; after it left, until a collection without it and 3 more; "
+        out += "then settling until \(Int(bench.memoryReadAfter)) s after it left, when memory is read (settled)\(bench.watchAfter > bench.memoryReadAfter ? ", and watching until \(Int(bench.watchAfter)) s" : ""). "
         out += "Scrape figures are one `GET /metrics` each (HTTP/1.0, no gzip), answered from the latest complete background "
         out += "collection; collection seconds are the agent's own `portbudget_collection_duration_seconds`; descriptors and RSS are "
         out += "/proc/PID/fd and VmRSS of the agent read at each scrape.\n\n"
+        out += timeline
 
         out += "Goals:\n\n"
         let slowest = all.map(\.seconds).max() ?? 0
@@ -88,9 +116,20 @@ struct FloodBenchReport {
             out += "  - descriptors: \(after.descriptors.map(String.init) ?? "–") against \(baseline.descriptors.map(String.init) ?? "–") "
             out += "(beside the kept sessions: \(after.remainder.map(String.init) ?? "–") against \(baseline.remainder.map(String.init) ?? "–"), "
             out += "allowed +\(FloodBench.baselineDescriptorSlack)) — \(Self.verdict(descriptorsOK))\n"
-            let rssAfter = Self.mib(after.rssKiB) ?? .infinity, rssBefore = Self.mib(baseline.rssKiB) ?? 0
-            out += "  - memory: RSS \(Format.mib(rssAfter)) MB against \(Format.mib(rssBefore)) MB "
-            out += "(allowed +\(Int(FloodBench.baselineRSSSlackMiB)) MB) — \(Self.verdict(rssAfter <= rssBefore + FloodBench.baselineRSSSlackMiB))\n"
+            if let memory {
+                let anonAfter = Self.mib(memory.rssAnonKiB) ?? .infinity, anonBefore = Self.mib(baseline.rssAnonKiB) ?? 0
+                out += "  - memory \(Format.fixed(memory.sinceGone ?? 0, 1)) s after the tenant left: anonymous RSS \(Format.mib(anonAfter)) MB "
+                out += "against \(Format.mib(anonBefore)) MB before, allowed +\(Int(FloodBench.baselineRSSSlackMiB)) MB (RSS \(Format.mib(Self.mib(memory.rssKiB)))"
+                out += " against \(Format.mib(Self.mib(baseline.rssKiB))) MB, file-backed \(Format.mib(Self.mib(memory.rssFileKiB))) against "
+                out += "\(Format.mib(Self.mib(baseline.rssFileKiB))) MB; peak RSS \(Format.mib(Self.mib(peakRSSKiB))) MB) "
+                out += "— \(Self.verdict(anonAfter <= anonBefore + FloodBench.baselineRSSSlackMiB))\n"
+                let instancesOK = memory.alertInstances != nil && memory.alertInstances == baseline.alertInstances
+                out += "  - the evaluator's alert instances: \(memory.alertInstances.map(Format.thousands) ?? "–") against "
+                out += "\(baseline.alertInstances.map(Format.thousands) ?? "–") before (trend series \(memory.trendSeries.map(Format.thousands) ?? "–") "
+                out += "against \(baseline.trendSeries.map(Format.thousands) ?? "–")) — \(Self.verdict(instancesOK))\n"
+            } else {
+                out += "  - memory: not read — FAIL\n"
+            }
         } else {
             out += "- back to baseline: no collection without the tenant within \(Int(FloodBench.goneTimeout)) s — FAIL\n"
         }

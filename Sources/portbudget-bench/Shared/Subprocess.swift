@@ -194,6 +194,9 @@ final class Child {
     /// Peak RSS so far of a running child (VmHWM), KiB.
     var peakRSSKiB: Int? { Self.statusField(pid, "VmHWM:") }
     var rssKiB: Int? { Self.statusField(pid, "VmRSS:") }
+    /// The anonymous part of RSS (heap, stacks), and the file-backed part (code and libraries, page cache the kernel may drop).
+    var rssAnonKiB: Int? { Self.statusField(pid, "RssAnon:") }
+    var rssFileKiB: Int? { Self.statusField(pid, "RssFile:") }
 
     static func statusField(_ pid: pid_t, _ field: String) -> Int? {
         guard let text = readFile("/proc/\(pid)/status") else { return nil }

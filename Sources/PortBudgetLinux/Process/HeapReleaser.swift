@@ -1,0 +1,42 @@
+import CMalloc
+import Logging
+import PortBudgetCore
+
+/// Gives the heap's free pages back to the kernel after a collection, and
+/// exports what the heap holds. glibc's malloc returns memory by itself only
+/// from the top of each arena, so once a tenant's namespaces are gone, what
+/// the agent held for them (alert instances, trends, the collection's
+/// records, spread over the workers' arenas) is free but stays resident.
+/// `malloc_trim(0)` hands every whole free page back (madvise), in every
+/// arena; it runs only when malloc holds at least `freeBytesThreshold` free,
+/// after the other observers (the evaluator forgets first).
+public struct HeapReleaser: CollectionObserver {
+    /// Free heap bytes from which the pages are given back: below it the
+    /// walk over malloc's free lists is not worth its time.
+    public static let freeBytesThreshold = 16 << 20
+
+    let logger: Logger
+
+    public init(logger: Logger) {
+        self.logger = logger
+    }
+
+    /// Bytes the heap holds: in use (allocated, mmapped ones included) and
+    /// free (kept by malloc for reuse, whether or not its pages were given back).
+    public static func usage() -> (inUse: Int, free: Int) {
+        let info = mallinfo2()
+        return (Int(info.uordblks + info.hblkhd), Int(info.fordblks))
+    }
+
+    public func collected(_ collection: CollectionResult, writer: inout ExpositionWriter) async {
+        let before = Self.usage()
+        if before.free >= Self.freeBytesThreshold {
+            let released = malloc_trim(0) != 0
+            logger.debug("heap trimmed", metadata: ["free_bytes": "\(before.free)", "released": "\(released)"])
+        }
+        let after = Self.usage()
+        writer.family("portbudget_heap_bytes", .gauge,
+                      help: "Bytes of the agent's C heap (glibc malloc) after the collection: in use, and free (kept for reuse; its whole pages are given back to the kernel once 16 MiB or more are free).",
+                      [.init([("state", "in_use")], Double(after.inUse)), .init([("state", "free")], Double(after.free))])
+    }
+}
