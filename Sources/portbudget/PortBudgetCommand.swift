@@ -1,6 +1,7 @@
 import ArgumentParser
 import Glibc
 import Logging
+import PortBudgetLinux
 
 @main
 struct PortBudgetCommand: AsyncParsableCommand {
@@ -21,6 +22,7 @@ struct PortBudgetCommand: AsyncParsableCommand {
     }
 
     static func main() async {
+        HeapReleaser.configureAllocator()
         let arguments = Array(CommandLine.arguments.dropFirst())
         do {
             var command = try parseAsRoot(arguments)

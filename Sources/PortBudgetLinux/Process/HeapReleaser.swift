@@ -15,6 +15,25 @@ public struct HeapReleaser: CollectionObserver {
     /// walk over malloc's free lists is not worth its time.
     public static let freeBytesThreshold = 16 << 20
 
+    /// At most this many malloc arenas. glibc gives each new thread an arena
+    /// of its own up to 8 per core; the collection workers, NIO's and Swift's
+    /// threads then each keep free pages of their own that trimming cannot
+    /// join up. Measured on the 1,500-namespace flood: anonymous RSS 60 s
+    /// after the tenant left +3.4 MB over its baseline, against +11.2 MB
+    /// with glibc's defaults.
+    public static let arenas: Int32 = 2
+    /// Allocations from this size up get pages of their own, given back the
+    /// moment they are freed (a collection's record buffers, the evaluator's
+    /// tables). glibc's default threshold starts at 128 KiB but rises to the
+    /// largest block freed, after which such blocks stay in the heap.
+    public static let ownPagesFrom: Int32 = 128 << 10
+
+    /// Sets `arenas` and `ownPagesFrom`; call first thing, before threads start.
+    public static func configureAllocator() {
+        _ = mallopt(M_ARENA_MAX, arenas)
+        _ = mallopt(M_MMAP_THRESHOLD, ownPagesFrom)
+    }
+
     let logger: Logger
 
     public init(logger: Logger) {
