@@ -98,7 +98,7 @@ public struct AlertStateMachine: Sendable {
     public mutating func evaluate(_ namespaces: [AlertInputs], unmeasured: Set<String> = [], listed: Set<String>? = nil,
                                   at now: Double) {
         self.listed = listed
-        var unlistedKept = listed == nil ? 0 : alerts.values.filter { !isListed($0.labels) }.count
+        var unlistedKept = unlistedCount
         refused = 0
         for (index, rule) in rules.enumerated() {
             var holding: [String: (labels: [String: String], sample: AlertSample)] = [:]
