@@ -89,14 +89,18 @@ public enum ProcNetParser {
             guard names.count == values.count else {
                 throw ParseError(file: file, "line \(i + 2): \(names.count - 1) names but \(values.count - 1) values in \(sectionName)")
             }
-            let wanted = keeping.map { $0[sectionName] ?? [] }
+            // The fields kept, as bytes to compare in place; nil keeps every one.
+            let wanted = keeping.map { ($0[sectionName] ?? []).map { ($0, Array($0.utf8)) } }
             var row: [String: Int64] = [:]
             for k in 1..<names.count {
                 guard let value = integer(bytes, values[k]) else {
                     throw ParseError(file: file, "line \(i + 2): \(text(names[k])) value \"\(text(values[k]))\" is not an integer")
                 }
-                let name = text(names[k])
-                if wanted?.contains(name) ?? true { row[name] = value }
+                if let wanted {
+                    if let kept = wanted.first(where: { bytes[names[k]].elementsEqual($0.1) }) { row[kept.0] = value }
+                } else {
+                    row[text(names[k])] = value
+                }
             }
             table[sectionName, default: [:]].merge(row) { _, new in new }
             i += 2
