@@ -100,6 +100,12 @@ public struct PortCensus: Sendable {
     private var highestPredatingCookie: UInt64 = 0
     /// Sockets whose port origin the collector learnt only while the dumps ran.
     private var lateBoundSockets = 0
+    /// A single walk's labels (`useLabels`): cookies of connected sockets
+    /// an earlier census saw explicitly bound. Nil when the kernel's filter labels.
+    private var rememberedExplicit: Set<UInt64>?
+    /// Cookies of explicitly bound connected sockets this census met, their
+    /// port not a listener's (up to `labelledCookiesKept`; nil beyond).
+    public private(set) var connectionLabels: Set<UInt64>? = []
     private var tcpStates = [Int](repeating: 0, count: 16)
     private var udpSockets = 0
     private var udpliteSockets = 0
@@ -167,11 +173,29 @@ public struct PortCensus: Sendable {
         .and(.sourcePorts(sysctls.rangeLow, sysctls.rangeHigh), .or(.not(.autoBound), .destinationPortAtMost(0)))
     }
 
+    /// The filter of a single walk (`useLabels`): every socket in the range.
+    public static func tcpOneWalkFilter(_ sysctls: PortSysctls) -> InetDiagFilter {
+        .sourcePorts(sysctls.rangeLow, sysctls.rangeHigh)
+    }
+
     public static func udpFilter(_ sysctls: PortSysctls) -> InetDiagFilter {
         .sourcePorts(sysctls.rangeLow, sysctls.rangeHigh)
     }
 
     func isUsable(_ port: UInt16) -> Bool { tcpBound.covers(port) && !reserved.contains(port) }
+
+    /// Cookies of explicitly bound connected sockets kept for the next
+    /// census's single walk; beyond it, that namespace is walked twice.
+    public static let labelledCookiesKept = 65_536
+
+    /// Folds one walk of every TCP socket (no bind filter): a connected
+    /// socket counts as explicitly bound when `explicitCookies` (an
+    /// earlier census's `connectionLabels`) holds it, when it sits on a
+    /// listener's port (as with the filter: `addTCP` says why), or when the
+    /// failure programs saw it bound. The caller vouches that no other
+    /// socket can hold the kernel's bind flag: every newer one that does
+    /// is one the programs know. Call before folding.
+    public mutating func useLabels(_ explicitCookies: Set<UInt64>) { rememberedExplicit = explicitCookies }
 
     /// Uses what the failure collector saw of bind() before connect(). Call before folding.
     public mutating func use(_ knowledge: BoundSocketKnowledge) { boundKnowledge = knowledge }
@@ -224,6 +248,26 @@ public struct PortCensus: Sendable {
         // bucket like listeners do, even when bind(addr, 0) picked the port.
         let peerless = r.state == TCPState.listen || r.state == TCPState.close || r.state == TCPState.boundInactive
         var explicitlyBound = explicitlyBound
+        // A TIME_WAIT or request socket carries no bind flag: the kernel's
+        // filter takes it for connect()'s, and so does a single walk.
+        if !peerless, r.state != TCPState.timeWait, r.state != TCPState.newSynRecv {
+            if !explicitlyBound, let remembered = rememberedExplicit, remembered.contains(r.cookie) { explicitlyBound = true }
+            if listenerPorts.contains(port) {
+                // An accepted socket (the kernel's filter takes it for
+                // connect()'s: it does not inherit the bind flag), or one
+                // bound beside the listener: either way the port's bucket is
+                // bind()'s, which connect() never shares (unless SO_REUSEADDR
+                // let a listener join a bucket connect() made). Listeners
+                // come first in every walk.
+                explicitlyBound = true
+            } else if explicitlyBound, var labels = connectionLabels {
+                connectionLabels = nil
+                if labels.count < Self.labelledCookiesKept {
+                    labels.insert(r.cookie)
+                    connectionLabels = labels
+                }
+            }
+        }
         if let knowledge = boundKnowledge, !peerless {
             if knowledge.boundCookies.contains(r.cookie) {
                 // bind(addr, 0) took it: the kernel keeps it from every destination.

@@ -105,10 +105,16 @@ public struct SockDiagCollector: Collector {
         // that connected in between must be seen to be counted as older.
         let firstTracked = tracked.map { $0.watched && $0.knowledge.predating == .firstCensus } ?? false
         let dumpedTCP = presence.tcpHashed || presence.tcpUnhashed || firstTracked
+        let hashed = presence.tcpHashed || firstTracked
+        var walkedOnce = false
         if !dumpedTCP {
             // The namespace holds no TCP socket at all.
+        } else if tcpDumps == .bothFamilies, hashed, let labels = tracked?.labels,
+                  let once = try tcpOneWalk(dumper, census, labels: labels) {
+            census = once
+            walkedOnce = true
         } else if tcpDumps == .bothFamilies,
-           let folded = try tcpBothFamilies(dumper, census, hashed: presence.tcpHashed || firstTracked, logger: context.logger) {
+           let folded = try tcpBothFamilies(dumper, census, hashed: hashed, logger: context.logger) {
             census = folded
         } else {
             let explicit = PortCensus.tcpFilter(sysctls, explicit: true)
@@ -119,7 +125,7 @@ public struct SockDiagCollector: Collector {
             }
         }
         if let boundSockets, let tracked {
-            census.noteLateBoundSockets(boundSockets.finish(tracked, census: census, dumpedTCP: dumpedTCP))
+            census.noteLateBoundSockets(boundSockets.finish(tracked, census: census, dumpedTCP: dumpedTCP, walkedOnce: walkedOnce))
         }
         let udp = PortCensus.udpFilter(sysctls)
         for (family, present) in [(IPAddress.Family.v4, presence.udp), (.v6, presence.udp6)] where present {
@@ -139,6 +145,24 @@ public struct SockDiagCollector: Collector {
 
     /// Errors by which a kernel says it does not take a request at all.
     static let notSupported: Set<Int32> = [ENOENT, EINVAL, EOPNOTSUPP, EPROTONOSUPPORT]
+
+    /// Folds TCP with one dump of every socket in the range, both families:
+    /// one walk of the kernel's tables, its connected sockets labelled by an
+    /// earlier census and the failure programs (`PortCensus.useLabels`)
+    /// rather than by the kernel's bind filter. Nil, with nothing folded,
+    /// when the kernel does not take the request.
+    func tcpOneWalk(_ dumper: SockDiagDumper, _ start: PortCensus, labels: Set<UInt64>) throws -> PortCensus? {
+        var census = start
+        census.useLabels(labels)
+        do {
+            try dumper.dumpTCPAllFamilies(states: TCPState.allStates, filter: PortCensus.tcpOneWalkFilter(census.sysctls)) {
+                census.addTCP($0, explicitlyBound: false)
+            }
+        } catch let error as SockDiagError where Self.notSupported.contains(error.errno) {
+            return nil
+        }
+        return census
+    }
 
     /// Folds TCP with two dumps that each cover both address families, so
     /// the kernel walks its socket tables twice rather than four times: (1)

@@ -42,6 +42,24 @@ public final class BoundSocketTracker: @unchecked Sendable {
         let refusalsAtStart: UInt64
         /// Map entries read so far by this census.
         let entriesRead: Int
+        /// Set when one walk of the namespace's TCP tables is enough: the
+        /// connected sockets an earlier census saw explicitly bound
+        /// (`PortCensus.useLabels`). Nil: the kernel's bind filter must
+        /// label them, which takes a second walk.
+        public let labels: Set<UInt64>?
+    }
+
+    /// What the last census whose dumps the kernel labelled (or a single
+    /// walk since) knew of explicitly bound connected sockets, and the
+    /// namespace's refusals when it began. A connected socket holds the
+    /// kernel's bind flag only if bind(addr, port) gave it its port before
+    /// connect() (accepted sockets never inherit it), and the programs
+    /// remember every socket that enters connect() with a port: so while
+    /// no refusal is added, every newer socket so bound is one they know,
+    /// and one walk tells them all.
+    struct Labels {
+        var explicitCookies: Set<UInt64>
+        let refusals: UInt64
     }
 
     /// What is kept of one watched namespace between its censuses.
@@ -58,6 +76,9 @@ public final class BoundSocketTracker: @unchecked Sendable {
         var remembered = 0
         /// Entries the last census read, for `entriesRead(lastCensusOf:)`.
         var entriesRead = 0
+        var labels: Labels?
+        /// Whether the last census walked the TCP tables once.
+        var walkedOnce = false
     }
 
     let programs: FailurePrograms
@@ -84,15 +105,18 @@ public final class BoundSocketTracker: @unchecked Sendable {
         let holder: BoundSocketAllowance.Holder = netnsInode == ownNetnsInode ? .agent : ownedByHost ? .host : .tenant
         guard let state = try watch(netnsInode, holder: holder) else {
             return Census(netnsInode: netnsInode, knowledge: BoundSocketKnowledge(boundCookies: [], predating: .firstCensus),
-                          startedBootNanoseconds: started, watched: false, refusalsAtStart: 0, entriesRead: 0)
+                          startedBootNanoseconds: started, watched: false, refusalsAtStart: 0, entriesRead: 0, labels: nil)
         }
         let refusals = programs.boundSocketRefusals(netnsInode: netnsInode) ?? 0
+        // Read before the map: a socket the programs add meanwhile is known by cookie.
+        let labels = state.labels.flatMap { $0.refusals == refusals ? $0.explicitCookies : nil }
         let bound = try read(netnsInode, retiring: state.retiring)
         // A refused socket may be among the connected ones: none is exact until it closes.
         let predating = refusals == state.refusalsSeen ? state.predating : .firstCensus
         return Census(netnsInode: netnsInode,
                       knowledge: BoundSocketKnowledge(boundCookies: Set(bound.map(\.cookie)), predating: predating),
-                      startedBootNanoseconds: started, watched: true, refusalsAtStart: refusals, entriesRead: bound.count)
+                      startedBootNanoseconds: started, watched: true, refusalsAtStart: refusals,
+                      entriesRead: bound.count, labels: labels)
     }
 
     /// Call after the dumps, with the census they filled; `dumpedTCP` false
@@ -100,7 +124,9 @@ public final class BoundSocketTracker: @unchecked Sendable {
     /// dumped. Returns how many sockets began connect() on a bound port
     /// while the dumps ran, or were refused by a full map meanwhile, and may
     /// have been counted as connect()'s: the census reports them as untracked.
-    public func finish(_ begun: Census, census: PortCensus, dumpedTCP: Bool = true) -> Int {
+    /// `walkedOnce`: the census used `begun.labels` for one walk, rather
+    /// than the kernel's filter.
+    public func finish(_ begun: Census, census: PortCensus, dumpedTCP: Bool = true, walkedOnce: Bool = false) -> Int {
         let now = CollectorSet.monotonicSeconds()
         defer { forgetStale(now: now) }
         guard begun.watched, let state = lock.withLock({ namespaces[begun.netnsInode] }) else {
@@ -128,9 +154,14 @@ public final class BoundSocketTracker: @unchecked Sendable {
         current?.forget(forget)
         previous?.forget(forget)
         var next = state
+        next.walkedOnce = walkedOnce
         if dumpedTCP {
             next.predating = census.predatingAfter
             next.refusalsSeen = begun.refusalsAtStart
+            // A single walk began with labels of the same refusal count.
+            next.labels = census.connectionLabels.map {
+                Labels(explicitCookies: $0, refusals: begun.refusalsAtStart)
+            }
         } else if begun.knowledge.predating != .firstCensus {
             // No TCP socket when the counters were read, and the map watched since before: none is older.
             next.predating = .cookies([])
@@ -171,6 +202,12 @@ public final class BoundSocketTracker: @unchecked Sendable {
     /// or nil when it has none: what a census costs grows with these only.
     public func entriesRead(lastCensusOf netnsInode: UInt64) -> Int? {
         lock.withLock { namespaces[netnsInode]?.entriesRead }
+    }
+
+    /// Whether the namespace's last census walked its TCP tables once
+    /// (nil when it has no map).
+    public func walkedOnce(lastCensusOf netnsInode: UInt64) -> Bool? {
+        lock.withLock { namespaces[netnsInode]?.walkedOnce }
     }
 
     /// The size of the namespace's map, or nil when it has none.
