@@ -212,11 +212,15 @@ final class BoundSocketIsolationKernelTests: XCTestCase {
         XCTAssertEqual(programs.drops()["bound_sockets"], UInt64(1_500 - initial), "each refusal counted")
         XCTAssertEqual(tracker.drops()[BoundSocketTracker.namespaceDropReason], 0, "no namespace was refused a map")
         XCTAssertEqual(tracker.capacity(of: crowded.handle.inode), 4 * initial, "half full or more: it grew")
+        // A refused socket may be bound and unknown: the kernel's filter labels that census's sockets.
+        XCTAssertEqual(tracker.walkedOnce(lastCensusOf: crowded.handle.inode), false)
+        XCTAssertEqual(tracker.walkedOnce(lastCensusOf: quiet.handle.inode), true)
 
         // The refused sockets stay untracked until they close; made anew, they all fit the bigger map.
         try crowded.send("close", expecting: 0)
         _ = collect(source)
         _ = collect(source)
+        XCTAssertEqual(tracker.walkedOnce(lastCensusOf: crowded.handle.inode), true, "no refusal since: one walk again")
         try crowded.send("1500", expecting: 1_500)
         let healed = collect(source)
         XCTAssertEqual(tracking(healed, crowded), .init(boundBeforeConnectPorts: 1_500, untrackedSockets: 0))
