@@ -28,6 +28,7 @@ final class SingleWalkLabelsTests: XCTestCase {
 
     func filtered() -> PortCensus {
         var census = PortCensus(sysctls: range)
+        census.keepConnectionLabels()
         for (record, explicit) in sockets() where explicit { census.addTCP(record, explicitlyBound: true) }
         for (record, explicit) in sockets() where !explicit { census.addTCP(record, explicitlyBound: false) }
         return census
@@ -60,6 +61,7 @@ final class SingleWalkLabelsTests: XCTestCase {
         // A listener that listen() bound to an ephemeral port holds no bind
         // flag, and neither do its accepted sockets: the port is still bind()'s.
         var census = PortCensus(sysctls: range)
+        census.keepConnectionLabels()
         census.addTCP(tcp(40090, 0, state: TCPState.listen, cookie: 1), explicitlyBound: false)
         census.addTCP(tcp(40090, 40001, cookie: 2), explicitlyBound: false)
         let report = census.report(thresholds: Thresholds())
@@ -70,6 +72,7 @@ final class SingleWalkLabelsTests: XCTestCase {
 
     func testLabelsBeyondTheirBoundAreDropped() {
         var census = PortCensus(sysctls: PortSysctls(rangeLow: 1024, rangeHigh: 65535))
+        census.keepConnectionLabels()
         for cookie in 0...UInt64(PortCensus.labelledCookiesKept) {
             let port = UInt16(1024 + cookie % 64_000)
             census.addTCP(InetDiagRecord(family: .v4, state: TCPState.established, localPort: port,
@@ -77,5 +80,11 @@ final class SingleWalkLabelsTests: XCTestCase {
                                          cookie: cookie), explicitlyBound: true)
         }
         XCTAssertNil(census.connectionLabels, "more than kept: the namespace is walked twice from then on")
+    }
+
+    func testLabelsAreKeptOnlyWhenAsked() {
+        var census = PortCensus(sysctls: range)
+        census.addTCP(tcp(40050, 9001, cookie: 6), explicitlyBound: true)
+        XCTAssertNil(census.connectionLabels, "without the failure programs nothing would use them")
     }
 }

@@ -104,8 +104,9 @@ public struct PortCensus: Sendable {
     /// an earlier census saw explicitly bound. Nil when the kernel's filter labels.
     private var rememberedExplicit: Set<UInt64>?
     /// Cookies of explicitly bound connected sockets this census met, their
-    /// port not a listener's (up to `labelledCookiesKept`; nil beyond).
-    public private(set) var connectionLabels: Set<UInt64>? = []
+    /// port not a listener's; nil unless kept (`keepConnectionLabels`) or
+    /// beyond `labelledCookiesKept`.
+    public private(set) var connectionLabels: Set<UInt64>?
     private var tcpStates = [Int](repeating: 0, count: 16)
     private var udpSockets = 0
     private var udpliteSockets = 0
@@ -195,7 +196,15 @@ public struct PortCensus: Sendable {
     /// failure programs saw it bound. The caller vouches that no other
     /// socket can hold the kernel's bind flag: every newer one that does
     /// is one the programs know. Call before folding.
-    public mutating func useLabels(_ explicitCookies: Set<UInt64>) { rememberedExplicit = explicitCookies }
+    public mutating func useLabels(_ explicitCookies: Set<UInt64>) {
+        rememberedExplicit = explicitCookies
+        keepConnectionLabels()
+    }
+
+    /// Keeps `connectionLabels` for a later census's single walk: only
+    /// where something keeps them (the failure programs' tracker), since
+    /// they grow with explicitly bound sockets. Call before folding.
+    public mutating func keepConnectionLabels() { connectionLabels = connectionLabels ?? [] }
 
     /// Uses what the failure collector saw of bind() before connect(). Call before folding.
     public mutating func use(_ knowledge: BoundSocketKnowledge) { boundKnowledge = knowledge }
@@ -260,8 +269,8 @@ public struct PortCensus: Sendable {
                 // let a listener join a bucket connect() made). Listeners
                 // come first in every walk.
                 explicitlyBound = true
-            } else if explicitlyBound, var labels = connectionLabels {
-                connectionLabels = nil
+            } else if explicitlyBound, var labels = connectionLabels, !labels.contains(r.cookie) {
+                connectionLabels = nil  // not two references to one set: no copy on insert
                 if labels.count < Self.labelledCookiesKept {
                     labels.insert(r.cookie)
                     connectionLabels = labels

@@ -98,7 +98,10 @@ public struct SockDiagCollector: Collector {
                 // The census goes on inferring bind(addr, 0), as without the programs.
                 context.logger.debug("bound sockets unreadable", metadata: ["error": "\(error)"])
             }
-            if let tracked { census.use(tracked.knowledge) }
+            if let tracked {
+                census.use(tracked.knowledge)
+                if tracked.watched { census.keepConnectionLabels() }
+            }
         }
         // A first census with the failure programs dumps regardless: its
         // counters were read before the namespace's map existed, and a socket
