@@ -82,6 +82,36 @@ final class SingleWalkLabelsTests: XCTestCase {
         XCTAssertNil(census.connectionLabels, "more than kept: the namespace is walked twice from then on")
     }
 
+    func testAcceptedSocketsOutlivingTheirListenerKeepItsPort() throws {
+        var before = PortCensus(sysctls: range)
+        before.keepConnectionLabels()
+        before.addTCP(tcp(40090, 0, state: TCPState.listen, cookie: 1), explicitlyBound: true)
+        before.addTCP(tcp(40090, 40001, cookie: 2), explicitlyBound: false)
+        before.addTCP(tcp(40090, 40002, cookie: 3), explicitlyBound: false)
+        before.addTCP(tcp(40010, 9001, cookie: 4), explicitlyBound: false)
+        XCTAssertEqual(before.listenerChildren, [40090: [2, 3]])
+
+        // The listener is gone; one accepted socket is in TIME_WAIT.
+        var after = PortCensus(sysctls: range)
+        after.keepConnectionLabels()
+        after.useListenerChildren(try XCTUnwrap(before.listenerChildren))
+        after.addTCP(tcp(40090, 40001, cookie: 2), explicitlyBound: false)
+        after.addTCP(tcp(40090, 40002, state: TCPState.timeWait, cookie: 3), explicitlyBound: false)
+        after.addTCP(tcp(40010, 9001, cookie: 4), explicitlyBound: false)
+        let report = after.report(thresholds: Thresholds())
+        XCTAssertEqual(report.tcp.groups.first { $0.peerPort == 9001 }?.capacity, 99, "40090 is still bind()'s")
+        XCTAssertEqual(report.tcp.explicitConnectedPorts, 1)
+        XCTAssertEqual(after.listenerChildren, [40090: [2, 3]], "kept while they live")
+
+        // Once they are gone, a socket on that port is connect()'s.
+        var later = PortCensus(sysctls: range)
+        later.keepConnectionLabels()
+        later.useListenerChildren(try XCTUnwrap(after.listenerChildren))
+        later.addTCP(tcp(40090, 9001, cookie: 9), explicitlyBound: false)
+        XCTAssertEqual(later.report(thresholds: Thresholds()).tcp.groups.first { $0.peerPort == 9001 }?.capacity, 100)
+        XCTAssertEqual(later.listenerChildren, [:])
+    }
+
     func testLabelsAreKeptOnlyWhenAsked() {
         var census = PortCensus(sysctls: range)
         census.addTCP(tcp(40050, 9001, cookie: 6), explicitlyBound: true)

@@ -107,6 +107,14 @@ public struct PortCensus: Sendable {
     /// port not a listener's; nil unless kept (`keepConnectionLabels`) or
     /// beyond `labelledCookiesKept`.
     public private(set) var connectionLabels: Set<UInt64>?
+    /// An earlier census's `listenerChildren` (`useListenerChildren`).
+    private var earlierChildren: [UInt16: Set<UInt64>] = [:]
+    /// Cookies of the sockets on each listener's port (accepted ones, and
+    /// their TIME_WAITs), and on each port such sockets hold after their
+    /// listener closed; nil unless kept (`keepConnectionLabels`) or beyond
+    /// `labelledCookiesKept` in all.
+    public private(set) var listenerChildren: [UInt16: Set<UInt64>]?
+    private var listenerChildrenKept = 0
     private var tcpStates = [Int](repeating: 0, count: 16)
     private var udpSockets = 0
     private var udpliteSockets = 0
@@ -201,10 +209,28 @@ public struct PortCensus: Sendable {
         keepConnectionLabels()
     }
 
-    /// Keeps `connectionLabels` for a later census's single walk: only
-    /// where something keeps them (the failure programs' tracker), since
-    /// they grow with explicitly bound sockets. Call before folding.
-    public mutating func keepConnectionLabels() { connectionLabels = connectionLabels ?? [] }
+    /// Keeps `connectionLabels` and `listenerChildren` for a later census:
+    /// only where something keeps them (the failure programs' tracker),
+    /// since they grow with sockets. Call before folding.
+    public mutating func keepConnectionLabels() {
+        connectionLabels = connectionLabels ?? []
+        listenerChildren = listenerChildren ?? [:]
+    }
+
+    /// Accepted sockets an earlier census met on listeners' ports. One that
+    /// outlives its listener still holds the port bind() took, which
+    /// connect() may not share while it lives (nor its TIME_WAIT), though
+    /// nothing in the dump says so: met on a port no listener holds, it
+    /// keeps the port out of every destination's capacity. Call before folding.
+    public mutating func useListenerChildren(_ children: [UInt16: Set<UInt64>]) { earlierChildren = children }
+
+    private mutating func noteListenerChild(_ cookie: UInt64, port: UInt16) {
+        guard var kept = listenerChildren else { return }
+        listenerChildren = nil  // not two references to one dictionary: no copy on insert
+        guard listenerChildrenKept < Self.labelledCookiesKept else { return }
+        if kept[port, default: []].insert(cookie).inserted { listenerChildrenKept += 1 }
+        listenerChildren = kept
+    }
 
     /// Uses what the failure collector saw of bind() before connect(). Call before folding.
     public mutating func use(_ knowledge: BoundSocketKnowledge) { boundKnowledge = knowledge }
@@ -257,6 +283,15 @@ public struct PortCensus: Sendable {
         // bucket like listeners do, even when bind(addr, 0) picked the port.
         let peerless = r.state == TCPState.listen || r.state == TCPState.close || r.state == TCPState.boundInactive
         var explicitlyBound = explicitlyBound
+        if !peerless, r.state != TCPState.newSynRecv {
+            let orphaned = !listenerPorts.contains(port) && earlierChildren[port]?.contains(r.cookie) == true
+            if listenerPorts.contains(port) || orphaned { noteListenerChild(r.cookie, port: port) }
+            if orphaned {
+                // Its listener closed: the port stays bind()'s while it lives.
+                explicitTCP.insert(port)
+                if r.state != TCPState.timeWait { explicitlyBound = true }
+            }
+        }
         // A TIME_WAIT or request socket carries no bind flag: the kernel's
         // filter takes it for connect()'s, and so does a single walk.
         if !peerless, r.state != TCPState.timeWait, r.state != TCPState.newSynRecv {

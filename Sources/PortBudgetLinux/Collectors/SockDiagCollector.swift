@@ -100,7 +100,10 @@ public struct SockDiagCollector: Collector {
             }
             if let tracked {
                 census.use(tracked.knowledge)
-                if tracked.watched { census.keepConnectionLabels() }
+                if tracked.watched {
+                    census.keepConnectionLabels()
+                    census.useListenerChildren(tracked.listenerChildren)
+                }
             }
         }
         // A first census with the failure programs dumps regardless: its

@@ -47,6 +47,9 @@ public final class BoundSocketTracker: @unchecked Sendable {
         /// (`PortCensus.useLabels`). Nil: the kernel's bind filter must
         /// label them, which takes a second walk.
         public let labels: Set<UInt64>?
+        /// The last census's accepted sockets by listener port
+        /// (`PortCensus.useListenerChildren`).
+        public let listenerChildren: [UInt16: Set<UInt64>]
     }
 
     /// What the last census whose dumps the kernel labelled (or a single
@@ -77,6 +80,7 @@ public final class BoundSocketTracker: @unchecked Sendable {
         /// Entries the last census read, for `entriesRead(lastCensusOf:)`.
         var entriesRead = 0
         var labels: Labels?
+        var listenerChildren: [UInt16: Set<UInt64>] = [:]
         /// Whether the last census walked the TCP tables once.
         var walkedOnce = false
     }
@@ -105,7 +109,8 @@ public final class BoundSocketTracker: @unchecked Sendable {
         let holder: BoundSocketAllowance.Holder = netnsInode == ownNetnsInode ? .agent : ownedByHost ? .host : .tenant
         guard let state = try watch(netnsInode, holder: holder) else {
             return Census(netnsInode: netnsInode, knowledge: BoundSocketKnowledge(boundCookies: [], predating: .firstCensus),
-                          startedBootNanoseconds: started, watched: false, refusalsAtStart: 0, entriesRead: 0, labels: nil)
+                          startedBootNanoseconds: started, watched: false, refusalsAtStart: 0, entriesRead: 0, labels: nil,
+                          listenerChildren: [:])
         }
         let refusals = programs.boundSocketRefusals(netnsInode: netnsInode) ?? 0
         // Read before the map: a socket the programs add meanwhile is known by cookie.
@@ -116,7 +121,7 @@ public final class BoundSocketTracker: @unchecked Sendable {
         return Census(netnsInode: netnsInode,
                       knowledge: BoundSocketKnowledge(boundCookies: Set(bound.map(\.cookie)), predating: predating),
                       startedBootNanoseconds: started, watched: true, refusalsAtStart: refusals,
-                      entriesRead: bound.count, labels: labels)
+                      entriesRead: bound.count, labels: labels, listenerChildren: state.listenerChildren)
     }
 
     /// Call after the dumps, with the census they filled; `dumpedTCP` false
@@ -162,6 +167,7 @@ public final class BoundSocketTracker: @unchecked Sendable {
             next.labels = census.connectionLabels.map {
                 Labels(explicitCookies: $0, refusals: begun.refusalsAtStart)
             }
+            next.listenerChildren = census.listenerChildren ?? [:]
         } else if begun.knowledge.predating != .firstCensus {
             // No TCP socket when the counters were read, and the map watched since before: none is older.
             next.predating = .cookies([])
