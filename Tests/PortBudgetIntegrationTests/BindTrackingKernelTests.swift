@@ -116,6 +116,11 @@ final class BindTrackingKernelTests: XCTestCase {
         // Summed as of each namespace's last census, which under --all-namespaces
         // may end after the agent's own namespace reported: a collection late.
         _ = try every.await("45 remembered") { remembered() == 45 ? true : nil }
+        // From its second census on, the namespace's TCP tables are walked once.
+        _ = try every.await("the namespace walked once") {
+            (ExpositionSamples.first(Self.metrics(everyAddress), "portbudget_failure_collector_namespaces_walked_once{") ?? 0) >= 1
+                ? true : nil
+        }
         listeners.release()
         host.ns.releaseHeld()
         try "1".write(toFile: host.cgroupRoot + host.slice + "/pbbind-nc.service/cgroup.kill", atomically: false, encoding: .utf8)

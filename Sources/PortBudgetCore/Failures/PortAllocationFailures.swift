@@ -140,11 +140,15 @@ public struct PortAllocationFailures: Sendable, Codable, Equatable {
     /// Sockets the programs remember as bound before connect(), host-wide
     /// like `drops` (the agent forgets closed ones as it collects).
     public var boundSocketsRemembered: Int?
+    /// Namespaces whose last census walked the kernel's TCP tables once,
+    /// labelling sockets from an earlier census and the programs; host-wide.
+    public var namespacesWalkedOnce: Int?
 
     /// Folds the kernel's counters into one namespace's totals. `owners`
     /// names the cgroups (absent: gone); `watched` lists the kinds counted.
     public init(counts: [FailureCountKey: UInt64], netnsInode: UInt64, watched: [FailureKind],
-                owners: [UInt64: CgroupOwner], drops: [String: UInt64]? = nil, boundSocketsRemembered: Int? = nil) {
+                owners: [UInt64: CgroupOwner], drops: [String: UInt64]? = nil, boundSocketsRemembered: Int? = nil,
+                namespacesWalkedOnce: Int? = nil) {
         var byKind: [FailureKind: UInt64] = Dictionary(uniqueKeysWithValues: watched.map { ($0, 0) })
         var byHolder: [(key: FailureCountKey, count: UInt64)] = []
         for (key, count) in counts where key.netnsInode == netnsInode {
@@ -162,10 +166,12 @@ public struct PortAllocationFailures: Sendable, Codable, Equatable {
         }
         self.drops = drops
         self.boundSocketsRemembered = boundSocketsRemembered
+        self.namespacesWalkedOnce = namespacesWalkedOnce
     }
 
     enum CodingKeys: String, CodingKey {
         case totals, holders, drops, boundSocketsRemembered = "bound_sockets_remembered"
+        case namespacesWalkedOnce = "namespaces_walked_once"
     }
 
     /// Every failure counted in this namespace.

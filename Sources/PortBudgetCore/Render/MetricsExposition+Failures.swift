@@ -23,6 +23,11 @@ extension MetricsExposition {
                      help: "TCP sockets the failure programs remember as bound before connect(), host-wide, as of each namespace's last collection: each namespace has a map of its own, sized by its allowance (a full one counts drops_total{reason=\"bound_sockets\"}); the agent forgets closed ones as it collects their namespace.",
                      remembered)
         }
+        if let once = failures.namespacesWalkedOnce {
+            w.single("portbudget_failure_collector_namespaces_walked_once", .gauge,
+                     help: "Namespaces whose last census asked the kernel for their TCP sockets once, labelling them from an earlier census and the sockets the failure programs remember, host-wide; the others (a first census, a map that refused a socket, or no map) asked twice, through the kernel's bind filter.",
+                     once)
+        }
     }
 
     static func kindLabels(_ kind: FailureKind) -> [(name: String, value: String)] {

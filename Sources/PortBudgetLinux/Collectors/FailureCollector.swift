@@ -57,7 +57,8 @@ public final class FailureCollector: Collector {
             drops = programs.drops().merging(boundSockets?.drops() ?? [:]) { $0 + $1 }
         }
         return PortAllocationFailures(counts: counts, netnsInode: inode, watched: programs.watched, owners: owners,
-                                      drops: drops, boundSocketsRemembered: own ? boundSockets?.remembered() : nil)
+                                      drops: drops, boundSocketsRemembered: own ? boundSockets?.remembered() : nil,
+                                      namespacesWalkedOnce: own ? boundSockets?.namespacesWalkedOnce() : nil)
     }
 
     static func inode(_ path: String) -> UInt64? {

@@ -21,6 +21,12 @@ import PortBudgetCore
 /// refusal moves that namespace's counter; its next census takes every
 /// connected socket it does not know as older than the programs (inferred)
 /// until it closes. A namespace refused a map is inferred throughout.
+///
+/// It also keeps, per namespace, what the last census learnt that the
+/// next needs: the explicitly bound connected sockets the kernel's filter
+/// labelled, so the next census walks the kernel's tables once instead of
+/// twice (`Census.labels`), and the sockets on each listener's port, so one
+/// that outlives its listener still counts as holding bind()'s port.
 public final class BoundSocketTracker: @unchecked Sendable {
     /// A namespace not censused for this long is forgotten, and its map
     /// with it (it is gone, or no longer watched).
@@ -113,7 +119,9 @@ public final class BoundSocketTracker: @unchecked Sendable {
                           listenerChildren: [:])
         }
         let refusals = programs.boundSocketRefusals(netnsInode: netnsInode) ?? 0
-        // Read before the map: a socket the programs add meanwhile is known by cookie.
+        // Good while the map refused nothing since they were taken. A socket
+        // the programs remember after the map is read below is one `finish`
+        // counts as raced.
         let labels = state.labels.flatMap { $0.refusals == refusals ? $0.explicitCookies : nil }
         let bound = try read(netnsInode, retiring: state.retiring)
         // A refused socket may be among the connected ones: none is exact until it closes.
@@ -197,6 +205,11 @@ public final class BoundSocketTracker: @unchecked Sendable {
     /// Sockets remembered, all namespaces, as of each one's last census.
     public func remembered() -> Int {
         lock.withLock { namespaces.values.reduce(0) { $0 + $1.remembered } }
+    }
+
+    /// Namespaces whose last census walked their TCP tables once.
+    public func namespacesWalkedOnce() -> Int {
+        lock.withLock { namespaces.values.reduce(0) { $0 + ($1.walkedOnce ? 1 : 0) } }
     }
 
     /// What the tracker refused, by `drops_total` reason: namespaces given no map.
