@@ -49,9 +49,6 @@ public actor AlertEvaluator: CollectionObserver, Service {
     private var evaluations = 0
     /// Namespaces judged at the last evaluation, listed one by one and not.
     private var judged = (listed: 0, unlisted: 0)
-    /// The namespaces the exposition lists one by one (`NamespaceBudget`), nil
-    /// when the agent watches one: alert series outside it are only counted.
-    private var listedNamespaces: Set<String>?
     private let budget: NamespaceBudget
     private var lastEvaluationFailed = false
     private var reloadSucceeded = true
@@ -122,18 +119,19 @@ public actor AlertEvaluator: CollectionObserver, Service {
                 unmeasured.insert(netns)
             }
         }
+        // The namespaces the exposition lists one by one (`NamespaceBudget`),
+        // nil when the agent watches one: alert series outside it are only counted.
+        var listedNamespaces: Set<String>?
         if collection.acrossNamespaces {
             let present = Set(collection.namespaces.map(\.netns.name))
             trends.keep(present: present, at: now)
             listedNamespaces = Set(budget.split(collection.namespaces).listed.map { collection.namespaces[$0].netns.name })
-        } else {
-            listedNamespaces = nil
         }
-        let listedCount = evaluated.filter { listed($0.labels["netns"]) }.count
-        judged = (listedCount, evaluated.count - listedCount)
         let before = Dictionary(uniqueKeysWithValues: machine.alerts.map { ($0.key, $0.value.state) })
         let refusedBefore = machine.refused
         machine.evaluate(evaluated, unmeasured: unmeasured, listed: listedNamespaces, at: now)
+        let listedCount = evaluated.filter { machine.isListed($0.labels) }.count
+        judged = (listedCount, evaluated.count - listedCount)
         logTransitions(from: before)
         if machine.refused > 0 && refusedBefore == 0 {
             logger.warning("alert instances of namespaces beyond the namespace budget are at their capacity; further ones are counted, not kept",
@@ -171,15 +169,9 @@ public actor AlertEvaluator: CollectionObserver, Service {
         }
     }
 
-    /// Whether an alert's or projection's namespace is listed one by one.
-    private func listed(_ netns: String?) -> Bool {
-        guard let listedNamespaces, let netns, !netns.isEmpty else { return true }
-        return listedNamespaces.contains(netns)
-    }
-
     func write(into writer: inout ExpositionWriter) {
         let everyActive = machine.active
-        let active = everyActive.filter { listed($0.labels["netns"]) }
+        let active = everyActive.filter { machine.isListed($0.labels) }
         writer.family("portbudget_alerts", .gauge,
                       help: "Alerts of the in-agent evaluator that are pending or firing (1), like Prometheus' ALERTS.",
                       active.map { alert in
@@ -190,7 +182,7 @@ public actor AlertEvaluator: CollectionObserver, Service {
         // Host-wide per namespace, and the 20 soonest groups over all namespaces.
         var hostWide: [(netns: String, entry: (series: ExhaustionProjector.Series, seconds: Double))] = []
         var groups: [(netns: String, entry: (series: ExhaustionProjector.Series, seconds: Double))] = []
-        for (netns, trend) in trends.byNamespace.sorted(by: { $0.key < $1.key }) where listed(netns) {
+        for (netns, trend) in trends.byNamespace.sorted(by: { $0.key < $1.key }) where machine.isListed(netns: netns) {
             for entry in trend.projector.projections {
                 if entry.series.group == nil { hostWide.append((netns, entry)) } else { groups.append((netns, entry)) }
             }
@@ -206,9 +198,9 @@ public actor AlertEvaluator: CollectionObserver, Service {
                           }
                           return ExpositionWriter.Sample(labels, entry.seconds)
                       })
-        if listedNamespaces != nil {
+        if machine.listed != nil {
             var unlisted: [String: Int] = ["pending": 0, "firing": 0]
-            for alert in everyActive where !listed(alert.labels["netns"]) { unlisted[alert.state.rawValue, default: 0] += 1 }
+            for alert in everyActive where !machine.isListed(alert.labels) { unlisted[alert.state.rawValue, default: 0] += 1 }
             writer.family("portbudget_alerts_unlisted", .gauge,
                           help: "Pending or firing alerts of namespaces beyond the namespace budget, counted instead of listed in portbudget_alerts.",
                           unlisted.sorted { $0.key < $1.key }.map { .init([("alertstate", $0.key)], Double($0.value)) })
@@ -220,7 +212,7 @@ public actor AlertEvaluator: CollectionObserver, Service {
         writer.single("portbudget_alert_trend_series", .gauge,
                       help: "Series the in-agent evaluator keeps a usage trend for (groups and host-wide, over every measured namespace).",
                       trends.seriesCount)
-        if listedNamespaces != nil {
+        if machine.listed != nil {
             writer.family("portbudget_alert_namespaces_evaluated", .gauge,
                           help: "Namespaces the in-agent evaluator judged at its last evaluation, within the namespace budget (listed) and beyond it (unlisted).",
                           [.init([("budget", "listed")], Double(judged.listed)), .init([("budget", "unlisted")], Double(judged.unlisted))])
@@ -329,7 +321,7 @@ public actor AlertEvaluator: CollectionObserver, Service {
         retired = []
         guard let delivery, !delivery.isEmpty else { return }
         let now = Self.now()
-        let due = Array(machine.due(at: now).sorted { listed($0.labels["netns"]) && !listed($1.labels["netns"]) }
+        let due = Array(machine.due(at: now).sorted { machine.isListed($0.labels) && !machine.isListed($1.labels) }
             .prefix(Self.alertsPerPost))
         if due.isEmpty {
             await delivery.send([])

@@ -71,8 +71,12 @@ public struct AlertStateMachine: Sendable {
     }
 
     /// Whether an alert with these labels belongs to a namespace listed one by one.
-    public func isListed(_ labels: [String: String]) -> Bool {
-        guard let listed, let netns = labels["netns"] else { return true }
+    public func isListed(_ labels: [String: String]) -> Bool { isListed(netns: labels["netns"]) }
+
+    /// Whether the namespace of this name is listed one by one (nil or "":
+    /// the agent's only one).
+    public func isListed(netns: String?) -> Bool {
+        guard let listed, let netns, !netns.isEmpty else { return true }
         return listed.contains(netns)
     }
 
