@@ -284,31 +284,32 @@ public struct PortCensus: Sendable {
         let peerless = r.state == TCPState.listen || r.state == TCPState.close || r.state == TCPState.boundInactive
         var explicitlyBound = explicitlyBound
         if !peerless, r.state != TCPState.newSynRecv {
-            let orphaned = !listenerPorts.contains(port) && earlierChildren[port]?.contains(r.cookie) == true
-            if listenerPorts.contains(port) || orphaned { noteListenerChild(r.cookie, port: port) }
+            let onListenersPort = listenerPorts.contains(port)
+            let orphaned = !onListenersPort && earlierChildren[port]?.contains(r.cookie) == true
+            if onListenersPort || orphaned { noteListenerChild(r.cookie, port: port) }
             if orphaned {
                 // Its listener closed: the port stays bind()'s while it lives.
                 explicitTCP.insert(port)
                 if r.state != TCPState.timeWait { explicitlyBound = true }
             }
-        }
-        // A TIME_WAIT or request socket carries no bind flag: the kernel's
-        // filter takes it for connect()'s, and so does a single walk.
-        if !peerless, r.state != TCPState.timeWait, r.state != TCPState.newSynRecv {
-            if !explicitlyBound, let remembered = rememberedExplicit, remembered.contains(r.cookie) { explicitlyBound = true }
-            if listenerPorts.contains(port) {
-                // An accepted socket (the kernel's filter takes it for
-                // connect()'s: it does not inherit the bind flag), or one
-                // bound beside the listener: either way the port's bucket is
-                // bind()'s, which connect() never shares (unless SO_REUSEADDR
-                // let a listener join a bucket connect() made). Listeners
-                // come first in every walk.
-                explicitlyBound = true
-            } else if explicitlyBound, var labels = connectionLabels, !labels.contains(r.cookie) {
-                connectionLabels = nil  // not two references to one set: no copy on insert
-                if labels.count < Self.labelledCookiesKept {
-                    labels.insert(r.cookie)
-                    connectionLabels = labels
+            // A TIME_WAIT or request socket carries no bind flag: the kernel's
+            // filter takes it for connect()'s, and so does a single walk.
+            if r.state != TCPState.timeWait {
+                if !explicitlyBound, let remembered = rememberedExplicit, remembered.contains(r.cookie) { explicitlyBound = true }
+                if onListenersPort {
+                    // An accepted socket (the kernel's filter takes it for
+                    // connect()'s: it does not inherit the bind flag), or one
+                    // bound beside the listener: either way the port's bucket is
+                    // bind()'s, which connect() never shares (unless SO_REUSEADDR
+                    // let a listener join a bucket connect() made). Listeners
+                    // come first in every walk.
+                    explicitlyBound = true
+                } else if explicitlyBound, var labels = connectionLabels, !labels.contains(r.cookie) {
+                    connectionLabels = nil  // not two references to one set: no copy on insert
+                    if labels.count < Self.labelledCookiesKept {
+                        labels.insert(r.cookie)
+                        connectionLabels = labels
+                    }
                 }
             }
         }
