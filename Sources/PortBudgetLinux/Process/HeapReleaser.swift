@@ -48,12 +48,12 @@ public struct HeapReleaser: CollectionObserver {
     }
 
     public func collected(_ collection: CollectionResult, writer: inout ExpositionWriter) async {
-        let before = Self.usage()
-        if before.free >= Self.freeBytesThreshold {
+        var after = Self.usage()
+        if after.free >= Self.freeBytesThreshold {
             let released = malloc_trim(0) != 0
-            logger.debug("heap trimmed", metadata: ["free_bytes": "\(before.free)", "released": "\(released)"])
+            logger.debug("heap trimmed", metadata: ["free_bytes": "\(after.free)", "released": "\(released)"])
+            after = Self.usage()
         }
-        let after = Self.usage()
         writer.family("portbudget_heap_bytes", .gauge,
                       help: "Bytes of the agent's C heap (glibc malloc) after the collection: in use, and free (kept for reuse; its whole pages are given back to the kernel once 16 MiB or more are free).",
                       [.init([("state", "in_use")], Double(after.inUse)), .init([("state", "free")], Double(after.free))])
