@@ -83,4 +83,29 @@ final class InetDiagFilterTests: XCTestCase {
         XCTAssertFalse(InetDiagBytecodeMachine.accepts(nested, sourcePort: 100, destinationPort: 5, autoBound: false))
         XCTAssertFalse(InetDiagBytecodeMachine.accepts(nested, sourcePort: 99, destinationPort: 0, autoBound: true))
     }
+
+    /// The one-dump census's filter takes every socket but explicitly bound
+    /// connected ones in the range (so its count can be held against the
+    /// namespace's), and the fallback dump takes exactly those.
+    func testAllButExplicitConnectedFilterAndItsComplement() {
+        let sysctls = PortSysctls(rangeLow: 40000, rangeHigh: 40099)
+        let first = PortCensus.tcpAllButExplicitConnectedFilter(sysctls).bytecode
+        let second = PortCensus.tcpExplicitConnectedFilter(sysctls).bytecode
+        XCTAssertTrue(InetDiagBytecodeMachine.audit(first))
+        XCTAssertTrue(InetDiagBytecodeMachine.audit(second))
+        for port in [UInt16(1), 39999, 40000, 40050, 40099, 40100, 65535] {
+            for peerPort in [UInt16(0), 1, 443] {
+                for autoBound in [true, false] {
+                    let inRange = port >= 40000 && port <= 40099
+                    let leftOut = inRange && !autoBound && peerPort != 0
+                    let taken = InetDiagBytecodeMachine.accepts(first, sourcePort: port, destinationPort: peerPort,
+                                                                autoBound: autoBound)
+                    let fallback = InetDiagBytecodeMachine.accepts(second, sourcePort: port, destinationPort: peerPort,
+                                                                   autoBound: autoBound)
+                    XCTAssertEqual(taken, !leftOut, "first: \(port) \(peerPort) \(autoBound)")
+                    XCTAssertEqual(fallback, leftOut, "second: \(port) \(peerPort) \(autoBound)")
+                }
+            }
+        }
+    }
 }

@@ -182,6 +182,21 @@ public struct PortCensus: Sendable {
         .and(.sourcePorts(sysctls.rangeLow, sysctls.rangeHigh), .or(.not(.autoBound), .destinationPortAtMost(0)))
     }
 
+    /// The filter of a dump that leaves out only what the filter of
+    /// `tcpExplicitConnectedFilter` picks — explicitly bound connected
+    /// sockets in the range — and takes every other socket, out-of-range
+    /// ones too, so `HashedSocketTally` can prove from the namespace's
+    /// counters that it left out none and no second dump is needed.
+    public static func tcpAllButExplicitConnectedFilter(_ sysctls: PortSysctls) -> InetDiagFilter {
+        .or(.not(.sourcePorts(sysctls.rangeLow, sysctls.rangeHigh)), .or(.autoBound, .destinationPortAtMost(0)))
+    }
+
+    /// Explicitly bound connected sockets in the range: the second dump
+    /// after `tcpAllButExplicitConnectedFilter`'s, over `connectedStates`.
+    public static func tcpExplicitConnectedFilter(_ sysctls: PortSysctls) -> InetDiagFilter {
+        .and(.sourcePorts(sysctls.rangeLow, sysctls.rangeHigh), .and(.not(.autoBound), .not(.destinationPortAtMost(0))))
+    }
+
     /// The filter of a single walk (`useLabels`): every socket in the range.
     public static func tcpOneWalkFilter(_ sysctls: PortSysctls) -> InetDiagFilter {
         .sourcePorts(sysctls.rangeLow, sysctls.rangeHigh)

@@ -69,8 +69,10 @@ public struct KernelCounter: Sendable, Equatable {
 }
 
 extension KernelCounter {
-    /// Per source, the fields `all` reads, by section.
-    public static let fieldsRead: [Source: [String: Set<String>]] = all.reduce(into: [:]) { fields, counter in
+    /// Per source, the fields `all` reads, by section, and those the census
+    /// reads without exporting them (`HashedTCPCounters`).
+    public static let fieldsRead: [Source: [String: Set<String>]] = all.reduce(into: [.snmp: ["Tcp": ["PassiveOpens"]]]) {
+        fields, counter in
         fields[counter.source, default: [:]][counter.section, default: []].insert(counter.field)
     }
 }

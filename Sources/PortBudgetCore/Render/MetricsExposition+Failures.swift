@@ -25,7 +25,7 @@ extension MetricsExposition {
         }
         if let once = failures.namespacesWalkedOnce {
             w.single("portbudget_failure_collector_namespaces_walked_once", .gauge,
-                     help: "Namespaces whose last census asked the kernel for their TCP sockets once, labelling them from an earlier census and the sockets the failure programs remember, host-wide; the others (a first census, a map that refused a socket, or no map) asked twice, through the kernel's bind filter.",
+                     help: "Namespaces whose last census asked the kernel for their TCP sockets once, unfiltered, labelling them from an earlier census and the sockets the failure programs remember, host-wide; the others (a first census, a map that refused a socket, or no map) went through the kernel's bind filter, once where the namespace's counters prove no explicitly bound connection was left out, twice otherwise.",
                      once)
         }
     }

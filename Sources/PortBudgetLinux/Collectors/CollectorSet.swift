@@ -19,11 +19,13 @@ public struct CollectorSet: Sendable {
     }
 
     /// Every collector the agent has, in the order they run: the census
-    /// needs the sysctls, and skips the dumps sockstat's counts prove empty;
+    /// needs the sysctls, skips the dumps sockstat's counts prove empty, and
+    /// with snmp's opens as well makes one TCP dump where it can (`HashedSocketTally`;
+    /// snmp first: a connect() counts its open after its socket is hashed);
     /// SNAT needs the census; the failure counts, when loaded, go into its report.
     public static func standard(census: SockDiagCollector, snatPortRange: SNATPortRange,
                                 failures: FailureCollector? = nil) -> CollectorSet {
-        CollectorSet([SysctlCollector(), SockstatCollector(), census, SnmpCollector(), NetstatCollector(),
+        CollectorSet([SysctlCollector(), SnmpCollector(), SockstatCollector(), census, NetstatCollector(),
                       ConntrackCollector(snatPortRange: snatPortRange)] + (failures.map { [$0] } ?? []))
     }
 

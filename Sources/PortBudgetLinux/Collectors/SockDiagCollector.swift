@@ -48,21 +48,22 @@ public struct SockDiagCollector: Collector {
 
     public func update(_ collection: inout CollectionInProgress) throws {
         guard let sysctls = collection.sysctls else { throw CollectorSkipped("port sysctls unreadable") }
-        let presence = SocketPresence(sockstat: collection.counterTables[.sockstat],
-                                      sockstat6: collection.counterTables[.sockstat6],
+        let tables = collection.counterTables
+        let presence = SocketPresence(sockstat: tables[.sockstat], sockstat6: tables[.sockstat6],
                                       agentSockets: collection.context.sockets?.count)
-        collection.report = try attributedReport(sysctls, presence: presence, context: collection.context,
+        let counters = HashedTCPCounters(sockstat: tables[.sockstat], sockstat6: tables[.sockstat6], snmp: tables[.snmp])
+        collection.report = try attributedReport(sysctls, presence: presence, counters: counters, context: collection.context,
                                                  netnsInode: collection.netns.inode, ownedByHost: collection.netns.ownedByHost)
     }
 
     /// The census's report, its budgets naming their holders when asked.
-    func attributedReport(_ sysctls: PortSysctls, presence: SocketPresence, context: CollectionContext,
-                          netnsInode: UInt64, ownedByHost: Bool) throws -> PortBudgetReport {
+    func attributedReport(_ sysctls: PortSysctls, presence: SocketPresence, counters: HashedTCPCounters?,
+                          context: CollectionContext, netnsInode: UInt64, ownedByHost: Bool) throws -> PortBudgetReport {
         guard let attribution else {
-            return try census(sysctls, presence: presence, context: context, netnsInode: netnsInode, ownedByHost: ownedByHost)
-                .report(thresholds: thresholds)
+            return try census(sysctls, presence: presence, counters: counters, context: context, netnsInode: netnsInode,
+                              ownedByHost: ownedByHost).report(thresholds: thresholds)
         }
-        let census = try census(sysctls, presence: presence, context: context, netnsInode: netnsInode,
+        let census = try census(sysctls, presence: presence, counters: counters, context: context, netnsInode: netnsInode,
                                 ownedByHost: ownedByHost, trackingInodes: attribution.processes)
         var naming = HolderNaming(cgroupRoot: attribution.cgroups.root, owners: [:], top: attribution.top)
         for (id, resolution) in attribution.cgroups.resolve(census.cgroupIDs) {
@@ -81,12 +82,15 @@ public struct SockDiagCollector: Collector {
 
     /// Streams the TCP and UDP dumps of both families into a census, leaving
     /// out the dumps `presence` proves empty (all of TCP's when the namespace
-    /// holds no socket but the agent's). `netnsInode` (0: the agent's
-    /// own) picks what the failure programs saw of bind() before connect();
-    /// `ownedByHost` is false for a namespace of an unprivileged user's user
-    /// namespace, which gets a smaller allowance (`BoundSocketAllowance`).
-    public func census(_ sysctls: PortSysctls, presence: SocketPresence = .unknown, context: CollectionContext,
-                       netnsInode: UInt64 = 0, ownedByHost: Bool = true, trackingInodes: Bool = false) throws -> PortCensus {
+    /// holds no socket but the agent's). `counters`, read before the census,
+    /// let one TCP dump prove a second one needless (`HashedSocketTally`).
+    /// `netnsInode` (0: the agent's own) picks what the failure programs
+    /// saw of bind() before connect(); `ownedByHost` is false for a namespace
+    /// of an unprivileged user's user namespace, which gets a smaller
+    /// allowance (`BoundSocketAllowance`).
+    public func census(_ sysctls: PortSysctls, presence: SocketPresence = .unknown, counters: HashedTCPCounters? = nil,
+                       context: CollectionContext, netnsInode: UInt64 = 0, ownedByHost: Bool = true,
+                       trackingInodes: Bool = false) throws -> PortCensus {
         let dumper = try context.sockets?.sockDiag ?? SockDiagDumper()
         var census = PortCensus(sysctls: sysctls)
         if trackingInodes { census.trackSocketInodes() }
@@ -120,7 +124,7 @@ public struct SockDiagCollector: Collector {
             census = once
             walkedOnce = true
         } else if tcpDumps == .bothFamilies,
-           let folded = try tcpBothFamilies(dumper, census, hashed: hashed, logger: context.logger) {
+                  let folded = try tcpBothFamilies(dumper, census, hashed: hashed, counters: counters, context: context) {
             census = folded
         } else {
             let explicit = PortCensus.tcpFilter(sysctls, explicit: true)
@@ -170,34 +174,56 @@ public struct SockDiagCollector: Collector {
         return census
     }
 
-    /// Folds TCP with two dumps that each cover both address families, so
-    /// the kernel walks its socket tables twice rather than four times: (1)
-    /// explicitly bound or peerless sockets (listeners, bound-only) in every
-    /// state, (2) auto-bound sockets in the established hash only, which
-    /// also skips a second walk of the bind table. Each walk visits every TCP
-    /// socket of the namespace, wanted or not, and is most of a census's cost.
-    /// When nothing of the namespace is `hashed` (no TCP socket in use or in
-    /// TIME_WAIT), only bound-only sockets can exist: the first dump asks
-    /// for those alone (the kernel then walks only its bind table) and the
-    /// second is not made. Nil, with nothing folded, when the kernel does not
-    /// take the request (then the caller dumps per family).
-    func tcpBothFamilies(_ dumper: SockDiagDumper, _ start: PortCensus, hashed: Bool, logger: Logger) throws -> PortCensus? {
+    /// Folds TCP with dumps that each cover both address families. The
+    /// first takes every socket but explicitly bound connected ones in the
+    /// range, in every state; when the namespace's counters prove it left
+    /// out none (`HashedSocketTally`), that is all, otherwise a second dump
+    /// of the established hash takes those. Each dump walks the kernel's
+    /// tables — whatever the namespace holds, the host-wide established hash
+    /// — and is most of a census's cost; the kernel's only sign of an
+    /// explicit bind is a filter that selects sockets without labelling them,
+    /// hence a second dump where one may exist. When nothing of the
+    /// namespace is `hashed` (no TCP socket in use or in TIME_WAIT), only
+    /// bound-only sockets can exist: one dump asks for those alone. Nil,
+    /// with nothing folded, when the kernel does not take the request (then
+    /// the caller dumps per family).
+    func tcpBothFamilies(_ dumper: SockDiagDumper, _ start: PortCensus, hashed: Bool, counters: HashedTCPCounters?,
+                         context: CollectionContext) throws -> PortCensus? {
         var census = start
         let sysctls = census.sysctls
+        var tally = HashedSocketTally()
         do {
-            try dumper.dumpTCPAllFamilies(states: hashed ? TCPState.allStates : TCPState.mask(TCPState.boundInactive),
-                                          filter: PortCensus.tcpExplicitOrUnconnectedFilter(sysctls)) {
-                census.addTCP($0, explicitlyBound: true)
+            if hashed {
+                try dumper.dumpTCPAllFamilies(states: TCPState.allStates,
+                                              filter: PortCensus.tcpAllButExplicitConnectedFilter(sysctls)) {
+                    tally.add($0)
+                    census.addTCP($0, explicitlyBound: false)
+                }
+            } else {
+                try dumper.dumpTCPAllFamilies(states: TCPState.mask(TCPState.boundInactive),
+                                              filter: PortCensus.tcpExplicitOrUnconnectedFilter(sysctls)) {
+                    census.addTCP($0, explicitlyBound: true)
+                }
             }
         } catch let error as SockDiagError where Self.notSupported.contains(error.errno) {
-            logger.debug("TCPDIAG_GETSOCK not taken, dumping per family", metadata: ["error": "\(error)"])
+            context.logger.debug("TCPDIAG_GETSOCK not taken, dumping per family", metadata: ["error": "\(error)"])
             return nil
         }
         guard hashed else { return census }
-        try dumper.dumpTCPAllFamilies(states: PortCensus.connectedStates,
-                                      filter: PortCensus.tcpFilter(sysctls, explicit: false)) {
-            census.addTCP($0, explicitlyBound: false)
+        if let before = counters, let after = Self.hashedCounters(context.procfs),
+           tally.provesNoneLeftOut(before: before, after: after) {
+            return census
+        }
+        try dumper.dumpTCPAllFamilies(states: PortCensus.connectedStates, filter: PortCensus.tcpExplicitConnectedFilter(sysctls)) {
+            census.addTCP($0, explicitlyBound: true)
         }
         return census
+    }
+
+    /// The namespace's counters now, for `HashedSocketTally`; nil when unreadable.
+    static func hashedCounters(_ procfs: ProcFS) -> HashedTCPCounters? {
+        guard let v4 = try? procfs.netTable(.sockstat), let v6 = try? procfs.netTable(.sockstat6),
+              let snmp = try? procfs.netTable(.snmp) else { return nil }
+        return HashedTCPCounters(sockstat: v4, sockstat6: v6, snmp: snmp)
     }
 }

@@ -182,9 +182,10 @@ struct NamespacesBenchReport {
     }
 
     /// The kernel's share of a census that tells bind() from connect(): the
-    /// requests it makes (two by the kernel's filter, one with the failure
-    /// programs' labels), timed alone, and the best any agent could then do
-    /// on this machine's CPUs against the ss loop.
+    /// requests it makes (one where the namespace's counters prove no
+    /// explicitly bound connection left out, two by the kernel's filter
+    /// otherwise), timed alone, and the best any agent could then do on this
+    /// machine's CPUs against the ss loop.
     var exactCensusSection: String {
         guard let listeners = median(walkSeconds[.listeners] ?? []), let established = median(walkSeconds[.established] ?? []),
               let bind = median(walkSeconds[.bind] ?? []) else { return "" }
@@ -198,22 +199,23 @@ struct NamespacesBenchReport {
         let twoWalks = listeners + bind + established
         let oneWalk = listeners + bind
         out += "The kernel's only sign that bind() gave a connected socket its port is a filter (INET_DIAG_BC_AUTO) that selects "
-        out += "sockets and does not label them, so a census that tells bind() from connect() by it makes two requests: listeners, "
-        out += "bound-only and explicitly bound sockets in one, connect()-chosen ones in the other: "
+        out += "sockets and does not label them, so a census that tells bind() from connect() by it would make two requests: "
         out += "\(Format.fixed(twoWalks * 1000, 2)) ms of kernel time per member namespace, timed alone, before any user-space work. "
-        out += "`check` pays that every time, `serve` at a namespace's first census. With the failure programs watching the "
-        out += "namespace, `serve`'s later censuses make one request for every state, unfiltered, and label the sockets from "
-        out += "the first census and the programs (docs/failures.md): \(Format.fixed(oneWalk * 1000, 2)) ms"
+        out += "portbudget makes one, for every socket but explicitly bound connected ones, and proves from the namespace's "
+        out += "counters (sockstat's inuse, snmp's opens) that it left out none; a second only where one exists, which no member "
+        out += "here holds. With the failure programs watching, `serve`'s later censuses make one unfiltered request and label "
+        out += "the sockets from the first census and the programs (docs/failures.md). One request: "
+        out += "\(Format.fixed(oneWalk * 1000, 2)) ms"
         let cpus = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
         if let loop = wall(.ssLoop) {
             func spread(_ seconds: Double) -> String {
                 let total = seconds * Double(bench.namespaces) / Double(cpus)
                 return "\(Format.ms(total)) ms (\(Format.fixed(total / loop, 2))× the ss loop)"
             }
-            out += ". Spread over \(cpus) CPUs, the \(bench.namespaces) members' walks take about \(spread(twoWalks)) with "
-            out += "two requests (check's goal: ≤ \(NamespacesBench.goalCheckSS)×, \(Format.ms(NamespacesBench.goalCheckSS * loop)) ms) "
-            out += "and \(spread(oneWalk)) with one (serve's: ≤ \(NamespacesBench.goalServeSS)×, "
-            out += "\(Format.ms(NamespacesBench.goalServeSS * loop)) ms). Estimates, not bounds: walks running side by side may find the "
+            out += ". Spread over \(cpus) CPUs, the \(bench.namespaces) members' walks take about \(spread(oneWalk)) with one "
+            out += "request (check's goal: ≤ \(NamespacesBench.goalCheckSS)×, \(Format.ms(NamespacesBench.goalCheckSS * loop)) ms; "
+            out += "serve's: ≤ \(NamespacesBench.goalServeSS)×, \(Format.ms(NamespacesBench.goalServeSS * loop)) ms) and "
+            out += "\(spread(twoWalks)) with two. Estimates, not bounds: walks running side by side may find the "
             out += "tables in cache and take less than alone.\n"
         } else {
             out += ".\n"
