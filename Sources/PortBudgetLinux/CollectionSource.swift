@@ -33,6 +33,13 @@ public final class CollectionSource: Sendable {
         public var thresholds: Thresholds
         /// The failure collector's programs (`serve`, `textfile`); nil: not loaded.
         public var failures: FailurePrograms.Options? = nil
+        /// Whether `--all-namespaces` keeps namespaces' sessions open for the
+        /// next collection. A one-shot `check` makes no next one: it closes
+        /// each as it finishes, so its descriptors stay few and the kernel
+        /// never grows its descriptor table under the collecting threads
+        /// (each growth waits out an RCU grace period, milliseconds, while
+        /// every thread opening a file waits with it).
+        public var keepsSessions = true
 
         public init(procfs: String = "/proc", scope: Scope = .own, snatPortRange: SNATPortRange = .kernelDefault,
                     holders: Int? = MetricsExposition.holdersHostWide, processes: Bool = false,
@@ -76,7 +83,8 @@ public final class CollectionSource: Sendable {
         case .own: watching = .own
         case let .netns(namespaces): watching = .netns(namespaces)
         case .all:
-            watching = .all(AllNamespacesCollector(collectors: collectors, procfs: procfs, cgroups: cgroups, logger: logger))
+            watching = .all(AllNamespacesCollector(collectors: collectors, procfs: procfs, cgroups: cgroups, logger: logger,
+                                                   keepsSessions: configuration.keepsSessions))
         }
         if case .all = configuration.scope { deadline = AllNamespacesCollector.deadline } else { deadline = CollectionResult.deadline }
     }

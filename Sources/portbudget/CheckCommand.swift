@@ -67,6 +67,8 @@ struct CheckCommand: AsyncParsableCommand {
                 configuration.tcpDumps = tcpDumps
                 configuration.thresholds = Thresholds(warning: warning, critical: critical)
                 if watch != nil { configuration.failures = FailurePrograms.Options() }
+                // Without --watch there is one collection: nothing to keep open for a next.
+                configuration.keepsSessions = watch != nil
             }
         } catch {
             printError("portbudget: \(error)")

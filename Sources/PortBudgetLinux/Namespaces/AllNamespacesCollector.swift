@@ -37,9 +37,11 @@ public final class AllNamespacesCollector: @unchecked Sendable {
     /// The unmeasured reason of a namespace left out for `timeBudget`.
     public static let outOfTime = "not collected: the collection's time budget ran out (collected first next time)"
 
-    /// Namespaces collected at once: at most this many, and no more than
-    /// the machine has cores. Each is one thread walking the kernel's hash.
-    public static let parallelism = min(4, max(1, ProcessInfo.processInfo.activeProcessorCount))
+    /// Namespaces collected at once: twice the machine's cores, at most 4.
+    /// Each is one thread walking the kernel's hash; two per core keep the
+    /// cores busy while a thread waits (for the short-lived thread that
+    /// opens a namespace, or for the kernel).
+    public static let parallelism = min(4, 2 * max(1, ProcessInfo.processInfo.activeProcessorCount))
     /// Namespaces whose sessions stay open between collections, at most:
     /// 128 × `NamespaceSession.descriptorsPerNamespace` (13) is 1,664
     /// descriptors, which with the agent's own and the sessions being
@@ -122,16 +124,18 @@ public final class AllNamespacesCollector: @unchecked Sendable {
     private var loggedUnreadable = false
 
     /// Each namespace runs `collectors` through its own session.
-    /// `openFilesLimit` (the soft RLIMIT_NOFILE) bounds the sessions kept;
+    /// `openFilesLimit` (the soft RLIMIT_NOFILE) bounds the sessions kept,
+    /// and without `keepsSessions` none is kept (one collection only);
     /// `timeBudget` is `AllNamespacesCollector.timeBudget` but in tests.
     public init(collectors: CollectorSet, procfs: ProcFS, cgroups: CgroupResolver?, logger: Logger,
-                openFilesLimit: UInt64 = OpenFilesLimit.current, timeBudget: Double = AllNamespacesCollector.timeBudget) {
+                openFilesLimit: UInt64 = OpenFilesLimit.current, timeBudget: Double = AllNamespacesCollector.timeBudget,
+                keepsSessions: Bool = true) {
         self.collectors = collectors
         budget = timeBudget
         self.procfs = procfs
         self.cgroups = cgroups
         self.logger = logger
-        capacity = Self.capacity(openFilesLimit: openFilesLimit)
+        capacity = keepsSessions ? Self.capacity(openFilesLimit: openFilesLimit) : 0
         agentUserNamespace = NetworkNamespaceHandle.ownUserNamespace(procfs: procfs.root)
     }
 
@@ -169,7 +173,9 @@ public final class AllNamespacesCollector: @unchecked Sendable {
         let width = max(1, min(Self.parallelism, slots.count))
         let work = slots
         let (order, hostOwned) = collectionOrder(scan.sightings)
-        DispatchQueue.concurrentPerform(iterations: width) { _ in
+        Self.onThreads(width) { [self] in
+            var opener = NamespaceOpener()
+            defer { opener.close() }
             while case let position = results.next(), position < order.count {
                 let index = order[position]
                 let late = position >= hostOwned && Self.monotonicSeconds() - now > budget
@@ -180,8 +186,9 @@ public final class AllNamespacesCollector: @unchecked Sendable {
                 case let .open(sighting) where late:
                     results[index] = identify(sighting, names: names).map { Self.unmeasured($0, Self.outOfTime) }
                 case let .open(sighting):
+                    if !opener.isUsable { opener = NamespaceOpener() }
                     results[index] = open(sighting, names: names, conntrack: conntrackLoaded, results: results,
-                                          progress: progress)
+                                          opener: opener, progress: progress)
                 }
             }
         }
@@ -205,7 +212,7 @@ public final class AllNamespacesCollector: @unchecked Sendable {
             collected.append(entry)
         }
         // Next time, keep the sessions of the best ranked namespaces.
-        preferred = Set(NamespaceBudget.ranked(collected).prefix(capacity).map { collected[$0].netns.inode })
+        preferred = capacity == 0 ? [] : Set(NamespaceBudget.ranked(collected).prefix(capacity).map { collected[$0].netns.inode })
         if scan.unreadable > 0, !loggedUnreadable {
             loggedUnreadable = true
             logger.warning("some processes' network namespaces cannot be opened (another user's process needs CAP_SYS_PTRACE; some sandboxes hide pid 1); every other namespace is measured",
@@ -261,14 +268,15 @@ public final class AllNamespacesCollector: @unchecked Sendable {
     /// Opens a namespace not kept open, collects it, and keeps its session
     /// if there is room; nil when it is gone since the scan.
     private func open(_ sighting: NamespaceDiscovery.Sighting, names: NameBook, conntrack: Bool, results: Results,
-                      progress: (any CollectionProgress)?) -> NamespaceCollection? {
+                      opener: NamespaceOpener, progress: (any CollectionProgress)?) -> NamespaceCollection? {
         progress?.collectorStarted("netns opening \(sighting.name ?? sighting.path)")
         guard let found = NamespaceDiscovery.open(sighting, procfs: procfs, cgroups: cgroups,
                                                   agentUserNamespace: agentUserNamespace,
                                                   known: names.info(sighting.inode)) else { return nil }
         let info = names.name(found.info)
         do {
-            let session = try NamespaceSession.open(found, info: info, procfs: procfs.root, conntrack: conntrack)
+            let session = try NamespaceSession.open(found, info: info, procfs: procfs.root, conntrack: conntrack,
+                                                    opener: opener)
             let entry = collect(session, progress: progress)
             // The first collection keeps whatever fits; later ones the best ranked.
             _ = results.keep(session, wanted: preferred.isEmpty || preferred.contains(sighting.inode))
@@ -295,6 +303,24 @@ public final class AllNamespacesCollector: @unchecked Sendable {
     }
 
     static func monotonicSeconds() -> Double { CollectorSet.monotonicSeconds() }
+
+    /// Runs `body` on `count` threads of its own and waits for all. Not
+    /// Dispatch's concurrentPerform, which runs no more at once than there
+    /// are cores: `parallelism` wants more, so that a core is not left idle
+    /// while one worker waits.
+    static func onThreads(_ count: Int, _ body: @escaping @Sendable () -> Void) {
+        let done = DispatchGroup()
+        for _ in 0..<count {
+            done.enter()
+            let thread = Thread {
+                body()
+                done.leave()
+            }
+            thread.name = "portbudget-netns-worker"
+            thread.start()
+        }
+        done.wait()
+    }
 
     /// The namespaces' names, shared by the workers: each new one is made
     /// unique once and remembered.

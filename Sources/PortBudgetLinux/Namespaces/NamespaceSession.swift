@@ -46,12 +46,14 @@ public final class NamespaceSession: Sendable {
     }
 
     /// Opens everything for `found`. The agent's own namespace is opened on
-    /// the calling thread; any other on a short-lived thread that enters it
-    /// with setns() (CAP_SYS_ADMIN) and ends, so no long-lived thread is
-    /// ever in another namespace.
+    /// the calling thread; any other on `opener`'s thread, which enters it
+    /// with setns() (CAP_SYS_ADMIN) and lives only as long as one
+    /// collection, so no long-lived thread is ever in another namespace.
+    /// After `openDeadline` the opener is closed and abandoned to its hung
+    /// call, and the caller needs a new one (`NamespaceOpener.isUsable`).
     /// `info` is who the namespace is, named uniquely by the caller.
     public static func open(_ found: NamespaceDiscovery.Found, info: NetnsInfo, procfs root: String,
-                            conntrack: Bool) throws -> NamespaceSession {
+                            conntrack: Bool, opener: NamespaceOpener) throws -> NamespaceSession {
         let handle = found.handle
         @Sendable func openInside() throws -> NamespaceSession {
             let procfs = ProcFS(root: root, netOfCallingThread: true)
@@ -60,7 +62,7 @@ public final class NamespaceSession: Sendable {
         }
         if found.isOwn { return try openInside() }
         let box = OpenResult()
-        let thread = Thread {
+        opener.run {
             defer { box.done.signal() }
             do {
                 try handle.enterOnThisThread()
@@ -69,9 +71,8 @@ public final class NamespaceSession: Sendable {
                 box.result = .failure(error)
             }
         }
-        thread.name = "portbudget-netns-open"
-        thread.start()
         guard box.done.wait(timeout: .now() + openDeadline) == .success, let result = box.result else {
+            opener.close()
             throw NetnsTargetError("opening the network namespace at \(handle.path) did not finish within \(openDeadline)")
         }
         return try result.get()
@@ -80,5 +81,46 @@ public final class NamespaceSession: Sendable {
     private final class OpenResult: @unchecked Sendable {
         let done = DispatchSemaphore(value: 0)
         var result: Result<NamespaceSession, any Error>?
+    }
+}
+
+/// The thread that opens namespaces' sessions for one worker of one
+/// collection, one after another: starting a thread for each namespace
+/// costs more CPU than collecting a small one. It ends when closed (after
+/// the job it runs, if any), so it outlives no collection.
+public final class NamespaceOpener: @unchecked Sendable {
+    private let lock = NSLock()
+    private let wake = DispatchSemaphore(value: 0)
+    private var job: (@Sendable () -> Void)?
+    private var closed = false
+
+    public init() {
+        let thread = Thread { [self] in
+            while true {
+                wake.wait()
+                guard let next = lock.withLock({ () -> (@Sendable () -> Void)? in
+                    defer { job = nil }
+                    return closed ? nil : job
+                }) else { return }
+                next()
+            }
+        }
+        thread.name = "portbudget-netns-open"
+        thread.start()
+    }
+
+    /// False once closed: a job ran past its deadline, or the worker is done.
+    public var isUsable: Bool { lock.withLock { !closed } }
+
+    /// Runs `body` on the opener's thread; one job at a time.
+    func run(_ body: @escaping @Sendable () -> Void) {
+        lock.withLock { job = body }
+        wake.signal()
+    }
+
+    /// Lets the thread end once its current job, if any, returns.
+    public func close() {
+        lock.withLock { closed = true }
+        wake.signal()
     }
 }
