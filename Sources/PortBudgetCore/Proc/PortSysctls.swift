@@ -105,7 +105,14 @@ public enum SysctlParser {
         return v
     }
 
+    /// Without leading and trailing ASCII whitespace (a sysctl value ends in
+    /// a newline); by bytes, as this runs for every sysctl of every namespace.
     static func trimmed(_ s: String) -> String {
-        String(s.drop(while: { $0.isWhitespace }).reversed().drop(while: { $0.isWhitespace }).reversed())
+        let utf8 = s.utf8
+        func blank(_ b: UInt8) -> Bool { b == 0x20 || (0x09...0x0d).contains(b) }
+        guard let first = utf8.firstIndex(where: { !blank($0) }), let last = utf8.lastIndex(where: { !blank($0) }) else {
+            return ""
+        }
+        return String(s[first...last])
     }
 }

@@ -22,27 +22,36 @@ public enum ProcNetParser {
     }
 
     /// `/proc/net/sockstat` and `sockstat6`: lines of `SECTION: key value key value …`.
+    /// Read in every namespace on every collection, so parsed as bytes.
     public static func sockstat(_ text: String, file: String, requiring required: [String] = []) throws -> Table {
         try KernelText.requireComplete(text, file: file)
-        var table: Table = [:]
-        for (index, line) in text.split(separator: "\n").enumerated() {
-            let tokens = line.split(separator: " ")
-            guard let head = tokens.first, head.hasSuffix(":") else {
-                throw ParseError(file: file, "line \(index + 1): no \"SECTION:\" prefix")
-            }
-            let pairs = tokens.dropFirst()
-            guard pairs.count % 2 == 0 else {
-                throw ParseError(file: file, "line \(index + 1): keys and values do not pair up")
-            }
-            var section: [String: Int64] = [:]
-            var iterator = pairs.makeIterator()
-            while let key = iterator.next(), let raw = iterator.next() {
-                guard let value = Int64(raw) else {
-                    throw ParseError(file: file, "line \(index + 1): \(key) value \"\(raw)\" is not an integer")
+        var text = text
+        let table = try text.withUTF8 { bytes -> Table in
+            func text(_ range: Range<Int>) -> String { String(decoding: UnsafeBufferPointer(rebasing: bytes[range]), as: UTF8.self) }
+            var table: Table = [:]
+            var tokens: [Range<Int>] = []
+            var lineStart = 0, index = 0
+            for end in bytes.indices where bytes[end] == UInt8(ascii: "\n") {
+                defer { lineStart = end + 1 }
+                guard end > lineStart else { continue }
+                index += 1
+                Self.tokens(bytes, lineStart..<end, into: &tokens)
+                guard let head = tokens.first, bytes[head.upperBound - 1] == UInt8(ascii: ":") else {
+                    throw ParseError(file: file, "line \(index): no \"SECTION:\" prefix")
                 }
-                section[String(key)] = value
+                guard (tokens.count - 1) % 2 == 0 else {
+                    throw ParseError(file: file, "line \(index): keys and values do not pair up")
+                }
+                var section: [String: Int64] = [:]
+                for k in stride(from: 1, to: tokens.count, by: 2) {
+                    guard let value = integer(bytes, tokens[k + 1]), value >= 0 || bytes[tokens[k + 1].lowerBound] == UInt8(ascii: "-") else {
+                        throw ParseError(file: file, "line \(index): \(text(tokens[k])) value \"\(text(tokens[k + 1]))\" is not an integer")
+                    }
+                    section[text(tokens[k])] = value
+                }
+                table[text(head.lowerBound..<head.upperBound - 1)] = section
             }
-            table[String(head.dropLast())] = section
+            return table
         }
         try requireSections(required, in: table, file: file)
         return table

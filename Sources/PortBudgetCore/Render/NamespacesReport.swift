@@ -87,14 +87,16 @@ public struct NamespacesReport: Sendable, Encodable {
     public init(namespaces: [NamespaceReport]) {
         // Host-owned before those any user can make, then worst first, as
         // every list in a report is: no tenant crowds a host namespace out.
-        self.namespaces = namespaces.sorted { a, b in
-            if a.netns.ownedByHost != b.netns.ownedByHost { return a.netns.ownedByHost }
-            let (sa, sb) = (a.report?.status ?? .ok, b.report?.status ?? .ok)
-            if sa != sb { return sa > sb }
-            let (ua, ub) = (a.worstUtilization, b.worstUtilization)
-            if ua != ub { return ua > ub }
-            return a.netns.name < b.netns.name
+        // Each key once, and indices sorted: a report's limits are computed, and reports are large to move.
+        let keys = namespaces.map { ($0.netns.ownedByHost, $0.report?.status ?? .ok, $0.worstUtilization) }
+        let order = namespaces.indices.sorted { i, j in
+            let (a, b) = (keys[i], keys[j])
+            if a.0 != b.0 { return a.0 }
+            if a.1 != b.1 { return a.1 > b.1 }
+            if a.2 != b.2 { return a.2 > b.2 }
+            return namespaces[i].netns.name < namespaces[j].netns.name
         }
+        self.namespaces = order.map { namespaces[$0] }
     }
 
     /// The worst status over the namespaces measured; one that could not be

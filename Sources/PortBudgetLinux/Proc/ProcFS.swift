@@ -103,24 +103,35 @@ public struct ProcFS: Sendable {
     /// Reads to EOF; `fromStart` reads a kept descriptor again from offset 0
     /// (procfs and sysctl files regenerate their text on each read from 0).
     static func readAll(_ fd: FileDescriptor, path full: String, fromStart: Bool) throws -> String {
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 16384)
+        // Straight into one buffer, grown only for a file that fills it (the
+        // agent's files are a few KiB): this runs for a dozen files in every
+        // namespace on every collection.
+        var bytes = [UInt8](repeating: 0, count: Self.readBufferBytes)
+        var count = 0
         while true {
+            if count == bytes.count {
+                // Doubled, but never past one byte more than a file may hold.
+                bytes.append(contentsOf: repeatElement(0, count: min(bytes.count, Self.maximumFileBytes + 1 - count)))
+            }
             let n: Int
             do {
-                n = try chunk.withUnsafeMutableBytes { buffer in
-                    fromStart ? try fd.read(fromAbsoluteOffset: Int64(bytes.count), into: buffer, retryOnInterrupt: true)
-                        : try fd.read(into: buffer, retryOnInterrupt: true)
+                n = try bytes.withUnsafeMutableBytes { buffer in
+                    let free = UnsafeMutableRawBufferPointer(rebasing: buffer[count...])
+                    return fromStart ? try fd.read(fromAbsoluteOffset: Int64(count), into: free, retryOnInterrupt: true)
+                        : try fd.read(into: free, retryOnInterrupt: true)
                 }
             } catch let errno as Errno {
                 throw ProcFSError(path: full, errno: errno)
             }
             if n == 0 { break }
-            bytes.append(contentsOf: chunk[0..<n])
-            if bytes.count > Self.maximumFileBytes { throw ProcFSError(path: full, errno: .fileTooLarge) }
+            count += n
+            if count > Self.maximumFileBytes { throw ProcFSError(path: full, errno: .fileTooLarge) }
         }
-        return String(decoding: bytes, as: UTF8.self)
+        return bytes.withUnsafeBufferPointer { String(decoding: UnsafeBufferPointer(rebasing: $0[..<count]), as: UTF8.self) }
     }
+
+    /// The first read's buffer: the largest file read, /proc/net/netstat, is about 4 KiB.
+    static let readBufferBytes = 8192
 
     static let noControllingTerminal = FileDescriptor.OpenOptions(rawValue: O_NOCTTY)
 
