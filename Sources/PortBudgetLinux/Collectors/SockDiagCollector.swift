@@ -210,7 +210,7 @@ public struct SockDiagCollector: Collector {
             return nil
         }
         guard hashed else { return census }
-        if let before = counters, let after = Self.hashedCounters(context.procfs),
+        if let before = counters, tally.counted == before.inUse, let after = Self.hashedCounters(context.procfs),
            tally.provesNoneLeftOut(before: before, after: after) {
             return census
         }
