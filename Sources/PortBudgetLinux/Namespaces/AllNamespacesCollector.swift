@@ -39,8 +39,8 @@ public final class AllNamespacesCollector: @unchecked Sendable {
 
     /// Namespaces collected at once: twice the machine's cores, at most 4.
     /// Each is one thread walking the kernel's hash; two per core keep the
-    /// cores busy while a thread waits (for the short-lived thread that
-    /// opens a namespace, or for the kernel).
+    /// cores busy while a thread waits (for its `NamespaceOpener`, or for
+    /// the kernel).
     public static let parallelism = min(4, 2 * max(1, ProcessInfo.processInfo.activeProcessorCount))
     /// Namespaces whose sessions stay open between collections, at most:
     /// 128 × `NamespaceSession.descriptorsPerNamespace` (13) is 1,664
@@ -174,8 +174,9 @@ public final class AllNamespacesCollector: @unchecked Sendable {
         let work = slots
         let (order, hostOwned) = collectionOrder(scan.sightings)
         Self.onThreads(width) { [self] in
-            var opener = NamespaceOpener()
-            defer { opener.close() }
+            // Made when this worker first opens a namespace: with every session kept, never.
+            var opener: NamespaceOpener?
+            defer { opener?.close() }
             while case let position = results.next(), position < order.count {
                 let index = order[position]
                 let late = position >= hostOwned && Self.monotonicSeconds() - now > budget
@@ -186,9 +187,10 @@ public final class AllNamespacesCollector: @unchecked Sendable {
                 case let .open(sighting) where late:
                     results[index] = identify(sighting, names: names).map { Self.unmeasured($0, Self.outOfTime) }
                 case let .open(sighting):
-                    if !opener.isUsable { opener = NamespaceOpener() }
+                    let usable = opener.flatMap { $0.isUsable ? $0 : nil } ?? NamespaceOpener()
+                    opener = usable
                     results[index] = open(sighting, names: names, conntrack: conntrackLoaded, results: results,
-                                          opener: opener, progress: progress)
+                                          opener: usable, progress: progress)
                 }
             }
         }
