@@ -1,5 +1,4 @@
 import Foundation
-import Logging
 import PortBudgetCore
 @testable import PortBudgetLinux
 import XCTest
@@ -13,34 +12,9 @@ final class IdleNamespaceCensusTests: XCTestCase {
     /// One census of `namespace` through sockets made inside it, as a kept
     /// session does; returns the report and the dump requests made.
     func census(of namespace: NetworkNamespace) throws -> (report: PortBudgetReport?, requests: Int, failure: String?) {
-        let handle = try NetworkNamespaceHandle(.name(namespace.name))
-        final class Opened: @unchecked Sendable {
-            var sockets: NamespaceSockets?
-            var files: PinnedFiles?
-            var error: (any Error)?
-        }
-        let opened = Opened()
-        let done = DispatchSemaphore(value: 0)
-        let thread = Thread {
-            defer { done.signal() }
-            do {
-                try handle.enterOnThisThread()
-                opened.sockets = NamespaceSockets(sockDiag: try SockDiagDumper(), conntrack: nil)
-                opened.files = PinnedFiles(procfs: ProcFS(root: "/proc", netOfCallingThread: true))
-            } catch {
-                opened.error = error
-            }
-        }
-        thread.start()
-        XCTAssertEqual(done.wait(timeout: .now() + 10), .success)
-        if let error = opened.error { throw error }
-        let sockets = try XCTUnwrap(opened.sockets), files = try XCTUnwrap(opened.files)
-        let context = CollectionContext(procfs: ProcFS(root: "/proc", netOfCallingThread: true, pinned: files),
-                                        sockets: sockets, logger: Logger(label: "test"))
-        let collectors = CollectorSet([SysctlCollector(), SockstatCollector(),
-                                       SockDiagCollector(attribution: nil, thresholds: Thresholds())])
-        let collection = collectors.collect(context)
-        return (collection.report, sockets.sockDiag.requestsMade, collection.outcomes.first { $0.error != nil }?.error)
+        let (collection, requests) = try namespace.collectAsKeptSession(
+            CollectorSet([SysctlCollector(), SockstatCollector(), SockDiagCollector(attribution: nil, thresholds: Thresholds())]))
+        return (collection.report, requests, collection.outcomes.first { $0.error != nil }?.error)
     }
 
     func testANamespaceWithNoSocketButTheAgentsIsNotDumped() throws {

@@ -1,7 +1,5 @@
-import Foundation
-import Logging
 import PortBudgetCore
-@testable import PortBudgetLinux
+import PortBudgetLinux
 import XCTest
 
 /// A census with the namespace's counters asks the kernel for TCP once where
@@ -16,37 +14,13 @@ final class OneDumpCensusKernelTests: XCTestCase {
     /// the census makes its two dumps. Returns the report (its kernel counters
     /// dropped) and the dump requests made.
     func census(of namespace: NetworkNamespace, counters: Bool) throws -> (report: PortBudgetReport, requests: Int) {
-        let handle = try NetworkNamespaceHandle(.name(namespace.name))
-        final class Opened: @unchecked Sendable {
-            var sockets: NamespaceSockets?
-            var files: PinnedFiles?
-            var error: (any Error)?
-        }
-        let opened = Opened()
-        let done = DispatchSemaphore(value: 0)
-        let thread = Thread {
-            defer { done.signal() }
-            do {
-                try handle.enterOnThisThread()
-                opened.sockets = NamespaceSockets(sockDiag: try SockDiagDumper(), conntrack: nil)
-                opened.files = PinnedFiles(procfs: ProcFS(root: "/proc", netOfCallingThread: true))
-            } catch {
-                opened.error = error
-            }
-        }
-        thread.start()
-        XCTAssertEqual(done.wait(timeout: .now() + 10), .success)
-        if let error = opened.error { throw error }
-        let sockets = try XCTUnwrap(opened.sockets), files = try XCTUnwrap(opened.files)
-        let context = CollectionContext(procfs: ProcFS(root: "/proc", netOfCallingThread: true, pinned: files),
-                                        sockets: sockets, logger: Logger(label: "test"))
         let census = SockDiagCollector(attribution: nil, thresholds: Thresholds())
         let collectors = CollectorSet([SysctlCollector()] + (counters ? [SnmpCollector()] : []) + [SockstatCollector(), census])
-        let collection = collectors.collect(context)
+        let (collection, requests) = try namespace.collectAsKeptSession(collectors)
         XCTAssertNil(collection.outcomes.first { $0.error != nil }?.error)
         var report = try XCTUnwrap(collection.report)
         report.counters = [:]
-        return (report, sockets.sockDiag.requestsMade)
+        return (report, requests)
     }
 
     /// Every kind of socket, both families: listeners in and out of the
