@@ -86,10 +86,13 @@ final class InetDiagFilterTests: XCTestCase {
 
     /// The one-dump census's filter takes every socket but explicitly bound
     /// connected ones in the range (so its count can be held against the
-    /// namespace's), and the fallback dump takes exactly those.
+    /// namespace's), and the fallback dump takes exactly those. Where nothing
+    /// is to be proved, the first takes the rest in the range only.
     func testAllButExplicitConnectedFilterAndItsComplement() {
         let sysctls = PortSysctls(rangeLow: 40000, rangeHigh: 40099)
         let first = PortCensus.tcpAllButExplicitConnectedFilter(sysctls).bytecode
+        let inRangeOnly = PortCensus.tcpAllButExplicitConnectedFilter(sysctls, outOfRange: false).bytecode
+        XCTAssertTrue(InetDiagBytecodeMachine.audit(inRangeOnly))
         let second = PortCensus.tcpExplicitConnectedFilter(sysctls).bytecode
         XCTAssertTrue(InetDiagBytecodeMachine.audit(first))
         XCTAssertTrue(InetDiagBytecodeMachine.audit(second))
@@ -104,6 +107,9 @@ final class InetDiagFilterTests: XCTestCase {
                                                                    autoBound: autoBound)
                     XCTAssertEqual(taken, !leftOut, "first: \(port) \(peerPort) \(autoBound)")
                     XCTAssertEqual(fallback, leftOut, "second: \(port) \(peerPort) \(autoBound)")
+                    XCTAssertEqual(InetDiagBytecodeMachine.accepts(inRangeOnly, sourcePort: port, destinationPort: peerPort,
+                                                                   autoBound: autoBound),
+                                   inRange && !leftOut, "in range only: \(port) \(peerPort) \(autoBound)")
                 }
             }
         }

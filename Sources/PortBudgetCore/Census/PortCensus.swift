@@ -186,9 +186,13 @@ public struct PortCensus: Sendable {
     /// `tcpExplicitConnectedFilter` picks — explicitly bound connected
     /// sockets in the range — and takes every other socket, out-of-range
     /// ones too, so `HashedSocketTally` can prove from the namespace's
-    /// counters that it left out none and no second dump is needed.
-    public static func tcpAllButExplicitConnectedFilter(_ sysctls: PortSysctls) -> InetDiagFilter {
-        .or(.not(.sourcePorts(sysctls.rangeLow, sysctls.rangeHigh)), .or(.autoBound, .destinationPortAtMost(0)))
+    /// counters that it left out none and no second dump is needed. Without
+    /// `outOfRange`, where nothing is to be proved, the kernel drops those
+    /// too, as the census would.
+    public static func tcpAllButExplicitConnectedFilter(_ sysctls: PortSysctls, outOfRange: Bool = true) -> InetDiagFilter {
+        let range = InetDiagFilter.sourcePorts(sysctls.rangeLow, sysctls.rangeHigh)
+        let rest = InetDiagFilter.or(.autoBound, .destinationPortAtMost(0))
+        return outOfRange ? .or(.not(range), rest) : .and(range, rest)
     }
 
     /// Explicitly bound connected sockets in the range: the second dump
