@@ -110,10 +110,7 @@ struct CheckCommand: AsyncParsableCommand {
             printError("portbudget: \(failed.name) collector failed, counters omitted: \(failed.error ?? "")")
         }
         if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-            let data = try encoder.encode(report.limitingGroups(to: collection.top))
-            print(String(decoding: data, as: UTF8.self))
+            print(String(decoding: try PrettyJSONEncoder().encode(report.limitingGroups(to: collection.top)), as: UTF8.self))
         } else {
             print(CheckReportRenderer.render(report, top: collection.top), terminator: "")
             if let failures = report.failures, let watch { print(FailureSummary.text(failures, seconds: watch)) }
@@ -132,9 +129,7 @@ struct CheckCommand: AsyncParsableCommand {
             NamespaceReport(netns: entry.netns, report: entry.report, error: entry.missingReportReason)
         })
         if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-            print(String(decoding: try encoder.encode(report.limitingGroups(to: collection.top)), as: UTF8.self))
+            print(String(decoding: try PrettyJSONEncoder().encode(report.limitingGroups(to: collection.top)), as: UTF8.self))
         } else {
             print(report.render(top: collection.top, budget: collection.budget), terminator: "")
         }
