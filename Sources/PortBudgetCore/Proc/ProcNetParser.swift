@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// Parsers for the /proc/net statistics files. Both formats map
 /// section → field → value; each error names the file and line.
 ///
@@ -17,7 +23,11 @@ public enum ProcNetParser {
         case .sockstat, .sockstat6:
             return try sockstat(text, file: file, requiring: source.requiredSections)
         case .snmp, .netstat:
-            return try pairedTable(text, file: file, requiring: source.requiredSections, keeping: KernelCounter.fieldsRead[source])
+            try KernelText.requireComplete(text, file: file)
+            var text = text
+            let table = try text.withUTF8 { try pairedTable(bytes: $0, file: file, keeping: KeptFields.read[source]) }
+            try requireSections(source.requiredSections, in: table, file: file)
+            return table
         }
     }
 
@@ -67,13 +77,34 @@ public enum ProcNetParser {
                                    keeping: [String: Set<String>]? = nil) throws -> Table {
         try KernelText.requireComplete(text, file: file)
         var text = text
-        let table = try text.withUTF8 { try pairedTable(bytes: $0, file: file, keeping: keeping) }
+        let kept = keeping.map(KeptFields.init)
+        let table = try text.withUTF8 { try pairedTable(bytes: $0, file: file, keeping: kept) }
         try requireSections(required, in: table, file: file)
         return table
     }
 
+    /// The fields kept of each section, with their bytes to compare in place.
+    struct KeptFields: Sendable {
+        let sections: [String: [(name: String, bytes: [UInt8])]]
+
+        init(_ fields: [String: Set<String>]) {
+            sections = fields.mapValues { names in names.sorted().map { ($0, Array($0.utf8)) } }
+        }
+
+        /// Made once: snmp and netstat are parsed in every namespace on every collection.
+        static let read: [KernelCounter.Source: KeptFields] = KernelCounter.fieldsRead.mapValues(KeptFields.init)
+
+        func field(_ bytes: UnsafeBufferPointer<UInt8>, _ name: Range<Int>, in section: [(name: String, bytes: [UInt8])]) -> String? {
+            for field in section where field.bytes.count == name.count {
+                let equal = field.bytes.withUnsafeBufferPointer { memcmp($0.baseAddress!, bytes.baseAddress! + name.lowerBound, name.count) == 0 }
+                if equal { return field.name }
+            }
+            return nil
+        }
+    }
+
     private static func pairedTable(bytes: UnsafeBufferPointer<UInt8>, file: String,
-                                    keeping: [String: Set<String>]?) throws -> Table {
+                                    keeping: KeptFields?) throws -> Table {
         var lines: [Range<Int>] = []
         var lineStart = 0
         for i in bytes.indices where bytes[i] == UInt8(ascii: "\n") {
@@ -99,14 +130,14 @@ public enum ProcNetParser {
                 throw ParseError(file: file, "line \(i + 2): \(names.count - 1) names but \(values.count - 1) values in \(sectionName)")
             }
             // The fields kept, as bytes to compare in place; nil keeps every one.
-            let wanted = keeping.map { ($0[sectionName] ?? []).map { ($0, Array($0.utf8)) } }
+            let wanted = keeping.map { $0.sections[sectionName] ?? [] }
             var row: [String: Int64] = [:]
             for k in 1..<names.count {
                 guard let value = integer(bytes, values[k]) else {
                     throw ParseError(file: file, "line \(i + 2): \(text(names[k])) value \"\(text(values[k]))\" is not an integer")
                 }
                 if let wanted {
-                    if let kept = wanted.first(where: { bytes[names[k]].elementsEqual($0.1) }) { row[kept.0] = value }
+                    if !wanted.isEmpty, let kept = keeping?.field(bytes, names[k], in: wanted) { row[kept] = value }
                 } else {
                     row[text(names[k])] = value
                 }
