@@ -77,12 +77,23 @@ public struct ProcFS: Sendable {
         return try Self.readAll(fd, path: full, fromStart: false)
     }
 
-    /// Opens `full` for reading if it is a regular file.
-    static func openRegular(_ full: String) throws -> FileDescriptor {
+    /// Opens `full` for reading if it is a regular file. With `directory`,
+    /// opens its `leaf` relative to it: one path component looked up
+    /// instead of the whole walk, which in /proc/sys/net and
+    /// /proc/thread-self/net is a lookup per namespace, not a cached one.
+    static func openRegular(_ full: String, in directory: (fd: FileDescriptor, leaf: String)? = nil) throws -> FileDescriptor {
         let fd: FileDescriptor
         do {
-            fd = try FileDescriptor.open(FilePath(full), .readOnly,
-                                         options: [.nonBlocking, .closeOnExec, Self.noControllingTerminal])
+            if let directory {
+                let raw = directory.leaf.withCString {
+                    openat(directory.fd.rawValue, $0, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY)
+                }
+                guard raw >= 0 else { throw Errno(rawValue: errno) }
+                fd = FileDescriptor(rawValue: raw)
+            } else {
+                fd = try FileDescriptor.open(FilePath(full), .readOnly,
+                                             options: [.nonBlocking, .closeOnExec, Self.noControllingTerminal])
+            }
         } catch let errno as Errno {
             throw ProcFSError(path: full, errno: errno)
         }
@@ -196,9 +207,25 @@ public final class PinnedFiles: Sendable {
     public init(procfs: ProcFS, relatives: [String] = ProcFS.namespaceFiles) {
         var descriptors: [String: (fd: FileDescriptor, path: String)] = [:]
         var failures: [String: ProcFSError] = [:]
+        // Each folder (sys/net/ipv4, thread-self/net) opened once; a folder
+        // that cannot be opened leaves its files to whole-path opens, which name the error.
+        var folders: [String: FileDescriptor] = [:]
+        defer { for folder in folders.values { try? folder.close() } }
         for relative in relatives {
+            let full = procfs.path(relative)
+            guard let slash = full.lastIndex(of: "/"), slash != full.startIndex else { continue }
+            let folder = String(full[..<slash])
+            if folders[folder] == nil, let fd = try? FileDescriptor.open(FilePath(folder), .readOnly,
+                                                                        options: [.directory, .closeOnExec]) {
+                folders[folder] = fd
+            }
+        }
+        for relative in relatives {
+            let full = procfs.path(relative)
+            let folder = full.lastIndex(of: "/").flatMap { folders[String(full[..<$0])] }
+            let leaf = full.lastIndex(of: "/").map { String(full[full.index(after: $0)...]) } ?? full
             do {
-                descriptors[relative] = (try ProcFS.openRegular(procfs.path(relative)), procfs.path(relative))
+                descriptors[relative] = (try ProcFS.openRegular(full, in: folder.map { ($0, leaf) }), full)
             } catch let error as ProcFSError {
                 failures[relative] = error
             } catch {
