@@ -41,7 +41,8 @@ final class NamespacesBenchTests: XCTestCase {
         XCTAssertEqual(output.stdout.trimmingCharacters(in: .whitespacesAndNewlines),
                        table.trimmingCharacters(in: .whitespacesAndNewlines), "the table printed is the one written")
         for expected in ["| at 5 namespaces |", "`ip netns exec NS ss -tanH` for each namespace", "floor: one SOCK_DIAG socket",
-                         "`check --all-namespaces --json`", "`serve --all-namespaces`: one /metrics scrape", "### Hash walk", "### Churn", "| 2 | 2 |", "Goals, serve --all-namespaces scrape:",
+                         "`check --all-namespaces --json`", "`check --all-namespaces`: whole process, printing its table",
+                         "- check --all-namespaces, whole process / the ss loop: ", "`serve --all-namespaces`: one /metrics scrape", "### Hash walk", "### Churn", "| 2 | 2 |", "Goals, serve --all-namespaces scrape:",
                          "### What an exact census must ask of this kernel", "| LISTEN | listener hash |",
                          "| every connected state | established hash |", "| bound-only | bind table, then the established hash too |",
                          "ms of kernel time per member namespace"] {
