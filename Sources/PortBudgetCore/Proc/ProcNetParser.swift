@@ -23,11 +23,7 @@ public enum ProcNetParser {
         case .sockstat, .sockstat6:
             return try sockstat(text, file: file, requiring: source.requiredSections)
         case .snmp, .netstat:
-            try KernelText.requireComplete(text, file: file)
-            var text = text
-            let table = try text.withUTF8 { try pairedTable(bytes: $0, file: file, keeping: KeptFields.read[source]) }
-            try requireSections(source.requiredSections, in: table, file: file)
-            return table
+            return try pairedTable(text, file: file, requiring: source.requiredSections, kept: KeptFields.read[source])
         }
     }
 
@@ -75,9 +71,12 @@ public enum ProcNetParser {
     /// never made into strings.
     public static func pairedTable(_ text: String, file: String, requiring required: [String] = [],
                                    keeping: [String: Set<String>]? = nil) throws -> Table {
+        try pairedTable(text, file: file, requiring: required, kept: keeping.map(KeptFields.init))
+    }
+
+    static func pairedTable(_ text: String, file: String, requiring required: [String], kept: KeptFields?) throws -> Table {
         try KernelText.requireComplete(text, file: file)
         var text = text
-        let kept = keeping.map(KeptFields.init)
         let table = try text.withUTF8 { try pairedTable(bytes: $0, file: file, keeping: kept) }
         try requireSections(required, in: table, file: file)
         return table
@@ -94,7 +93,8 @@ public enum ProcNetParser {
         /// Made once: snmp and netstat are parsed in every namespace on every collection.
         static let read: [KernelCounter.Source: KeptFields] = KernelCounter.fieldsRead.mapValues(KeptFields.init)
 
-        func field(_ bytes: UnsafeBufferPointer<UInt8>, _ name: Range<Int>, in section: [(name: String, bytes: [UInt8])]) -> String? {
+        /// The kept field `name` names in `section`, if it is one.
+        static func field(_ bytes: UnsafeBufferPointer<UInt8>, _ name: Range<Int>, in section: [(name: String, bytes: [UInt8])]) -> String? {
             for field in section where field.bytes.count == name.count {
                 let equal = field.bytes.withUnsafeBufferPointer { memcmp($0.baseAddress!, bytes.baseAddress! + name.lowerBound, name.count) == 0 }
                 if equal { return field.name }
@@ -137,7 +137,7 @@ public enum ProcNetParser {
                     throw ParseError(file: file, "line \(i + 2): \(text(names[k])) value \"\(text(values[k]))\" is not an integer")
                 }
                 if let wanted {
-                    if !wanted.isEmpty, let kept = keeping?.field(bytes, names[k], in: wanted) { row[kept] = value }
+                    if let kept = KeptFields.field(bytes, names[k], in: wanted) { row[kept] = value }
                 } else {
                     row[text(names[k])] = value
                 }
