@@ -207,29 +207,27 @@ public final class PinnedFiles: Sendable {
     public init(procfs: ProcFS, relatives: [String] = ProcFS.namespaceFiles) {
         var descriptors: [String: (fd: FileDescriptor, path: String)] = [:]
         var failures: [String: ProcFSError] = [:]
-        // Each folder (sys/net/ipv4, thread-self/net) opened once; a folder
-        // that cannot be opened leaves its files to whole-path opens, which name the error.
-        var folders: [String: FileDescriptor] = [:]
-        defer { for folder in folders.values { try? folder.close() } }
+        // Each folder (sys/net/ipv4, thread-self/net) opened once, on first
+        // need (nil: it could not be); its files are opened relative to it,
+        // or else by their whole path, which names the error.
+        var folders: [String: FileDescriptor?] = [:]
+        defer { for case let folder? in folders.values { try? folder.close() } }
         for relative in relatives {
             let full = procfs.path(relative)
-            guard let slash = full.lastIndex(of: "/"), slash != full.startIndex else { continue }
-            let folder = String(full[..<slash])
-            if folders[folder] == nil, let fd = try? FileDescriptor.open(FilePath(folder), .readOnly,
-                                                                        options: [.directory, .closeOnExec]) {
-                folders[folder] = fd
+            var directory: (fd: FileDescriptor, leaf: String)?
+            if let slash = full.lastIndex(of: "/"), slash != full.startIndex {
+                let folder = String(full[..<slash])
+                if folders[folder] == nil {
+                    folders[folder] = .some(try? FileDescriptor.open(FilePath(folder), .readOnly, options: [.directory, .closeOnExec]))
+                }
+                directory = folders[folder]!.map { ($0, String(full[full.index(after: slash)...])) }
             }
-        }
-        for relative in relatives {
-            let full = procfs.path(relative)
-            let folder = full.lastIndex(of: "/").flatMap { folders[String(full[..<$0])] }
-            let leaf = full.lastIndex(of: "/").map { String(full[full.index(after: $0)...]) } ?? full
             do {
-                descriptors[relative] = (try ProcFS.openRegular(full, in: folder.map { ($0, leaf) }), full)
+                descriptors[relative] = (try ProcFS.openRegular(full, in: directory), full)
             } catch let error as ProcFSError {
                 failures[relative] = error
             } catch {
-                failures[relative] = ProcFSError(path: procfs.path(relative), reason: "\(error)")
+                failures[relative] = ProcFSError(path: full, reason: "\(error)")
             }
         }
         self.descriptors = descriptors
