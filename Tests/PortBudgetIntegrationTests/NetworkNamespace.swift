@@ -226,7 +226,17 @@ extension NetworkNamespace {
     /// `--accept close` mode, so this side keeps the TIME_WAIT), and tops up
     /// what the kernel retired early — seen on loaded machines — up to three
     /// times. Returns how many TIME_WAIT entries `ss` then shows.
+    ///
+    /// `tcp_tw_reuse` is off while it builds: a top-up runs after the wait
+    /// for `ss`, when the first entries are past the reuse delay, and with
+    /// reuse on the kernel may hand connect() one of those ports instead of a
+    /// free one, so the count would never grow. The namespace's own value is
+    /// back before this returns.
     func churnTimeWait(to destination: String, count: Int, file: StaticString = #filePath, line: UInt = #line) throws -> Int {
+        let reuse = try must(["sysctl", "-n", "net.ipv4.tcp_tw_reuse"], inside: true).stdout
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        try sysctl("net.ipv4.tcp_tw_reuse", "0")
+        defer { try? sysctl("net.ipv4.tcp_tw_reuse", reuse) }
         var built = 0
         for _ in 0..<3 {
             _ = try load(["churn", "--to", destination, "--count", "\(count - built)"])
