@@ -242,6 +242,7 @@ extension NetworkNamespace {
             _ = try load(["churn", "--to", destination, "--count", "\(count - built)"])
             built = try settledSockets(state: "time-wait", expected: count, asserting: false)
             if built >= count { break }
+            print("churn toward \(destination): ss shows \(built) of \(count) TIME_WAIT entries; topping up")
         }
         XCTAssertGreaterThanOrEqual(built, count * 8 / 10, "ss shows \(built) sockets in time-wait after topping up to \(count)",
                                     file: file, line: line)
