@@ -20,13 +20,17 @@ public struct TextfileService: Service {
     private let budget: NamespaceBudget
     private let logger: Logger
     private let runner: CollectionRunner
+    private let observers: [any CollectionObserver]
 
     /// `deadline`: how long a collection may take before its write is
-    /// skipped (`CollectionResult.deadline`; tests shorten it).
+    /// skipped (`CollectionResult.deadline`; tests shorten it). `observers`
+    /// learn each collection and may add families to the file, as they do
+    /// to `serve`'s exposition.
     public init(writer: TextfileWriter, interval: Duration, top: Int, version: String, budget: NamespaceBudget = NamespaceBudget(),
-                deadline: Duration = CollectionResult.deadline, collectorNames: [String] = [], logger: Logger,
-                collect: @escaping Collect) {
+                deadline: Duration = CollectionResult.deadline, collectorNames: [String] = [],
+                observers: [any CollectionObserver] = [], logger: Logger, collect: @escaping Collect) {
         self.writer = writer
+        self.observers = observers
         self.interval = interval
         self.top = top
         self.version = version
@@ -50,7 +54,10 @@ public struct TextfileService: Service {
                 logger.warning("collector failed", metadata: ["collector": "\(failed.name)", "error": "\(failed.error ?? "")"])
             }
         }
-        try writer.write(MetricsExposition.render(collection, top: top, version: version, budget: budget))
+        var exposition = ExpositionWriter()
+        MetricsExposition.write(collection, top: top, version: version, budget: budget, into: &exposition)
+        for observer in observers { await observer.collected(collection, writer: &exposition) }
+        try writer.write(exposition.text)
     }
 
     public func run() async throws {

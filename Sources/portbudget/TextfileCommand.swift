@@ -64,7 +64,7 @@ struct TextfileCommand: AsyncParsableCommand {
         let service = TextfileService(
             writer: writer, interval: try PrometheusDuration(parsing: interval).duration, top: collection.top,
             version: PortBudgetCommand.version, budget: collection.budget, deadline: source.deadline,
-            collectorNames: source.collectors.names,
+            collectorNames: source.collectors.names, observers: [HeapReleaser(logger: logger)],
             logger: logger, collect: source.collect)
         if once {
             try await service.writeOnce()

@@ -27,6 +27,7 @@ final class ExporterNodeExporterTests: XCTestCase {
         XCTAssertTrue(lines.contains(#"portbudget_tcp_group_ports_used{local_ip="127.0.0.1",peer_ip="127.0.0.1",peer_port="8080"} 25"#),
                       metrics)
         XCTAssertTrue(lines.contains("portbudget_ports_usable 100"))
+        XCTAssertTrue(lines.contains { $0.hasPrefix(#"portbudget_heap_bytes{state="in_use"} "#) }, metrics)
         XCTAssertTrue(lines.contains { $0.hasPrefix("node_textfile_mtime_seconds{") && $0.contains("portbudget.prom") })
         _ = nodeExporter.stop()
     }

@@ -251,5 +251,7 @@ final class ServeAllNamespacesTests: XCTestCase {
         XCTAssertEqual(value(text, "portbudget_tcp_group_ports_used", group(ns.name, 6000)), 4)
         XCTAssertEqual(value(text, "portbudget_ports_usable", #"netns="\#(ns.name)""#), 10)
         XCTAssertTrue(text.contains(#"portbudget_netns_info{netns="host""#))
+        XCTAssertGreaterThan(value(text, "portbudget_heap_bytes", #"state="in_use""#) ?? 0, 0,
+                             "textfile exports the heap it trims, as serve does")
     }
 }
