@@ -238,11 +238,11 @@ extension NetworkNamespace {
         try sysctl("net.ipv4.tcp_tw_reuse", "0")
         defer { try? sysctl("net.ipv4.tcp_tw_reuse", reuse) }
         var built = 0
-        for _ in 0..<3 {
+        for round in 1...3 {
             _ = try load(["churn", "--to", destination, "--count", "\(count - built)"])
             built = try settledSockets(state: "time-wait", expected: count, asserting: false)
             if built >= count { break }
-            print("churn toward \(destination): ss shows \(built) of \(count) TIME_WAIT entries; topping up")
+            print("churn toward \(destination), round \(round) of 3: ss shows \(built) of \(count) TIME_WAIT entries")
         }
         XCTAssertGreaterThanOrEqual(built, count * 8 / 10, "ss shows \(built) sockets in time-wait after topping up to \(count)",
                                     file: file, line: line)
