@@ -37,15 +37,19 @@ public final class AllNamespacesCollector: @unchecked Sendable {
     /// The unmeasured reason of a namespace left out for `timeBudget`.
     public static let outOfTime = "not collected: the collection's time budget ran out (collected first next time)"
 
-    /// Namespaces collected at once: twice the machine's cores, at most 4.
-    /// Each is one thread walking the kernel's hash; two per core keep the
-    /// cores busy while a thread waits (for its `NamespaceOpener`, or for
-    /// the kernel).
-    public static let parallelism = min(4, 2 * max(1, ProcessInfo.processInfo.activeProcessorCount))
+    /// Namespaces collected at once, whatever the cores. Each is one thread
+    /// whose dump walks the kernel's host-wide socket hash; walks that run
+    /// side by side, time-sliced over the same cores, move through that hash
+    /// together and find in the cache what the others just read. Measured on
+    /// 2 CPUs, 100 namespaces × 1,000 connections beside 85,000 sockets, one
+    /// collection: 2 workers 2.8 s, 4 2.1 s, 8 1.6 s, 16 1.35 s, every CPU
+    /// busy in each case and peak RSS within 1 MB; over 45 small namespaces
+    /// the same 68–71 ms with 4, 8 or 16.
+    public static let parallelism = 16
     /// Namespaces whose sessions stay open between collections, at most:
     /// 128 × `NamespaceSession.descriptorsPerNamespace` (13) is 1,664
     /// descriptors, which with the agent's own and the sessions being
-    /// opened by the workers stays under 2,048. Fewer when the open-files
+    /// opened by the workers (16 × 13) stays under 2,048. Fewer when the open-files
     /// limit is lower (see `capacity(openFilesLimit:)`).
     public static let sessionCapacity = 128
     /// Descriptors left for everything but kept sessions: the server's
