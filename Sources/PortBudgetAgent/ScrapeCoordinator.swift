@@ -122,10 +122,9 @@ public actor ScrapeCoordinator: Service {
         }
         let collection = outcome.collection
         collections += 1
-        var writer = ExpositionWriter()
-        MetricsExposition.write(collection, top: top, version: version, budget: budget, into: &writer)
-        for observer in observers { await observer.collected(collection, writer: &writer) }
-        let scrape = Scrape(collection: collection, exposition: writer.text, sequence: collections)
+        let exposition = await MetricsExposition.render(collection, top: top, version: version, budget: budget,
+                                                        observers: observers)
+        let scrape = Scrape(collection: collection, exposition: exposition, sequence: collections)
         latest = scrape
         let took = ContinuousClock.now - started
         latestTiming = (ContinuousClock.now, Double(took.components.seconds) + Double(took.components.attoseconds) / 1e18)

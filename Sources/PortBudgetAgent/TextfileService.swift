@@ -54,10 +54,8 @@ public struct TextfileService: Service {
                 logger.warning("collector failed", metadata: ["collector": "\(failed.name)", "error": "\(failed.error ?? "")"])
             }
         }
-        var exposition = ExpositionWriter()
-        MetricsExposition.write(collection, top: top, version: version, budget: budget, into: &exposition)
-        for observer in observers { await observer.collected(collection, writer: &exposition) }
-        try writer.write(exposition.text)
+        try writer.write(await MetricsExposition.render(collection, top: top, version: version, budget: budget,
+                                                         observers: observers))
     }
 
     public func run() async throws {

@@ -19,6 +19,16 @@ public enum MetricsExposition {
         return writer.text
     }
 
+    /// The same, then whatever each of `observers` adds, in order: what
+    /// `serve` answers and `textfile` writes.
+    public static func render(_ collection: CollectionResult, top: Int, version: String, budget: NamespaceBudget,
+                              observers: [any CollectionObserver]) async -> String {
+        var writer = ExpositionWriter()
+        write(collection, top: top, version: version, budget: budget, into: &writer)
+        for observer in observers { await observer.collected(collection, writer: &writer) }
+        return writer.text
+    }
+
     public static func write(_ collection: CollectionResult, top: Int, version: String,
                              budget: NamespaceBudget = NamespaceBudget(), into w: inout ExpositionWriter) {
         w.single("portbudget_build_info", .gauge,

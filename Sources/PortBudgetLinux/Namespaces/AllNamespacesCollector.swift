@@ -49,8 +49,8 @@ public final class AllNamespacesCollector: @unchecked Sendable {
     /// Namespaces whose sessions stay open between collections, at most:
     /// 128 × `NamespaceSession.descriptorsPerNamespace` (13) is 1,664
     /// descriptors, which with the agent's own and the sessions being
-    /// opened by the workers (16 × 13) stays under 2,048. Fewer when the open-files
-    /// limit is lower (see `capacity(openFilesLimit:)`).
+    /// opened by the workers (16 × 13) stays under 2,048. Fewer when the
+    /// open-files limit is lower (see `capacity(openFilesLimit:)`).
     public static let sessionCapacity = 128
     /// Descriptors left for everything but kept sessions: the server's
     /// connections, the sessions the workers open and close, libraries.
