@@ -40,6 +40,10 @@ public final class CollectionSource: Sendable {
         /// (each growth waits out an RCU grace period, milliseconds, while
         /// every thread opening a file waits with it).
         public var keepsSessions = true
+        /// Whether /proc/net/netstat's counters (TIME_WAIT recycling and
+        /// overflow) are read: `serve` and `textfile` export them and
+        /// `check --json` reports them; `check`'s table shows no counter.
+        public var extendedCounters = true
 
         public init(procfs: String = "/proc", scope: Scope = .own, snatPortRange: SNATPortRange = .kernelDefault,
                     holders: Int? = MetricsExposition.holdersHostWide, processes: Bool = false,
@@ -76,7 +80,8 @@ public final class CollectionSource: Sendable {
             tcpDumps: configuration.tcpDumps,
             attribution: configuration.holders.map { .init(cgroups: cgroups, top: $0, processes: configuration.processes) },
             thresholds: configuration.thresholds, boundSockets: failures?.boundSockets)
-        collectors = CollectorSet.standard(census: census, snatPortRange: configuration.snatPortRange, failures: failures)
+        collectors = CollectorSet.standard(census: census, snatPortRange: configuration.snatPortRange, failures: failures,
+                                           extendedCounters: configuration.extendedCounters)
         self.procfs = procfs
         self.logger = logger
         switch configuration.scope {

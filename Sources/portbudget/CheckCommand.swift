@@ -69,6 +69,8 @@ struct CheckCommand: AsyncParsableCommand {
                 if watch != nil { configuration.failures = FailurePrograms.Options() }
                 // Without --watch there is one collection: nothing to keep open for a next.
                 configuration.keepsSessions = watch != nil
+                // The JSON report carries the kernel's counters; the table shows none.
+                configuration.extendedCounters = json
             }
         } catch {
             printError("portbudget: \(error)")

@@ -23,10 +23,15 @@ public struct CollectorSet: Sendable {
     /// with snmp's opens as well makes one TCP dump where it can (`HashedSocketTally`;
     /// snmp first: a connect() counts its open after its socket is hashed);
     /// SNAT needs the census; the failure counts, when loaded, go into its report.
+    /// Without `extendedCounters` /proc/net/netstat is not read: only its two
+    /// TIME_WAIT counters come from it, and the kernel sums every one of its
+    /// hundred-odd fields over the CPUs to write it, the costliest procfs
+    /// read of a small namespace.
     public static func standard(census: SockDiagCollector, snatPortRange: SNATPortRange,
-                                failures: FailureCollector? = nil) -> CollectorSet {
-        CollectorSet([SysctlCollector(), SnmpCollector(), SockstatCollector(), census, NetstatCollector(),
-                      ConntrackCollector(snatPortRange: snatPortRange)] + (failures.map { [$0] } ?? []))
+                                failures: FailureCollector? = nil, extendedCounters: Bool = true) -> CollectorSet {
+        CollectorSet([SysctlCollector(), SnmpCollector(), SockstatCollector(), census]
+                     + (extendedCounters ? [NetstatCollector()] : [])
+                     + [ConntrackCollector(snatPortRange: snatPortRange)] + (failures.map { [$0] } ?? []))
     }
 
     /// The names metrics, logs and messages use, in running order.
