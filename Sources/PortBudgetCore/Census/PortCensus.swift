@@ -85,6 +85,10 @@ public struct PortCensus: Sendable {
     /// destinations; a port carrying exactly one connection while the host is
     /// short of ports points at bind(addr, 0) before connect() (see Diagnosis).
     private var autoConnectionsPerPort: [UInt16]
+    /// `autoConnectionsPerPort` summed (saturated counts), its ports in use,
+    /// and those with exactly one connection, kept as sockets are folded:
+    /// the report would otherwise scan the whole range in every namespace.
+    private var autoConnections = 0, autoPorts = 0, singleConnectionPorts = 0
     private var groups: [GroupKey: GroupAccumulator] = [:]
     private var boundKnowledge: BoundSocketKnowledge?
     /// Ports of sockets that look auto-bound but were seen starting
@@ -359,7 +363,14 @@ public struct PortCensus: Sendable {
             return
         }
         let slot = Int(port &- sysctls.rangeLow)
-        autoConnectionsPerPort[slot] &+= autoConnectionsPerPort[slot] == .max ? 0 : 1
+        switch autoConnectionsPerPort[slot] {
+        case .max: break
+        case let before:
+            autoConnectionsPerPort[slot] = before + 1
+            autoConnections += 1
+            if before == 0 { autoPorts += 1; singleConnectionPorts += 1 }
+            if before == 1 { singleConnectionPorts -= 1 }
+        }
         let key = GroupKey(local: r.local, peer: r.remote, peerPort: r.remotePort)
         let range = (low: sysctls.rangeLow, high: sysctls.rangeHigh)
         let reusable = r.state == TCPState.timeWait && timeWaitIsReusable(r)
@@ -451,12 +462,6 @@ public struct PortCensus: Sendable {
         var states: [String: Int] = [:]
         for (state, count) in tcpStates.enumerated() where count > 0 { states[TCPState.name(UInt8(state))] = count }
 
-        var autoConnections = 0, autoPorts = 0, singleConnectionPorts = 0
-        for count in autoConnectionsPerPort where count > 0 {
-            autoConnections += Int(count)
-            autoPorts += 1
-            if count == 1 { singleConnectionPorts += 1 }
-        }
         var tcp = PortBudgetReport.TCP(
             boundPorts: tcpBound.count, bindUtilization: Self.ratio(tcpBound.count, usable),
             explicitBoundPorts: explicitTCP.count, listenerPortsInRange: listenerPorts.ports.map(Int.init),
