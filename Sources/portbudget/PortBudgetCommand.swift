@@ -31,9 +31,14 @@ struct PortBudgetCommand: AsyncParsableCommand {
             } else {
                 try command.run()
             }
+        } catch let exit as ExitCode {
+            // A command's own status (check's verdict): ArgumentParser's
+            // exitCode(for:) would first build the command's whole help
+            // text, most of a millisecond, to print nothing.
+            Glibc.exit(exit.rawValue)
         } catch {
             let code = exitCode(for: error)
-            if code == .success || error is ExitCode || error is CleanExit {
+            if code == .success || error is CleanExit {
                 exit(withError: error)
             }
             if code == .validationFailure {
