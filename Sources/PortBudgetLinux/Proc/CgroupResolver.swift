@@ -26,17 +26,37 @@ public final class CgroupResolver: Sendable {
     /// deleting cgroups with live sockets faster than this is rare).
     public static let maxGone = 4096
 
-    /// The v2 mount point, nil when this host has no cgroup v2 hierarchy.
-    public let root: String?
-    private let state = Mutex<(paths: [UInt64: String], gone: Set<UInt64>, walks: Int)>(([:], [], 0))
+    /// Where the v2 mount point comes from: given, or read from mountinfo
+    /// on first need — by a collection's worker, not on the way to the
+    /// first collection, where the mount table (with a bind mount per
+    /// named namespace) costs half a millisecond that nothing overlaps.
+    private enum RootSource: Sendable {
+        case found(String?)
+        case mountinfo(ProcFS)
+    }
 
-    /// Finds the v2 hierarchy in `procfs`'s `self/mountinfo`.
+    private let state: Mutex<(root: RootSource, paths: [UInt64: String], gone: Set<UInt64>, walks: Int)>
+
+    /// Finds the v2 hierarchy in `procfs`'s `self/mountinfo`, when first asked.
     public init(procfs: ProcFS) {
-        root = (try? procfs.read("self/mountinfo")).flatMap(MountInfo.cgroup2MountPoint)
+        state = Mutex((.mountinfo(procfs), [:], [], 0))
     }
 
     public init(root: String?) {
-        self.root = root
+        state = Mutex((.found(root), [:], [], 0))
+    }
+
+    /// The v2 mount point, nil when this host has no cgroup v2 hierarchy.
+    public var root: String? { state.withLock { Self.root(&$0.root) } }
+
+    private static func root(_ source: inout RootSource) -> String? {
+        switch source {
+        case let .found(root): return root
+        case let .mountinfo(procfs):
+            let root = (try? procfs.read("self/mountinfo")).flatMap(MountInfo.cgroup2MountPoint)
+            source = .found(root)
+            return root
+        }
     }
 
     /// Walks of the hierarchy so far (the first included).
@@ -45,8 +65,8 @@ public final class CgroupResolver: Sendable {
     /// Resolves every id in `ids`, walking the hierarchy (once) when one is
     /// neither known nor known to be gone.
     public func resolve(_ ids: some Sequence<UInt64>) -> [UInt64: Resolution] {
-        guard let root else { return [:] }
-        return state.withLock { state in
+        state.withLock { state in
+            guard let root = Self.root(&state.root) else { return [:] }
             var wanted = Array(ids)
             wanted.sort()
             // A known id is checked against its path (one name_to_handle_at
