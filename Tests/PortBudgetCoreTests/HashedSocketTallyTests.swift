@@ -53,6 +53,36 @@ final class HashedSocketTallyTests: XCTestCase {
         XCTAssertNil(HashedTCPCounters(sockstat: v4, sockstat6: v6, snmp: ["Tcp": ["ActiveOpens": 5]]))
     }
 
+    /// Read in place after the dump, the counts are those the full parsers
+    /// give, on both fixture hosts; a file cut short, a missing line or field,
+    /// or a line whose keys and values do not pair proves nothing.
+    func testCountersReadInPlaceAgreeWithTheTables() throws {
+        for host in ["procfs-busy", "procfs-default"] {
+            let v4 = try Fixture.text("\(host)/net/sockstat"), v6 = try Fixture.text("\(host)/net/sockstat6")
+            let snmp = try Fixture.text("\(host)/net/snmp")
+            let tables = HashedTCPCounters(sockstat: try ProcNetParser.table(.sockstat, v4, file: "sockstat"),
+                                           sockstat6: try ProcNetParser.table(.sockstat6, v6, file: "sockstat6"),
+                                           snmp: try ProcNetParser.table(.snmp, snmp, file: "snmp"))
+            XCTAssertNotNil(tables, host)
+            XCTAssertEqual(HashedTCPCounters(sockstatText: v4, sockstat6Text: v6, snmpText: snmp), tables, host)
+            XCTAssertNil(HashedTCPCounters(sockstatText: String(v4.dropLast()), sockstat6Text: v6, snmpText: snmp), host)
+            XCTAssertNil(HashedTCPCounters(sockstatText: v4, sockstat6Text: v6, snmpText: String(snmp.dropLast())), host)
+        }
+        let v6 = "TCP6: inuse 2\n", snmp = "Tcp: RtoAlgorithm ActiveOpens PassiveOpens\nTcp: 1 5 4\n"
+        XCTAssertEqual(HashedTCPCounters(sockstatText: "sockets: used 9\nTCP: inuse 3 orphan 0 tw 7\n", sockstat6Text: v6,
+                                         snmpText: snmp), HashedTCPCounters(inUse: 5, opens: 9))
+        // TCP6's line is not TCP's, nor is the header a value.
+        XCTAssertNil(HashedTCPCounters(sockstatText: "TCP6: inuse 3\n", sockstat6Text: v6, snmpText: snmp))
+        XCTAssertNil(HashedTCPCounters(sockstatText: "TCP: inuse 3 orphan\n", sockstat6Text: v6, snmpText: snmp))
+        XCTAssertNil(HashedTCPCounters(sockstatText: "TCP: inuse x\n", sockstat6Text: v6, snmpText: snmp))
+        XCTAssertNil(HashedTCPCounters(sockstatText: "TCP: inuse 3\n", sockstat6Text: v6,
+                                       snmpText: "Tcp: RtoAlgorithm ActiveOpens PassiveOpens\n"))
+        XCTAssertNil(HashedTCPCounters(sockstatText: "TCP: inuse 3\n", sockstat6Text: v6,
+                                       snmpText: "Tcp: RtoAlgorithm ActiveOpens\nTcp: 1 5\n"))
+        XCTAssertNil(HashedTCPCounters(sockstatText: "TCP: inuse 3\n", sockstat6Text: v6,
+                                       snmpText: "Tcp: RtoAlgorithm ActiveOpens PassiveOpens\nTcp: 1 5\n"))
+    }
+
     /// The snmp parser keeps PassiveOpens, which no exported counter reads.
     func testSnmpKeepsPassiveOpens() throws {
         let text = "Tcp: RtoAlgorithm ActiveOpens PassiveOpens CurrEstab\nTcp: 1 5 4 2\n"

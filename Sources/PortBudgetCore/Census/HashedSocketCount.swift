@@ -19,6 +19,16 @@ public struct HashedTCPCounters: Sendable, Equatable {
               let active = snmp?["Tcp"]?["ActiveOpens"], let passive = snmp?["Tcp"]?["PassiveOpens"] else { return nil }
         self.init(inUse: v4 + v6, opens: active + passive)
     }
+
+    /// The same four counts read in place from the files' text, for the
+    /// reading after the dump, which needs nothing else of them.
+    public init?(sockstatText: String, sockstat6Text: String, snmpText: String) {
+        guard let v4 = ProcNetParser.sockstatValue(sockstatText, section: "TCP", field: "inuse"),
+              let v6 = ProcNetParser.sockstatValue(sockstat6Text, section: "TCP6", field: "inuse"),
+              let opens = ProcNetParser.pairedValues(snmpText, section: "Tcp", fields: ["ActiveOpens", "PassiveOpens"])
+        else { return nil }
+        self.init(inUse: v4 + v6, opens: opens[0] + opens[1])
+    }
 }
 
 /// Counts, in a TCP dump, the sockets `HashedTCPCounters.inUse` counts, so

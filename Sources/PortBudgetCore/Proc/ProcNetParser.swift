@@ -148,6 +148,66 @@ public enum ProcNetParser {
         return table
     }
 
+    /// One value of a sockstat file's `SECTION: key value …` line, read in
+    /// place without building the table; nil when the file is cut short or
+    /// the line, the key or a number is missing or malformed.
+    public static func sockstatValue(_ text: String, section: String, field: String) -> Int64? {
+        var text = text
+        return text.withUTF8 { bytes -> Int64? in
+            guard bytes.last == UInt8(ascii: "\n") else { return nil }
+            var tokens: [Range<Int>] = []
+            tokens.reserveCapacity(16)
+            guard let line = line(bytes, startingWith: section) else { return nil }
+            Self.tokens(bytes, line, into: &tokens)
+            guard (tokens.count - 1) % 2 == 0 else { return nil }
+            for k in stride(from: 1, to: tokens.count, by: 2) where equal(bytes, tokens[k], field) {
+                return integer(bytes, tokens[k + 1])
+            }
+            return nil
+        }
+    }
+
+    /// Values of one section of an snmp-style file (a header line of names,
+    /// then one of values), read in place; nil as for `sockstatValue`.
+    public static func pairedValues(_ text: String, section: String, fields: [String]) -> [Int64]? {
+        var text = text
+        return text.withUTF8 { bytes -> [Int64]? in
+            guard bytes.last == UInt8(ascii: "\n"), let header = line(bytes, startingWith: section),
+                  let values = line(bytes, startingWith: section, after: header.upperBound) else { return nil }
+            var names: [Range<Int>] = [], numbers: [Range<Int>] = []
+            Self.tokens(bytes, header, into: &names)
+            Self.tokens(bytes, values, into: &numbers)
+            guard names.count == numbers.count else { return nil }
+            var out: [Int64] = []
+            for field in fields {
+                guard let k = names.indices.dropFirst().first(where: { equal(bytes, names[$0], field) }),
+                      let value = integer(bytes, numbers[k]) else { return nil }
+                out.append(value)
+            }
+            return out
+        }
+    }
+
+    /// The first line from `start` whose first token is `section` followed by a colon.
+    private static func line(_ bytes: UnsafeBufferPointer<UInt8>, startingWith section: String, after start: Int = 0) -> Range<Int>? {
+        var lineStart = start
+        while lineStart < bytes.count {
+            var end = lineStart
+            while end < bytes.count, bytes[end] != UInt8(ascii: "\n") { end += 1 }
+            let prefix = section.utf8
+            if end - lineStart > prefix.count, bytes[lineStart + prefix.count] == UInt8(ascii: ":"),
+               equal(bytes, lineStart..<lineStart + prefix.count, section) {
+                return lineStart..<end
+            }
+            lineStart = end + 1
+        }
+        return nil
+    }
+
+    private static func equal(_ bytes: UnsafeBufferPointer<UInt8>, _ range: Range<Int>, _ string: String) -> Bool {
+        range.count == string.utf8.count && bytes[range].elementsEqual(string.utf8)
+    }
+
     /// The space-separated tokens of one line, as byte ranges.
     private static func tokens(_ bytes: UnsafeBufferPointer<UInt8>, _ line: Range<Int>, into out: inout [Range<Int>]) {
         out.removeAll(keepingCapacity: true)

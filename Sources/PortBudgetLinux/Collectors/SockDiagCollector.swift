@@ -224,10 +224,12 @@ public struct SockDiagCollector: Collector {
         return census
     }
 
-    /// The namespace's counters now, for `HashedSocketTally`; nil when unreadable.
+    /// The namespace's counters now, for `HashedSocketTally`; nil when
+    /// unreadable. Read in the order the proof needs: inUse, then opens.
     static func hashedCounters(_ procfs: ProcFS) -> HashedTCPCounters? {
-        guard let v4 = try? procfs.netTable(.sockstat), let v6 = try? procfs.netTable(.sockstat6),
-              let snmp = try? procfs.netTable(.snmp) else { return nil }
-        return HashedTCPCounters(sockstat: v4, sockstat6: v6, snmp: snmp)
+        guard let v4 = try? procfs.read("net/" + KernelCounter.Source.sockstat.rawValue),
+              let v6 = try? procfs.read("net/" + KernelCounter.Source.sockstat6.rawValue),
+              let snmp = try? procfs.read("net/" + KernelCounter.Source.snmp.rawValue) else { return nil }
+        return HashedTCPCounters(sockstatText: v4, sockstat6Text: v6, snmpText: snmp)
     }
 }
