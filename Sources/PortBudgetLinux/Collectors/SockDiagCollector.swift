@@ -227,9 +227,8 @@ public struct SockDiagCollector: Collector {
     /// The namespace's counters now, for `HashedSocketTally`; nil when
     /// unreadable. Read in the order the proof needs: inUse, then opens.
     static func hashedCounters(_ procfs: ProcFS) -> HashedTCPCounters? {
-        guard let v4 = try? procfs.read("net/" + KernelCounter.Source.sockstat.rawValue),
-              let v6 = try? procfs.read("net/" + KernelCounter.Source.sockstat6.rawValue),
-              let snmp = try? procfs.read("net/" + KernelCounter.Source.snmp.rawValue) else { return nil }
+        guard let v4 = try? procfs.netText(.sockstat), let v6 = try? procfs.netText(.sockstat6),
+              let snmp = try? procfs.netText(.snmp) else { return nil }
         return HashedTCPCounters(sockstatText: v4, sockstat6Text: v6, snmpText: snmp)
     }
 }

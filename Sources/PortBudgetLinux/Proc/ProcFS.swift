@@ -52,7 +52,7 @@ public struct ProcFS: Sendable {
     /// namespace: what `PinnedFiles` opens per namespace.
     public static let namespaceFiles: [String] =
         ["ip_local_port_range", "ip_local_reserved_ports", "tcp_tw_reuse", "tcp_timestamps", "tcp_fin_timeout",
-         "tcp_tw_reuse_delay"].map { "sys/net/ipv4/" + $0 } + KernelCounter.Source.allCases.map { "net/" + $0.rawValue }
+         "tcp_tw_reuse_delay"].map { "sys/net/ipv4/" + $0 } + KernelCounter.Source.allCases.map(relative)
 
     public func path(_ relative: String) -> String {
         netOfCallingThread && relative.hasPrefix("net/") ? root + "/thread-self/" + relative : root + "/" + relative
@@ -188,9 +188,15 @@ public struct ProcFS: Sendable {
 
     /// Reads one /proc/net statistics file into a table.
     public func netTable(_ source: KernelCounter.Source) throws -> ProcNetParser.Table {
-        let relative = "net/" + source.rawValue
-        return try ProcNetParser.table(source, try read(relative), file: path(relative))
+        try ProcNetParser.table(source, try netText(source), file: path(Self.relative(source)))
     }
+
+    /// One /proc/net statistics file as the kernel wrote it.
+    public func netText(_ source: KernelCounter.Source) throws -> String {
+        try read(Self.relative(source))
+    }
+
+    static func relative(_ source: KernelCounter.Source) -> String { "net/" + source.rawValue }
 }
 
 /// One network namespace's procfs and sysctl files, opened by a thread
