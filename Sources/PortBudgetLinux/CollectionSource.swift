@@ -63,6 +63,7 @@ public final class CollectionSource: Sendable {
     public let deadline: Duration
     private let watching: Watching
     private let procfs: ProcFS
+    private let cgroups: CgroupResolver
     private let logger: Logger
 
     /// The scope, with what collecting it keeps across collections.
@@ -83,6 +84,7 @@ public final class CollectionSource: Sendable {
         collectors = CollectorSet.standard(census: census, snatPortRange: configuration.snatPortRange, failures: failures,
                                            extendedCounters: configuration.extendedCounters)
         self.procfs = procfs
+        self.cgroups = cgroups
         self.logger = logger
         switch configuration.scope {
         case .own: watching = .own
@@ -102,6 +104,7 @@ public final class CollectionSource: Sendable {
     /// One collection. Blocking: run it on a thread of its own
     /// (`CollectionRunner`) — with `--netns` that thread enters the namespace.
     public func collect() -> CollectionResult {
+        cgroups.startCollection()
         switch watching {
         case .own:
             return CollectionResult(namespaces: [collectors.collect(CollectionContext(procfs: procfs, logger: logger))],

@@ -91,6 +91,8 @@ struct TraceCommand: ParsableCommand {
                 throw ExitCode(1)
             }
             var out = ""
+            // Each batch is named as it is now: a cgroup removed since the last is checked again.
+            cgroups.startCollection()
             for record in records where wanted == nil || record.netnsInode == wanted {
                 let owner: CgroupOwner? = if case let .owner(owner) = cgroups.resolve([record.cgroupID])[record.cgroupID] {
                     owner

@@ -80,4 +80,59 @@ final class CgroupRaceTests: XCTestCase {
         XCTAssertEqual(resolver.resolve([id]), [id: .owner(CgroupOwner(path: relative))])
         XCTAssertEqual(resolver.walks, 2)
     }
+
+    /// A known id is checked against its path once per collection, not once
+    /// per namespace: a cgroup removed mid-collection keeps its name until
+    /// the next collection starts, which checks it again and finds it gone.
+    func testKnownIdsAreCheckedOncePerCollection() throws {
+        let resolver = CgroupResolver(procfs: ProcFS())
+        guard geteuid() == 0, let root = resolver.root else {
+            try NetworkNamespace.skip("needs root and a cgroup v2 hierarchy", file: #filePath, line: #line)
+            return
+        }
+        let relative = "/pbreplay-\(getpid())-checked.service"
+        try FileManager.default.createDirectory(atPath: root + relative, withIntermediateDirectories: false)
+        defer { rmdir(root + relative) }
+        let id = try XCTUnwrap(CgroupResolver.cgroupID(root + relative))
+        let owner = CgroupResolver.Resolution.owner(CgroupOwner(path: relative))
+        resolver.startCollection()
+        XCTAssertEqual(resolver.resolve([id]), [id: owner])
+        let walks = resolver.walks
+        XCTAssertEqual(rmdir(root + relative), 0)
+        XCTAssertEqual(resolver.resolve([id]), [id: owner], "checked once already in this collection")
+        XCTAssertEqual(resolver.walks, walks)
+        resolver.startCollection()
+        XCTAssertEqual(resolver.resolve([id]), [id: .gone])
+        XCTAssertEqual(resolver.walks, walks + 1, "its path no longer holds it: one walk")
+        resolver.startCollection()
+        XCTAssertEqual(resolver.resolve([id]), [id: .gone])
+        XCTAssertEqual(resolver.walks, walks + 1, "a gone id never walks again")
+    }
+
+    /// The collection's workers resolve at once: each gets every answer, and
+    /// an unknown id makes one walk, not one per worker.
+    func testWorkersResolvingAtOnceAgreeAndWalkOnce() throws {
+        let resolver = CgroupResolver(procfs: ProcFS())
+        guard geteuid() == 0, let root = resolver.root else {
+            try NetworkNamespace.skip("needs root and a cgroup v2 hierarchy", file: #filePath, line: #line)
+            return
+        }
+        let relative = "/pbreplay-\(getpid())-workers.service"
+        let gone: UInt64 = 0x7fff_ffff_ffff_ffe0  // no cgroup has this id
+        resolver.startCollection()
+        _ = resolver.resolve([gone])
+        let walks = resolver.walks
+        try FileManager.default.createDirectory(atPath: root + relative, withIntermediateDirectories: false)
+        defer { rmdir(root + relative) }
+        let id = try XCTUnwrap(CgroupResolver.cgroupID(root + relative))
+        let lock = NSLock()
+        nonisolated(unsafe) var answers: [[UInt64: CgroupResolver.Resolution]] = []
+        DispatchQueue.concurrentPerform(iterations: 16) { _ in
+            let answer = resolver.resolve([id, gone])
+            lock.withLock { answers.append(answer) }
+        }
+        let expected: [UInt64: CgroupResolver.Resolution] = [id: .owner(CgroupOwner(path: relative)), gone: .gone]
+        XCTAssertEqual(answers, Array(repeating: expected, count: 16))
+        XCTAssertEqual(resolver.walks, walks + 1)
+    }
 }

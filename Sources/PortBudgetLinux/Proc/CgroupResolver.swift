@@ -7,11 +7,15 @@ import Synchronization
 /// name_to_handle_at(2) (a kernfs file handle is the cgroup id), and caches
 /// id → path. An id it does not know makes it walk again at once — a new
 /// service or container is exactly when an incident starts, and its cgroup
-/// existed before its sockets did — at most once per `resolve` (one
-/// collection); so does a known id whose path no longer holds it. An id
-/// still absent after that walk is gone (its sockets
-/// outlived it); cgroup ids are never reused, so it is remembered as gone
-/// and never prompts another walk.
+/// existed before its sockets did — at most once per `resolve`; so does a
+/// known id whose path no longer holds it. A known id is checked against its
+/// path once per collection (`startCollection`), not once per namespace: the
+/// namespaces of one collection mostly share their cgroups. An id still
+/// absent after a walk is gone (its sockets outlived it); cgroup ids are
+/// never reused, so it is remembered as gone and never prompts another walk.
+///
+/// The checks run outside the lock, so the collection's workers resolving
+/// their namespaces at once do not wait on each other's system calls.
 public final class CgroupResolver: Sendable {
     public enum Resolution: Sendable, Equatable {
         case owner(CgroupOwner)
@@ -35,15 +39,32 @@ public final class CgroupResolver: Sendable {
         case mountinfo(ProcFS)
     }
 
-    private let state: Mutex<(root: RootSource, paths: [UInt64: String], gone: Set<UInt64>, walks: Int)>
+    private struct State {
+        var root: RootSource
+        /// id → path relative to the root, from the last walk.
+        var paths: [UInt64: String] = [:]
+        var gone: Set<UInt64> = []
+        var walks = 0
+        /// Ids whose paths were found to hold them during this collection.
+        var checked: Set<UInt64> = []
+    }
+
+    private let state: Mutex<State>
 
     /// Finds the v2 hierarchy in `procfs`'s `self/mountinfo`, when first asked.
     public init(procfs: ProcFS) {
-        state = Mutex((.mountinfo(procfs), [:], [], 0))
+        state = Mutex(State(root: .mountinfo(procfs)))
     }
 
     public init(root: String?) {
-        state = Mutex((.found(root), [:], [], 0))
+        state = Mutex(State(root: .found(root)))
+    }
+
+    /// A collection starts: every known id is checked against its path again
+    /// when next resolved (a cgroup removed since is unknown again, so no
+    /// path that no longer exists names it).
+    public func startCollection() {
+        state.withLock { $0.checked = [] }
     }
 
     /// The v2 mount point, nil when this host has no cgroup v2 hierarchy.
@@ -65,20 +86,37 @@ public final class CgroupResolver: Sendable {
     /// Resolves every id in `ids`, walking the hierarchy (once) when one is
     /// neither known nor known to be gone.
     public func resolve(_ ids: some Sequence<UInt64>) -> [UInt64: Resolution] {
-        state.withLock { state in
-            guard let root = Self.root(&state.root) else { return [:] }
-            var wanted = Array(ids)
-            wanted.sort()
-            // A known id is checked against its path (one name_to_handle_at
-            // each): a cgroup removed since the walk is unknown again, so it
-            // is not named by a path that no longer exists.
+        var wanted = Array(ids)
+        wanted.sort()
+        // Known ids not yet checked in this collection, each against its
+        // path with one name_to_handle_at, outside the lock.
+        guard let (root, walks, unchecked) = state.withLock({ state -> (String, Int, [(id: UInt64, path: String)])? in
+            guard let root = Self.root(&state.root) else { return nil }
+            return (root, state.walks, wanted.compactMap { id in
+                state.checked.contains(id) ? nil : state.paths[id].map { (id, $0) }
+            })
+        }) else { return [:] }
+        let moved = Set(unchecked.lazy.filter { Self.cgroupID($0.path == "/" ? root : root + $0.path) != $0.id }.map(\.id))
+        return state.withLock { state in
+            for known in unchecked where !moved.contains(known.id) && state.paths[known.id] == known.path {
+                state.checked.insert(known.id)
+            }
+            // Another worker may have walked meanwhile: what its walk found
+            // is checked, and a moved id it did not find is gone.
+            let walkedSince = state.walks != walks
             let unknown = wanted.filter { id in
-                if let path = state.paths[id] { return Self.cgroupID(path == "/" ? root : root + path) != id }
-                return !state.gone.contains(id)
+                if state.checked.contains(id) { return false }
+                if moved.contains(id), walkedSince, state.paths[id] == nil {
+                    state.gone.insert(id)
+                    return false
+                }
+                return moved.contains(id) || (state.paths[id] == nil && !state.gone.contains(id))
             }
             if !unknown.isEmpty {
                 state.paths = Self.walk(root)
                 state.walks += 1
+                // Every path was just read: none needs checking again this collection.
+                state.checked = Set(state.paths.keys)
                 if state.gone.count >= Self.maxGone { state.gone = [] }
                 for id in unknown where state.paths[id] == nil { state.gone.insert(id) }
             }
