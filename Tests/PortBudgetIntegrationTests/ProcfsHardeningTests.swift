@@ -91,6 +91,19 @@ final class ProcfsHardeningTests: XCTestCase {
         XCTAssertTrue(output.stdout.contains("Port range"), output.stdout)
     }
 
+    /// A sysctl longer than the first read asks for (a long reserved-ports
+    /// list): the read grows until the end, and every port counts.
+    func testALongSysctlIsReadWhole() throws {
+        let root = try procfs(replacing: "sys/net/ipv4/ip_local_reserved_ports", with: .empty)
+        // 400 single ports, every other one from 40000: about 2,400 bytes.
+        let ports = stride(from: 40000, to: 40800, by: 2).map(String.init).joined(separator: ",")
+        XCTAssertTrue(FileManager.default.createFile(atPath: root + "/sys/net/ipv4/ip_local_reserved_ports",
+                                                    contents: Data((ports + "\n").utf8)))
+        let output = Command.run([Binaries.portbudget, "check", "--procfs", root], timeout: 30)
+        XCTAssertTrue([0, 1, 2].contains(output.status), output.stderr)
+        XCTAssertTrue(output.stdout.contains("27832 usable (400 reserved;"), output.stdout)
+    }
+
     func testCheckRefusesAFIFOInPlaceOfEveryFile() throws {
         try checkFailsFast(.fifo, reason: "is a FIFO, not a regular file")
     }

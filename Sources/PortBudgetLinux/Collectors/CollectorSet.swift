@@ -37,6 +37,15 @@ public struct CollectorSet: Sendable {
     /// The names metrics, logs and messages use, in running order.
     public var names: [String] { collectors.map(\.name) }
 
+    /// The files of `ProcFS.namespaceFiles` these collectors read: a
+    /// namespace's session opens no other (without a netstat collector,
+    /// not /proc/net/netstat).
+    public var namespaceFiles: [String] {
+        let netstat = ProcFS.relative(.netstat)
+        return collectors.contains { $0 is NetstatCollector } ? ProcFS.namespaceFiles
+            : ProcFS.namespaceFiles.filter { $0 != netstat }
+    }
+
     /// One namespace's collection, through `context`, telling
     /// `CollectionProgressReporting.current` (when bound) which collector is
     /// at work, so a caller with a deadline can name a stuck one.

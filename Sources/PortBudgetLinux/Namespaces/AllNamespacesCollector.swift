@@ -105,6 +105,8 @@ public final class AllNamespacesCollector: @unchecked Sendable {
     }
 
     private let collectors: CollectorSet
+    /// What each namespace's session opens: the files `collectors` read.
+    private let files: [String]
     private let procfs: ProcFS
     private let cgroups: CgroupResolver?
     private let logger: Logger
@@ -135,6 +137,7 @@ public final class AllNamespacesCollector: @unchecked Sendable {
                 openFilesLimit: UInt64 = OpenFilesLimit.current, timeBudget: Double = AllNamespacesCollector.timeBudget,
                 keepsSessions: Bool = true) {
         self.collectors = collectors
+        files = collectors.namespaceFiles
         budget = timeBudget
         self.procfs = procfs
         self.cgroups = cgroups
@@ -282,6 +285,7 @@ public final class AllNamespacesCollector: @unchecked Sendable {
         let info = names.name(found.info)
         do {
             let session = try NamespaceSession.open(found, info: info, procfs: procfs.root, conntrack: conntrack,
+                                                    files: files,
                                                     opener: opener)
             let entry = collect(session, progress: progress)
             // The first collection keeps whatever fits; later ones the best ranked.

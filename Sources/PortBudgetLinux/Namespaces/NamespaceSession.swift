@@ -51,14 +51,16 @@ public final class NamespaceSession: Sendable {
     /// collection, so no long-lived thread is ever in another namespace.
     /// After `openDeadline` the opener is closed and abandoned to its hung
     /// call, and the caller needs a new one (`NamespaceOpener.isUsable`).
-    /// `info` is who the namespace is, named uniquely by the caller.
+    /// `info` is who the namespace is, named uniquely by the caller; `files`
+    /// are what its collections read, of `ProcFS.namespaceFiles`.
     public static func open(_ found: NamespaceDiscovery.Found, info: NetnsInfo, procfs root: String,
-                            conntrack: Bool, opener: NamespaceOpener) throws -> NamespaceSession {
+                            conntrack: Bool, files: [String] = ProcFS.namespaceFiles,
+                            opener: NamespaceOpener) throws -> NamespaceSession {
         let handle = found.handle
         @Sendable func openInside() throws -> NamespaceSession {
             let procfs = ProcFS(root: root, netOfCallingThread: true)
             let sockets = NamespaceSockets(sockDiag: try SockDiagDumper(), conntrack: conntrack ? try ConntrackDumper() : nil)
-            return NamespaceSession(handle: handle, info: info, sockets: sockets, files: PinnedFiles(procfs: procfs))
+            return NamespaceSession(handle: handle, info: info, sockets: sockets, files: PinnedFiles(procfs: procfs, relatives: files))
         }
         if found.isOwn { return try openInside() }
         let box = OpenResult()

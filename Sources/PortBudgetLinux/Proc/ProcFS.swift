@@ -74,7 +74,7 @@ public struct ProcFS: Sendable {
         let full = path(relative)
         let fd = try Self.openRegular(full)
         defer { try? fd.close() }
-        return try Self.readAll(fd, path: full, fromStart: false)
+        return try Self.readAll(fd, path: full, fromStart: false, firstRead: Self.firstReadBytes(relative))
     }
 
     /// Opens `full` for reading if it is a regular file. With `directory`,
@@ -113,11 +113,11 @@ public struct ProcFS: Sendable {
 
     /// Reads to EOF; `fromStart` reads a kept descriptor again from offset 0
     /// (procfs and sysctl files regenerate their text on each read from 0).
-    static func readAll(_ fd: FileDescriptor, path full: String, fromStart: Bool) throws -> String {
+    static func readAll(_ fd: FileDescriptor, path full: String, fromStart: Bool, firstRead: Int) throws -> String {
         // Straight into one buffer, grown only for a file that fills it (the
         // agent's files are a few KiB): this runs for a dozen files in every
         // namespace on every collection.
-        var bytes = [UInt8](repeating: 0, count: Self.readBufferBytes)
+        var bytes = [UInt8](repeating: 0, count: firstRead)
         var count = 0
         while true {
             if count == bytes.count {
@@ -143,6 +143,15 @@ public struct ProcFS: Sendable {
 
     /// The first read's buffer: the largest file read, /proc/net/netstat, is about 4 KiB.
     static let readBufferBytes = 8192
+    /// The first read's buffer for a sysctl: one line, a few bytes. The
+    /// kernel allocates and zeroes a buffer the size of every sysctl read,
+    /// the one that finds the end included, so a larger one costs each read.
+    static let sysctlReadBytes = 256
+
+    /// How many bytes the first read of `relative` asks for.
+    static func firstReadBytes(_ relative: String) -> Int {
+        relative.hasPrefix("sys/") ? sysctlReadBytes : readBufferBytes
+    }
 
     static let noControllingTerminal = FileDescriptor.OpenOptions(rawValue: O_NOCTTY)
 
@@ -204,14 +213,14 @@ public struct ProcFS: Sendable {
 /// opened in, so later reads from any thread see that namespace without
 /// entering it again (`--all-namespaces` keeps one set per namespace).
 public final class PinnedFiles: Sendable {
-    private let descriptors: [String: (fd: FileDescriptor, path: String)]
+    private let descriptors: [String: (fd: FileDescriptor, path: String, firstRead: Int)]
     /// Files that could not be opened, with why (a sysctl an older kernel lacks: ENOENT).
     private let failures: [String: ProcFSError]
 
     /// Opens `relatives` (default `ProcFS.namespaceFiles`) through `procfs`
     /// as seen by the calling thread, which must be in the namespace.
     public init(procfs: ProcFS, relatives: [String] = ProcFS.namespaceFiles) {
-        var descriptors: [String: (fd: FileDescriptor, path: String)] = [:]
+        var descriptors: [String: (fd: FileDescriptor, path: String, firstRead: Int)] = [:]
         var failures: [String: ProcFSError] = [:]
         // Each folder (sys/net/ipv4, thread-self/net) opened once, on first
         // need (nil: it could not be); its files are opened relative to it,
@@ -229,7 +238,7 @@ public final class PinnedFiles: Sendable {
                 directory = folders[folder]!.map { ($0, String(full[full.index(after: slash)...])) }
             }
             do {
-                descriptors[relative] = (try ProcFS.openRegular(full, in: directory), full)
+                descriptors[relative] = (try ProcFS.openRegular(full, in: directory), full, ProcFS.firstReadBytes(relative))
             } catch let error as ProcFSError {
                 failures[relative] = error
             } catch {
@@ -251,6 +260,6 @@ public final class PinnedFiles: Sendable {
         guard let kept = descriptors[relative] else {
             throw failures[relative] ?? ProcFSError(path: relative, reason: "not among the files kept for this namespace")
         }
-        return try ProcFS.readAll(kept.fd, path: kept.path, fromStart: true)
+        return try ProcFS.readAll(kept.fd, path: kept.path, fromStart: true, firstRead: kept.firstRead)
     }
 }
