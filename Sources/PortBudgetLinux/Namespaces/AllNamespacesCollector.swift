@@ -37,15 +37,33 @@ public final class AllNamespacesCollector: @unchecked Sendable {
     /// The unmeasured reason of a namespace left out for `timeBudget`.
     public static let outOfTime = "not collected: the collection's time budget ran out (collected first next time)"
 
-    /// Namespaces collected at once, whatever the cores. Each is one thread
-    /// whose dump walks the kernel's host-wide socket hash; walks that run
-    /// side by side, time-sliced over the same cores, move through that hash
-    /// together and find in the cache what the others just read. Measured on
-    /// 2 CPUs, 100 namespaces × 1,000 connections beside 85,000 sockets, one
-    /// collection: 2 workers 2.8 s, 4 2.1 s, 8 1.6 s, 16 1.35 s, every CPU
-    /// busy in each case and peak RSS within 1 MB; over 45 small namespaces
-    /// the same 68–71 ms with 4, 8 or 16.
+    /// Namespaces collected at once, whatever the cores, when walks are long.
+    /// Each is one thread whose dump walks the kernel's host-wide socket
+    /// hash; walks that run side by side, time-sliced over the same cores,
+    /// move through that hash together and find in the cache what the
+    /// others just read. Measured on 2 CPUs (Intel Xeon), 100 namespaces ×
+    /// 1,000 connections beside 85,000 sockets, one collection: 2 workers
+    /// 2.8 s, 4 2.1 s, 8 1.6 s, 16 1.35 s, every CPU busy in each case and
+    /// peak RSS within 1 MB.
     public static let parallelism = 16
+    /// Namespaces collected at once when the host's TCP sockets are fewer
+    /// than `longWalkSockets`: each walk is then mostly the hash's empty
+    /// buckets (under 2 ms), and a worker's two threads cost more than
+    /// sharing the cache saves. Over 45 small namespaces beside 2,000
+    /// sockets (2 CPUs, AMD EPYC), `check` took 72 ms with 8 against 76
+    /// with 16, and 7 ms less CPU.
+    public static let parallelismForShortWalks = 8
+    /// TCP sockets on the host (sockstat's `alloc`, counted across every
+    /// namespace) from which walks count as long.
+    public static let longWalkSockets: Int64 = 20_000
+
+    /// Namespaces to collect at once, given the agent's own namespace's
+    /// sockstat (its TCP `alloc` is host-wide); long walks when unreadable.
+    static func parallelism(sockstat: String?) -> Int {
+        guard let sockstat, let sockets = ProcNetParser.sockstatValue(sockstat, section: "TCP", field: "alloc"),
+              sockets < longWalkSockets else { return parallelism }
+        return parallelismForShortWalks
+    }
     /// Namespaces whose sessions stay open between collections, at most:
     /// 128 × `NamespaceSession.descriptorsPerNamespace` (13) is 1,664
     /// descriptors, which with the agent's own and the sessions being
@@ -177,7 +195,7 @@ public final class AllNamespacesCollector: @unchecked Sendable {
         // times sockets, and spreading the walks over cores divides it.
         let results = Results(count: slots.count, room: capacity - sessions.count)
         let names = NameBook(known: known, taken: Set(known.values.map(\.name)))
-        let width = max(1, min(Self.parallelism, slots.count))
+        let width = max(1, min(Self.parallelism(sockstat: try? procfs.netText(.sockstat)), slots.count))
         let work = slots
         let (order, hostOwned) = collectionOrder(scan.sightings)
         Self.onThreads(width) { [self] in
