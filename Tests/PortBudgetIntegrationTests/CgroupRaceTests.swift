@@ -58,14 +58,21 @@ final class CgroupRaceTests: XCTestCase {
         XCTAssertFalse(third.contains(named))
     }
 
+    /// A resolver of the host's cgroup v2 hierarchy and its root; nil (the
+    /// test skipped) without root or the hierarchy.
+    func hostResolver(file: StaticString = #filePath, line: UInt = #line) throws -> (CgroupResolver, String)? {
+        let resolver = CgroupResolver(procfs: ProcFS())
+        guard geteuid() == 0, let root = resolver.root else {
+            try NetworkNamespace.skip("needs root and a cgroup v2 hierarchy", file: file, line: line)
+            return nil
+        }
+        return (resolver, root)
+    }
+
     /// At most one walk per collection, and a gone id is remembered: it never
     /// prompts another walk.
     func testUnknownIdsWalkOnceAndGoneIdsNeverAgain() throws {
-        let resolver = CgroupResolver(procfs: ProcFS())
-        guard geteuid() == 0, let root = resolver.root else {
-            try NetworkNamespace.skip("needs root and a cgroup v2 hierarchy", file: #filePath, line: #line)
-            return
-        }
+        guard let (resolver, root) = try hostResolver() else { return }
         let relative = "/pbreplay-\(getpid())-walks.service"
         let gone: UInt64 = 0x7fff_ffff_ffff_fff0  // no cgroup has this id
         XCTAssertEqual(resolver.resolve([gone]), [gone: .gone])
@@ -85,11 +92,7 @@ final class CgroupRaceTests: XCTestCase {
     /// per namespace: a cgroup removed mid-collection keeps its name until
     /// the next collection starts, which checks it again and finds it gone.
     func testKnownIdsAreCheckedOncePerCollection() throws {
-        let resolver = CgroupResolver(procfs: ProcFS())
-        guard geteuid() == 0, let root = resolver.root else {
-            try NetworkNamespace.skip("needs root and a cgroup v2 hierarchy", file: #filePath, line: #line)
-            return
-        }
+        guard let (resolver, root) = try hostResolver() else { return }
         let relative = "/pbreplay-\(getpid())-checked.service"
         try FileManager.default.createDirectory(atPath: root + relative, withIntermediateDirectories: false)
         defer { rmdir(root + relative) }
@@ -112,11 +115,7 @@ final class CgroupRaceTests: XCTestCase {
     /// The collection's workers resolve at once: each gets every answer, and
     /// an unknown id makes one walk, not one per worker.
     func testWorkersResolvingAtOnceAgreeAndWalkOnce() throws {
-        let resolver = CgroupResolver(procfs: ProcFS())
-        guard geteuid() == 0, let root = resolver.root else {
-            try NetworkNamespace.skip("needs root and a cgroup v2 hierarchy", file: #filePath, line: #line)
-            return
-        }
+        guard let (resolver, root) = try hostResolver() else { return }
         let relative = "/pbreplay-\(getpid())-workers.service"
         let gone: UInt64 = 0x7fff_ffff_ffff_ffe0  // no cgroup has this id
         resolver.startCollection()
