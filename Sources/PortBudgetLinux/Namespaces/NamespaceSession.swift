@@ -54,7 +54,7 @@ public final class NamespaceSession: Sendable {
     /// `info` is who the namespace is, named uniquely by the caller; `files`
     /// are what its collections read, of `ProcFS.namespaceFiles`.
     public static func open(_ found: NamespaceDiscovery.Found, info: NetnsInfo, procfs root: String,
-                            conntrack: Bool, files: [String] = ProcFS.namespaceFiles,
+                            conntrack: Bool, files: [String],
                             opener: NamespaceOpener) throws -> NamespaceSession {
         let handle = found.handle
         @Sendable func openInside() throws -> NamespaceSession {

@@ -213,14 +213,14 @@ public struct ProcFS: Sendable {
 /// opened in, so later reads from any thread see that namespace without
 /// entering it again (`--all-namespaces` keeps one set per namespace).
 public final class PinnedFiles: Sendable {
-    private let descriptors: [String: (fd: FileDescriptor, path: String, firstRead: Int)]
+    private let descriptors: [String: (fd: FileDescriptor, path: String)]
     /// Files that could not be opened, with why (a sysctl an older kernel lacks: ENOENT).
     private let failures: [String: ProcFSError]
 
     /// Opens `relatives` (default `ProcFS.namespaceFiles`) through `procfs`
     /// as seen by the calling thread, which must be in the namespace.
     public init(procfs: ProcFS, relatives: [String] = ProcFS.namespaceFiles) {
-        var descriptors: [String: (fd: FileDescriptor, path: String, firstRead: Int)] = [:]
+        var descriptors: [String: (fd: FileDescriptor, path: String)] = [:]
         var failures: [String: ProcFSError] = [:]
         // Each folder (sys/net/ipv4, thread-self/net) opened once, on first
         // need (nil: it could not be); its files are opened relative to it,
@@ -238,7 +238,7 @@ public final class PinnedFiles: Sendable {
                 directory = folders[folder]!.map { ($0, String(full[full.index(after: slash)...])) }
             }
             do {
-                descriptors[relative] = (try ProcFS.openRegular(full, in: directory), full, ProcFS.firstReadBytes(relative))
+                descriptors[relative] = (try ProcFS.openRegular(full, in: directory), full)
             } catch let error as ProcFSError {
                 failures[relative] = error
             } catch {
@@ -260,6 +260,6 @@ public final class PinnedFiles: Sendable {
         guard let kept = descriptors[relative] else {
             throw failures[relative] ?? ProcFSError(path: relative, reason: "not among the files kept for this namespace")
         }
-        return try ProcFS.readAll(kept.fd, path: kept.path, fromStart: true, firstRead: kept.firstRead)
+        return try ProcFS.readAll(kept.fd, path: kept.path, fromStart: true, firstRead: ProcFS.firstReadBytes(relative))
     }
 }
