@@ -116,8 +116,7 @@ public final class CollectionRunner: Sendable {
         /// in the collectors' order, a stuck step that is not a collector last.
         func failure(deadline: Duration, earlierStillRunning: Bool) -> CollectionResult {
             let (finished, stuck) = progress.snapshot
-            let elapsed = ContinuousClock.now - started
-            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+            let seconds = (ContinuousClock.now - started).inSeconds
             let reason = "did not finish within \(deadline.secondsDescription)"
                 + (earlierStillRunning ? "; still running, so no new collection was started" : "")
             let stuckOutcome = CollectorOutcome(name: stuck, seconds: seconds, error: reason)

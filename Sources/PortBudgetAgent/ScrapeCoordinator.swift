@@ -26,8 +26,9 @@ public actor ScrapeCoordinator: Service {
         /// One per scrape (shared by scrapes that overlap).
         case perScrape
         /// One every `interval`, from the start of one to the start of the
-        /// next, or right after one that took longer.
-        case background(interval: Duration)
+        /// next, or right after one that took longer; further apart when
+        /// one costs more CPU than `pacing` allows.
+        case background(interval: Duration, pacing: CollectionPacing = .unbounded)
     }
 
     private let runner: CollectionRunner
@@ -44,8 +45,9 @@ public actor ScrapeCoordinator: Service {
     public private(set) var latest: Scrape?
     /// How many collections ran (an answer repeated for a stuck collection is not a new one).
     public private(set) var collections = 0
-    /// When the latest collection finished, and how long it took.
-    private var latestTiming: (finished: ContinuousClock.Instant, seconds: Double)?
+    /// When the latest collection finished, how long it took, the agent's
+    /// CPU time meanwhile, and the seconds from its start to the next's.
+    private var latestTiming: (finished: ContinuousClock.Instant, seconds: Double, cpuSeconds: Double, gap: Double)?
 
     /// `deadline`: how long a collection may take before the scrape is
     /// answered without it (`CollectionResult.deadline`; tests shorten it).
@@ -78,13 +80,14 @@ public actor ScrapeCoordinator: Service {
     /// Runs the background collections until graceful shutdown; returns at
     /// once for `.perScrape`, which needs no service.
     public func run() async throws {
-        guard case let .background(interval) = freshness else { return }
+        guard case let .background(interval, _) = freshness else { return }
         let clock = ContinuousClock()
         try? await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 let start = clock.now
                 _ = try await OneShot.value(of: self.collectionTask())
-                try await Task.sleep(until: start + interval, clock: clock)
+                let gap = await self.latestTiming.map { Duration.seconds($0.gap) } ?? interval
+                try await Task.sleep(until: start + max(interval, gap), clock: clock)
             }
         }
     }
@@ -103,19 +106,25 @@ public actor ScrapeCoordinator: Service {
     /// A background answer with how old its collection is now, and how long it took.
     private func aged(_ scrape: Scrape) -> Scrape {
         guard let timing = latestTiming else { return scrape }
-        let age = ContinuousClock.now - timing.finished
         var writer = ExpositionWriter()
         writer.single("portbudget_collection_age_seconds", .gauge,
                       help: "Seconds since the collection served here finished: across every namespace, collections run in the background every --collection-interval and a scrape answers from the latest complete one, as collecting per scrape would be too slow.",
-                      Double(age.components.seconds) + Double(age.components.attoseconds) / 1e18)
+                      (ContinuousClock.now - timing.finished).inSeconds)
         writer.single("portbudget_collection_duration_seconds", .gauge,
                       help: "How long the collection served here took.", timing.seconds)
+        writer.single("portbudget_collection_cpu_seconds", .gauge,
+                      help: "CPU seconds the agent used, on all its threads, while it made the collection served here.",
+                      timing.cpuSeconds)
+        writer.single("portbudget_collection_interval_seconds", .gauge,
+                      help: "Seconds from the start of the collection served here to the start of the next: --collection-interval, or longer when a collection costs more CPU than --collection-cpu-budget allows on average.",
+                      timing.gap)
         return Scrape(collection: scrape.collection, exposition: scrape.exposition + writer.text, sequence: scrape.sequence)
     }
 
     private func collectAndRender() async throws -> Scrape {
         defer { inFlight = nil }
         let started = ContinuousClock.now
+        let cpuAtStart = ProcessCPUClock.seconds()
         let outcome = try await runner.run()
         if case .overdue(_, let overdue) = outcome, overdue.earlierStillRunning, let overdueAnswer {
             return overdueAnswer
@@ -127,7 +136,12 @@ public actor ScrapeCoordinator: Service {
         let scrape = Scrape(collection: collection, exposition: exposition, sequence: collections)
         latest = scrape
         let took = ContinuousClock.now - started
-        latestTiming = (ContinuousClock.now, Double(took.components.seconds) + Double(took.components.attoseconds) / 1e18)
+        let cpu = max(0, ProcessCPUClock.seconds() - cpuAtStart)
+        var gap = 0.0
+        if case let .background(interval, pacing) = freshness {
+            gap = pacing.gap(interval: interval.inSeconds, cpuSeconds: cpu)
+        }
+        latestTiming = (ContinuousClock.now, took.inSeconds, cpu, gap)
         if case .overdue = outcome { overdueAnswer = scrape } else { overdueAnswer = nil }
         return scrape
     }

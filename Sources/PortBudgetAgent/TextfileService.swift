@@ -9,12 +9,14 @@ import ServiceLifecycle
 /// A collection that misses its deadline (`CollectionRunner`) skips that
 /// write with a logged error, and the interval keeps its rhythm; while it
 /// stays stuck, each tick skips at once without starting another. SIGTERM
-/// does not wait for a stuck collection.
+/// does not wait for a stuck collection. A write whose collection cost more
+/// CPU than `pacing` allows starts the next one later, and says so once.
 public struct TextfileService: Service {
     public typealias Collect = @Sendable () -> CollectionResult
 
     private let writer: TextfileWriter
     private let interval: Duration
+    private let pacing: CollectionPacing
     private let top: Int
     private let version: String
     private let budget: NamespaceBudget
@@ -26,12 +28,14 @@ public struct TextfileService: Service {
     /// skipped (`CollectionResult.deadline`; tests shorten it). `observers`
     /// learn each collection and may add families to the file, as they do
     /// to `serve`'s exposition.
-    public init(writer: TextfileWriter, interval: Duration, top: Int, version: String, budget: NamespaceBudget = NamespaceBudget(),
-                deadline: Duration = CollectionResult.deadline, collectorNames: [String] = [],
-                observers: [any CollectionObserver] = [], logger: Logger, collect: @escaping Collect) {
+    public init(writer: TextfileWriter, interval: Duration, pacing: CollectionPacing = .unbounded, top: Int, version: String,
+                budget: NamespaceBudget = NamespaceBudget(), deadline: Duration = CollectionResult.deadline,
+                collectorNames: [String] = [], observers: [any CollectionObserver] = [], logger: Logger,
+                collect: @escaping Collect) {
         self.writer = writer
         self.observers = observers
         self.interval = interval
+        self.pacing = pacing
         self.top = top
         self.version = version
         self.budget = budget
@@ -63,8 +67,10 @@ public struct TextfileService: Service {
         let clock = ContinuousClock()
         try await cancelWhenGracefulShutdown { [self] in
             do {
+                var spacedOut = false
                 while true {
                     let start = clock.now
+                    let cpuAtStart = ProcessCPUClock.seconds()
                     do {
                         try await writeOnce()
                     } catch let error as TextfileError {
@@ -75,7 +81,15 @@ public struct TextfileService: Service {
                         // The old file stays; its mtime shows it going stale.
                         logger.error("textfile not written", metadata: ["error": "\(error)"])
                     }
-                    try await Task.sleep(until: start + interval, clock: clock)
+                    let cpu = ProcessCPUClock.seconds() - cpuAtStart
+                    let gap = pacing.gap(interval: interval.inSeconds, cpuSeconds: cpu)
+                    if (gap > interval.inSeconds) != spacedOut {
+                        spacedOut.toggle()
+                        logger.notice(spacedOut ? "writes spaced out: a collection costs more CPU than --collection-cpu-budget allows"
+                                                : "writes back to every interval",
+                                      metadata: ["cpu_seconds": "\(cpu)", "next_in_seconds": "\(gap)"])
+                    }
+                    try await Task.sleep(until: start + .seconds(gap), clock: clock)
                 }
             } catch is CancellationError {
                 return

@@ -75,6 +75,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(parsing: .unconditional, help: "With --all-namespaces: how often to collect in the background, as a Prometheus duration (scrapes answer from the latest collection).")
     var collectionInterval = "15s"
 
+    @OptionGroup(title: "Pacing across every namespace")
+    var pacingOptions: PacingOptions
+
     @OptionGroup(title: "Failures counted in the kernel")
     var failureOptions: FailureOptions
 
@@ -128,7 +131,8 @@ struct ServeCommand: AsyncParsableCommand {
         // Across every namespace a collection can take seconds: collect in the
         // background and answer scrapes from the latest one.
         let freshness: ScrapeCoordinator.Freshness = collection.allNamespaces
-            ? .background(interval: try PrometheusDuration(parsing: collectionInterval).duration) : .perScrape
+            ? .background(interval: try PrometheusDuration(parsing: collectionInterval).duration,
+                          pacing: pacingOptions.pacing) : .perScrape
         // The heap last: what the evaluator forgot is free by then.
         let observers: [any CollectionObserver] = [evaluator] + (web.map { [$0] } ?? []) + [HeapReleaser(logger: logger)]
         let coordinator = ScrapeCoordinator(top: collection.top, version: PortBudgetCommand.version, observers: observers,

@@ -32,6 +32,9 @@ struct TextfileCommand: AsyncParsableCommand {
     @Option(help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: Logger.Level = .info
 
+    @OptionGroup(title: "Pacing across every namespace")
+    var pacingOptions: PacingOptions
+
     @OptionGroup(title: "Failures counted in the kernel")
     var failureOptions: FailureOptions
 
@@ -62,7 +65,8 @@ struct TextfileCommand: AsyncParsableCommand {
             throw ExitCode(2)
         }
         let service = TextfileService(
-            writer: writer, interval: try PrometheusDuration(parsing: interval).duration, top: collection.top,
+            writer: writer, interval: try PrometheusDuration(parsing: interval).duration,
+            pacing: collection.allNamespaces ? pacingOptions.pacing : .unbounded, top: collection.top,
             version: PortBudgetCommand.version, budget: collection.budget, deadline: source.deadline,
             collectorNames: source.collectors.names, observers: [HeapReleaser(logger: logger)],
             logger: logger, collect: source.collect)

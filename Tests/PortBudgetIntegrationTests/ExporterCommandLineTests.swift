@@ -15,6 +15,15 @@ final class ExporterCommandLineTests: XCTestCase {
         }
     }
 
+    func testServeRejectsABadCPUBudgetWithExitTwo() {
+        for bad in ["-1", "abc", "nan", "inf"] {
+            let output = Command.run([Binaries.portbudget, "serve", "--all-namespaces", "--collection-cpu-budget", bad])
+            XCTAssertEqual(output.status, 2, bad)
+            XCTAssertEqual(output.stderr.split(separator: "\n").count, 1, output.stderr)
+            XCTAssertTrue(output.stderr.contains("--collection-cpu-budget"), output.stderr)
+        }
+    }
+
     func testServeThatCannotBindExitsOneNamingTheAddress() throws {
         let first = try ExporterProcess([Binaries.portbudget, "serve", "--listen", "127.0.0.1:0"])
         let port = try first.await("the listening address in the log") { () -> String? in

@@ -127,6 +127,33 @@ final class ServeAllNamespacesTests: XCTestCase {
         XCTAssertEqual(value(top, "portbudget_tcp_groups", #"netns="\#(quiet.name)""#), 1)
     }
 
+    /// The CPU budget as deployed: a collection costing more than the budget
+    /// allows delays the next one by exactly its CPU over the budget, and the
+    /// scrape says so; 0 keeps the interval whatever a collection costs.
+    func testCollectionsAreSpacedToStayWithinTheCPUBudget() throws {
+        let quiet = try NetworkNamespace(range: (40000, 40099))
+        try quiet.hold(["listen", "--at", "127.0.0.1:8080"])
+        try quiet.hold(["connect", "--to", "127.0.0.1:8080", "--count", "10", "--hold"])
+        // A ten-thousandth of a CPU: 0.3 ms of collecting puts the next collection 3 s away.
+        let (bounded, home) = try startAgent(["--collection-cpu-budget", "0.0001"])
+        let first = try XCTUnwrap(scrape(home), bounded.stderrText)
+        let cpu = try XCTUnwrap(value(first, "portbudget_collection_cpu_seconds", nil), first)
+        let interval = try XCTUnwrap(value(first, "portbudget_collection_interval_seconds", nil))
+        XCTAssertGreaterThan(cpu, 0.0003, "a collection of every namespace costs more than 0.3 ms of CPU")
+        XCTAssertEqual(interval, cpu / 0.0001, accuracy: interval * 1e-9, "the next start is the CPU over the budget away")
+        XCTAssertEqual(value(first, "portbudget_tcp_group_ports_used", group(quiet.name, 8080)), 10)
+        sleep(2)
+        let later = try XCTUnwrap(scrape(home))
+        XCTAssertEqual(value(later, "portbudget_collection_cpu_seconds", nil), cpu, "still the first collection")
+        XCTAssertGreaterThanOrEqual(value(later, "portbudget_collection_age_seconds", nil) ?? 0, 1.9)
+        XCTAssertEqual(bounded.stop()?.status, 0)
+
+        let (unbounded, again) = try startAgent(["--collection-cpu-budget", "0"])
+        let fresh = try XCTUnwrap(freshScrape(again, within: 10), "no bound: a new collection every 250 ms\n" + unbounded.stderrText)
+        XCTAssertEqual(value(fresh, "portbudget_collection_interval_seconds", nil), 0.25)
+        XCTAssertEqual(unbounded.stop()?.status, 0)
+    }
+
     /// Namespaces appear and vanish while `serve --all-namespaces` is scraped
     /// and `check --all-namespaces` runs: every scrape answers, and afterwards
     /// no deleted namespace is reported and no descriptor is left behind.

@@ -62,6 +62,118 @@ final class ScrapeCoordinatorTests: XCTestCase {
     }
 }
 
+/// Background collections against the CPU budget, with collections that
+/// really spend CPU: spaced out when they cost more than it allows, every
+/// interval without it, and the scrape says how far apart and at what cost.
+final class CollectionPacingCoordinatorTests: XCTestCase {
+    /// A collection that spins on its thread for `cpu` seconds of CPU time.
+    final class SpinningCollector: @unchecked Sendable {
+        private let lock = NSLock()
+        private var count = 0
+        let cpu: Double
+        init(cpu: Double) { self.cpu = cpu }
+        var collections: Int { lock.withLock { count } }
+
+        func collect() -> CollectionResult {
+            lock.withLock { count += 1 }
+            let start = Self.threadCPU()
+            while Self.threadCPU() - start < cpu {}
+            return SyntheticCollector.collection()
+        }
+
+        static func threadCPU() -> Double {
+            var now = timespec()
+            clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now)
+            return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
+        }
+    }
+
+    /// Collections in `seconds` of background running, and the last scrape.
+    func run(_ pacing: CollectionPacing, cpu: Double, seconds: Double) async throws -> (collections: Int, scrape: Scrape) {
+        let collector = SpinningCollector(cpu: cpu)
+        let coordinator = ScrapeCoordinator(top: 20, version: "test",
+                                            freshness: .background(interval: .milliseconds(10), pacing: pacing)) {
+            collector.collect()
+        }
+        let background = Task { try await coordinator.run() }
+        try await Task.sleep(for: .seconds(seconds))
+        background.cancel()
+        let scrape = try await coordinator.scrape()
+        return (collector.collections, scrape)
+    }
+
+    func value(_ text: String, _ name: String) -> Double? {
+        text.split(separator: "\n").first { $0.hasPrefix(name + " ") }.flatMap { Double($0.split(separator: " ")[1]) }
+    }
+
+    func testCostlyCollectionsAreSpacedToFitTheBudget() async throws {
+        // 50 ms of CPU each against a tenth of a CPU: one every 0.5 s at most.
+        let (collections, scrape) = try await run(CollectionPacing(cpuBudget: 0.1), cpu: 0.05, seconds: 1.6)
+        XCTAssertGreaterThanOrEqual(collections, 2, "the first collection and the one after its gap")
+        XCTAssertLessThanOrEqual(collections, 4, "1.6 s at one collection per 0.5 s or more")
+        let cpu = try XCTUnwrap(value(scrape.exposition, "portbudget_collection_cpu_seconds"))
+        let gap = try XCTUnwrap(value(scrape.exposition, "portbudget_collection_interval_seconds"))
+        XCTAssertGreaterThanOrEqual(cpu, 0.05)
+        XCTAssertEqual(gap, cpu / 0.1, accuracy: 1e-6, "the gap is the collection's CPU over the budget")
+    }
+
+    /// The textfile loop under the same budget: writes spaced out, a line
+    /// logged once when they are, and every interval without a budget.
+    func testTextfileWritesAreSpacedToFitTheBudget() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("pbpaced-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        func writes(_ pacing: CollectionPacing) async throws -> (collections: Int, log: [String]) {
+            let collector = SpinningCollector(cpu: 0.05)
+            let lines = LockedLines()
+            let logger = Logger(label: "test") { _ in LinesLogHandler(lines: lines) }
+            let service = TextfileService(writer: TextfileWriter(directory: directory.path), interval: .milliseconds(10),
+                                          pacing: pacing, top: 20, version: "test", logger: logger) { collector.collect() }
+            let group = ServiceGroup(configuration: .init(services: [service], logger: logger))
+            let run = Task { try await group.run() }
+            try await Task.sleep(for: .seconds(1.6))
+            await group.triggerGracefulShutdown()
+            try await run.value
+            return (collector.collections, lines.all)
+        }
+        let paced = try await writes(CollectionPacing(cpuBudget: 0.1))
+        XCTAssertGreaterThanOrEqual(paced.collections, 2)
+        XCTAssertLessThanOrEqual(paced.collections, 4, "1.6 s at one write per 0.5 s or more")
+        XCTAssertEqual(paced.log.filter { $0.hasPrefix("writes spaced out") }.count, 1, paced.log.joined(separator: "\n"))
+        let unpaced = try await writes(.unbounded)
+        XCTAssertGreaterThanOrEqual(unpaced.collections, 6)
+        XCTAssertFalse(unpaced.log.contains { $0.hasPrefix("writes spaced out") })
+    }
+
+    final class LockedLines: @unchecked Sendable {
+        private let lock = NSLock()
+        private var lines: [String] = []
+        func append(_ line: String) { lock.withLock { lines.append(line) } }
+        var all: [String] { lock.withLock { lines } }
+    }
+
+    /// Keeps each message, so a test can count what the service logged.
+    struct LinesLogHandler: LogHandler {
+        let lines: LockedLines
+        var metadata: Logger.Metadata = [:]
+        var logLevel: Logger.Level = .trace
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+        func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String,
+                 file: String, function: String, line: UInt) {
+            lines.append("\(message)")
+        }
+    }
+
+    func testWithoutABudgetCollectionsKeepTheInterval() async throws {
+        let (collections, scrape) = try await run(.unbounded, cpu: 0.05, seconds: 1.6)
+        XCTAssertGreaterThanOrEqual(collections, 6, "one every 50 ms of spinning, back to back")
+        XCTAssertEqual(value(scrape.exposition, "portbudget_collection_interval_seconds"), 0.01)
+    }
+}
+
 /// A collection that really blocks — the way a read on a hung mount does —
 /// in the sockdiag collector, after sysctl succeeded, until released.
 final class StuckCollector: @unchecked Sendable {

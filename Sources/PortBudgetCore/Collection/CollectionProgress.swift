@@ -24,11 +24,12 @@ extension CollectionResult {
 }
 
 extension Duration {
+    /// The duration in seconds, as gauges and arithmetic want it.
+    public var inSeconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+
     /// "10 s", "1.5 s": how the deadline reads in messages.
     public var secondsDescription: String {
-        let (seconds, attoseconds) = components
-        if attoseconds == 0 { return "\(seconds) s" }
-        let value = Double(seconds) + Double(attoseconds) / 1e18
-        return "\((value * 1000).rounded() / 1000) s"
+        if components.attoseconds == 0 { return "\(components.seconds) s" }
+        return "\((inSeconds * 1000).rounded() / 1000) s"
     }
 }

@@ -1,0 +1,13 @@
+import Glibc
+
+/// CPU time of the whole process, for `CollectionPacing`: a collection's
+/// work runs on threads of its own (the namespace workers), which a thread
+/// clock would miss.
+enum ProcessCPUClock {
+    /// Seconds of CPU used so far; 0 when the clock cannot be read.
+    static func seconds() -> Double {
+        var now = timespec()
+        guard clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &now) == 0 else { return 0 }
+        return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
+    }
+}

@@ -1,0 +1,31 @@
+import PortBudgetCore
+import XCTest
+
+final class CollectionPacingTests: XCTestCase {
+    func testACheapCollectionKeepsTheInterval() {
+        let pacing = CollectionPacing(cpuBudget: 0.1)
+        XCTAssertEqual(pacing.gap(interval: 15, cpuSeconds: 0.2), 15)
+        XCTAssertEqual(pacing.gap(interval: 15, cpuSeconds: 1.5), 15, "exactly the budget")
+    }
+
+    func testACostlyCollectionSpacesTheNextOneToFitTheBudget() {
+        let pacing = CollectionPacing(cpuBudget: 0.1)
+        XCTAssertEqual(pacing.gap(interval: 15, cpuSeconds: 10), 100, accuracy: 1e-9)
+        XCTAssertEqual(CollectionPacing(cpuBudget: 0.5).gap(interval: 1, cpuSeconds: 3), 6, accuracy: 1e-9)
+    }
+
+    func testZeroNegativeOrNonFiniteBudgetsMeanNoBound() {
+        for budget in [0, -1, Double.nan, Double.infinity] {
+            let pacing = CollectionPacing(cpuBudget: budget)
+            XCTAssertNil(pacing.cpuBudget, "\(budget)")
+            XCTAssertEqual(pacing.gap(interval: 1, cpuSeconds: 50), 1)
+        }
+        XCTAssertEqual(CollectionPacing.unbounded.gap(interval: 0.25, cpuSeconds: 1000), 0.25)
+    }
+
+    func testAnUnreadableCPUTimeKeepsTheInterval() {
+        let pacing = CollectionPacing(cpuBudget: 0.1)
+        XCTAssertEqual(pacing.gap(interval: 15, cpuSeconds: .nan), 15)
+        XCTAssertEqual(pacing.gap(interval: 15, cpuSeconds: -3), 15)
+    }
+}
