@@ -71,7 +71,8 @@ struct CrowdedCensusBench {
         guard crowded.readLine(timeout: 30) != nil else { throw BenchError("the crowded namespace's listener did not start") }
         let quietName = "pid:\(getpid())", crowdedName = "pid:\(crowded.pid)"
         let agent = try Child.spawn([binDir + "/portbudget", "serve", "--netns", quietName, "--netns", crowdedName,
-                                     "--collection-interval", "1s", "--listen", "127.0.0.1:\(Self.agentPort)"], quietStderr: true)
+                                     "--collection-interval", "1s", "--collection-cpu-budget", "0",
+                                     "--listen", "127.0.0.1:\(Self.agentPort)"], quietStderr: true)
         defer { agent.terminate(); _ = try? agent.wait() }
         _ = try awaitMetrics("the agent's first collection") { $0.contains(#"collector="failures""#) ? true : nil }
         let empty = measureEmpty ? try sampleQuietCensus(quietName) : nil
