@@ -23,6 +23,16 @@ final class CollectionPacingTests: XCTestCase {
         XCTAssertEqual(CollectionPacing.unbounded.gap(interval: 0.25, cpuSeconds: 1000), 0.25)
     }
 
+    /// However small the budget, the next collection comes within a day,
+    /// and a gap stays a number a `Duration` can hold.
+    func testATinyBudgetStillCollectsDaily() {
+        let pacing = CollectionPacing(cpuBudget: 1e-300)
+        XCTAssertNotNil(pacing.cpuBudget)
+        XCTAssertEqual(pacing.gap(interval: 15, cpuSeconds: 10), CollectionPacing.longestGap)
+        XCTAssertEqual(pacing.gap(interval: 2 * 86_400, cpuSeconds: 10), 2 * 86_400, "a longer interval is kept")
+        XCTAssertEqual(Duration.seconds(pacing.gap(interval: 15, cpuSeconds: .greatestFiniteMagnitude)).inSeconds, 86_400)
+    }
+
     func testAnUnreadableCPUTimeKeepsTheInterval() {
         let pacing = CollectionPacing(cpuBudget: 0.1)
         XCTAssertEqual(pacing.gap(interval: 15, cpuSeconds: .nan), 15)

@@ -15,6 +15,9 @@ public struct CollectionPacing: Sendable, Equatable {
     public static let defaultCPUBudget = 0.1
     /// No bound: every interval, as long as a collection takes less.
     public static let unbounded = CollectionPacing(cpuBudget: nil)
+    /// The longest the budget delays a collection, in seconds: a day, so a
+    /// budget of a billionth of a CPU still collects daily.
+    public static let longestGap: Double = 86_400
 
     /// `cpuBudget` 0 or below means no bound.
     public init(cpuBudget: Double?) {
@@ -23,9 +26,9 @@ public struct CollectionPacing: Sendable, Equatable {
 
     /// Seconds from the start of a collection that used `cpuSeconds` to the
     /// start of the next: `interval`, or as long as that CPU takes to fit
-    /// the budget.
+    /// the budget, up to `longestGap` (never below `interval`).
     public func gap(interval: Double, cpuSeconds: Double) -> Double {
         guard let cpuBudget, cpuSeconds.isFinite, cpuSeconds > 0 else { return interval }
-        return max(interval, cpuSeconds / cpuBudget)
+        return max(interval, min(cpuSeconds / cpuBudget, Self.longestGap))
     }
 }
