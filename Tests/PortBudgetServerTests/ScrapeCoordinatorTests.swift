@@ -125,8 +125,8 @@ final class CollectionPacingCoordinatorTests: XCTestCase {
         defer { try? FileManager.default.removeItem(at: directory) }
         func writes(_ pacing: CollectionPacing) async throws -> (collections: Int, log: [String]) {
             let collector = SpinningCollector(cpu: 0.05)
-            let lines = LockedLines()
-            let logger = Logger(label: "test") { _ in LinesLogHandler(lines: lines) }
+            let log = CapturedLog()
+            let logger = log.logger
             let service = TextfileService(writer: TextfileWriter(directory: directory.path), interval: .milliseconds(10),
                                           pacing: pacing, top: 20, version: "test", logger: logger) { collector.collect() }
             let group = ServiceGroup(configuration: .init(services: [service], logger: logger))
@@ -134,7 +134,7 @@ final class CollectionPacingCoordinatorTests: XCTestCase {
             try await Task.sleep(for: .seconds(1.6))
             await group.triggerGracefulShutdown()
             try await run.value
-            return (collector.collections, lines.all)
+            return (collector.collections, log.lines.map(\.message))
         }
         let paced = try await writes(CollectionPacing(cpuBudget: 0.1))
         XCTAssertGreaterThanOrEqual(paced.collections, 2)
@@ -143,28 +143,6 @@ final class CollectionPacingCoordinatorTests: XCTestCase {
         let unpaced = try await writes(.unbounded)
         XCTAssertGreaterThanOrEqual(unpaced.collections, 6)
         XCTAssertFalse(unpaced.log.contains { $0.hasPrefix("writes spaced out") })
-    }
-
-    final class LockedLines: @unchecked Sendable {
-        private let lock = NSLock()
-        private var lines: [String] = []
-        func append(_ line: String) { lock.withLock { lines.append(line) } }
-        var all: [String] { lock.withLock { lines } }
-    }
-
-    /// Keeps each message, so a test can count what the service logged.
-    struct LinesLogHandler: LogHandler {
-        let lines: LockedLines
-        var metadata: Logger.Metadata = [:]
-        var logLevel: Logger.Level = .trace
-        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-            get { metadata[key] }
-            set { metadata[key] = newValue }
-        }
-        func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String,
-                 file: String, function: String, line: UInt) {
-            lines.append("\(message)")
-        }
     }
 
     func testWithoutABudgetCollectionsKeepTheInterval() async throws {
