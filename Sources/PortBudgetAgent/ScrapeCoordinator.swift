@@ -112,12 +112,7 @@ public actor ScrapeCoordinator: Service {
                       (ContinuousClock.now - timing.finished).inSeconds)
         writer.single("portbudget_collection_duration_seconds", .gauge,
                       help: "How long the collection served here took.", timing.seconds)
-        writer.single("portbudget_collection_cpu_seconds", .gauge,
-                      help: "CPU seconds the agent used, on all its threads, while it made the collection served here.",
-                      timing.cpuSeconds)
-        writer.single("portbudget_collection_interval_seconds", .gauge,
-                      help: "Seconds from the start of the collection served here to the start of the next: --collection-interval, or longer when a collection costs more CPU than --collection-cpu-budget allows on average.",
-                      timing.gap)
+        writer.pacing(cpuSeconds: timing.cpuSeconds, intervalSeconds: max(timing.gap, timing.seconds))
         return Scrape(collection: scrape.collection, exposition: scrape.exposition + writer.text, sequence: scrape.sequence)
     }
 
@@ -136,7 +131,7 @@ public actor ScrapeCoordinator: Service {
         let scrape = Scrape(collection: collection, exposition: exposition, sequence: collections)
         latest = scrape
         let took = ContinuousClock.now - started
-        let cpu = max(0, ProcessCPUClock.seconds() - cpuAtStart)
+        let cpu = ProcessCPUClock.seconds() - cpuAtStart
         var gap = 0.0
         if case let .background(interval, pacing) = freshness {
             gap = pacing.gap(interval: interval.inSeconds, cpuSeconds: cpu)

@@ -17,6 +17,8 @@ public struct TextfileService: Service {
     private let writer: TextfileWriter
     private let interval: Duration
     private let pacing: CollectionPacing
+    /// Whether the file says what each collection cost (`pacing` given).
+    private let paced: Bool
     private let top: Int
     private let version: String
     private let budget: NamespaceBudget
@@ -27,15 +29,17 @@ public struct TextfileService: Service {
     /// `deadline`: how long a collection may take before its write is
     /// skipped (`CollectionResult.deadline`; tests shorten it). `observers`
     /// learn each collection and may add families to the file, as they do
-    /// to `serve`'s exposition.
-    public init(writer: TextfileWriter, interval: Duration, pacing: CollectionPacing = .unbounded, top: Int, version: String,
+    /// to `serve`'s exposition. `pacing` (`--all-namespaces`): collections
+    /// spaced to fit its CPU budget, and the file says what each cost.
+    public init(writer: TextfileWriter, interval: Duration, pacing: CollectionPacing? = nil, top: Int, version: String,
                 budget: NamespaceBudget = NamespaceBudget(), deadline: Duration = CollectionResult.deadline,
                 collectorNames: [String] = [], observers: [any CollectionObserver] = [], logger: Logger,
                 collect: @escaping Collect) {
         self.writer = writer
         self.observers = observers
         self.interval = interval
-        self.pacing = pacing
+        self.pacing = pacing ?? .unbounded
+        self.paced = pacing != nil
         self.top = top
         self.version = version
         self.budget = budget
@@ -47,6 +51,14 @@ public struct TextfileService: Service {
     /// not be written, `CollectionRunner.Overdue` (nothing written) when the
     /// collection missed its deadline, `CancellationError` on shutdown.
     public func writeOnce() async throws {
+        _ = try await write(cpuAtStart: nil)
+    }
+
+    /// Writes one collection. Given the process's CPU clock at its start
+    /// (`run`'s paced writes, with `--all-namespaces`), the file also says
+    /// what the collection cost and when the next starts; that gap is returned.
+    private func write(cpuAtStart: Double?) async throws -> Double? {
+        let started = ContinuousClock.now
         let collection: CollectionResult
         switch try await runner.run() {
         case .finished(let finished): collection = finished
@@ -58,8 +70,18 @@ public struct TextfileService: Service {
                 logger.warning("collector failed", metadata: ["collector": "\(failed.name)", "error": "\(failed.error ?? "")"])
             }
         }
-        try writer.write(await MetricsExposition.render(collection, top: top, version: version, budget: budget,
-                                                         observers: observers))
+        var text = await MetricsExposition.render(collection, top: top, version: version, budget: budget, observers: observers)
+        guard let cpuAtStart else {
+            try writer.write(text)
+            return nil
+        }
+        let cpu = ProcessCPUClock.seconds() - cpuAtStart
+        let gap = pacing.gap(interval: interval.inSeconds, cpuSeconds: cpu)
+        var gauges = ExpositionWriter()
+        gauges.pacing(cpuSeconds: cpu, intervalSeconds: max(gap, (ContinuousClock.now - started).inSeconds))
+        text += gauges.text
+        try writer.write(text)
+        return gap
     }
 
     public func run() async throws {
@@ -71,8 +93,9 @@ public struct TextfileService: Service {
                 while true {
                     let start = clock.now
                     let cpuAtStart = ProcessCPUClock.seconds()
+                    var gap: Double?
                     do {
-                        try await writeOnce()
+                        gap = try await write(cpuAtStart: paced ? cpuAtStart : nil)
                     } catch let error as TextfileError {
                         // Keep going: a full disk may clear up. node_exporter's
                         // node_textfile_mtime_seconds shows the file going stale.
@@ -81,15 +104,16 @@ public struct TextfileService: Service {
                         // The old file stays; its mtime shows it going stale.
                         logger.error("textfile not written", metadata: ["error": "\(error)"])
                     }
+                    // A write that failed still cost its collection's CPU.
                     let cpu = ProcessCPUClock.seconds() - cpuAtStart
-                    let gap = pacing.gap(interval: interval.inSeconds, cpuSeconds: cpu)
-                    if (gap > interval.inSeconds) != spacedOut {
+                    let next = gap ?? pacing.gap(interval: interval.inSeconds, cpuSeconds: cpu)
+                    if (next > interval.inSeconds) != spacedOut {
                         spacedOut.toggle()
                         logger.notice(spacedOut ? "writes spaced out: a collection costs more CPU than --collection-cpu-budget allows"
                                                 : "writes back to every interval",
-                                      metadata: ["cpu_seconds": "\(cpu)", "next_in_seconds": "\(gap)"])
+                                      metadata: ["cpu_seconds": "\(cpu)", "next_in_seconds": "\(next)"])
                     }
-                    try await Task.sleep(until: start + .seconds(gap), clock: clock)
+                    try await Task.sleep(until: start + .seconds(next), clock: clock)
                 }
             } catch is CancellationError {
                 return

@@ -15,12 +15,14 @@ final class ExporterCommandLineTests: XCTestCase {
         }
     }
 
-    func testServeRejectsABadCPUBudgetWithExitTwo() {
+    func testServeAndTextfileRejectABadCPUBudgetWithExitTwo() {
         for bad in ["-1", "abc", "nan", "inf"] {
-            let output = Command.run([Binaries.portbudget, "serve", "--all-namespaces", "--collection-cpu-budget", bad])
-            XCTAssertEqual(output.status, 2, bad)
-            XCTAssertEqual(output.stderr.split(separator: "\n").count, 1, output.stderr)
-            XCTAssertTrue(output.stderr.contains("--collection-cpu-budget"), output.stderr)
+            for command in [["serve"], ["textfile", "/tmp"]] {
+                let output = Command.run([Binaries.portbudget] + command + ["--all-namespaces", "--collection-cpu-budget", bad])
+                XCTAssertEqual(output.status, 2, bad)
+                XCTAssertEqual(output.stderr.split(separator: "\n").count, 1, output.stderr)
+                XCTAssertTrue(output.stderr.contains("--collection-cpu-budget"), output.stderr)
+            }
         }
     }
 

@@ -115,6 +115,7 @@ final class CollectionPacingCoordinatorTests: XCTestCase {
         let gap = try XCTUnwrap(value(scrape.exposition, "portbudget_collection_interval_seconds"))
         XCTAssertGreaterThanOrEqual(cpu, 0.05)
         XCTAssertEqual(gap, cpu / 0.1, accuracy: 1e-6, "the gap is the collection's CPU over the budget")
+        XCTAssertNotNil(value(scrape.exposition, "portbudget_collection_duration_seconds"))
     }
 
     /// The textfile loop under the same budget: writes spaced out, a line
@@ -140,15 +141,21 @@ final class CollectionPacingCoordinatorTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(paced.collections, 2)
         XCTAssertLessThanOrEqual(paced.collections, 4, "1.6 s at one write per 0.5 s or more")
         XCTAssertEqual(paced.log.filter { $0.hasPrefix("writes spaced out") }.count, 1, paced.log.joined(separator: "\n"))
+        let file = try String(contentsOfFile: TextfileWriter(directory: directory.path).path, encoding: .utf8)
+        XCTAssertGreaterThanOrEqual(value(file, "portbudget_collection_interval_seconds") ?? 0, 0.5,
+                                    "the file says when the next write comes")
+        XCTAssertGreaterThanOrEqual(value(file, "portbudget_collection_cpu_seconds") ?? 0, 0.05)
         let unpaced = try await writes(.unbounded)
-        XCTAssertGreaterThanOrEqual(unpaced.collections, 6)
+        XCTAssertGreaterThanOrEqual(unpaced.collections, 5)
         XCTAssertFalse(unpaced.log.contains { $0.hasPrefix("writes spaced out") })
     }
 
     func testWithoutABudgetCollectionsKeepTheInterval() async throws {
         let (collections, scrape) = try await run(.unbounded, cpu: 0.05, seconds: 1.6)
-        XCTAssertGreaterThanOrEqual(collections, 6, "one every 50 ms of spinning, back to back")
-        XCTAssertEqual(value(scrape.exposition, "portbudget_collection_interval_seconds"), 0.01)
+        XCTAssertGreaterThanOrEqual(collections, 5, "one every 50 ms of spinning, back to back")
+        let took = try XCTUnwrap(value(scrape.exposition, "portbudget_collection_duration_seconds"))
+        XCTAssertEqual(value(scrape.exposition, "portbudget_collection_interval_seconds"), max(0.01, took),
+                       "back to back: each collection's own duration")
     }
 }
 

@@ -8,7 +8,7 @@
 public struct CollectionPacing: Sendable, Equatable {
     /// Average CPUs the agent may spend collecting (0.1: a tenth of one
     /// core); nil: collections start every interval whatever they cost.
-    public var cpuBudget: Double?
+    public let cpuBudget: Double?
 
     /// `--collection-cpu-budget`'s default: a tenth of one CPU, what a node
     /// agent is commonly granted.
