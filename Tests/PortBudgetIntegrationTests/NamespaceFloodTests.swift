@@ -43,7 +43,8 @@ final class NamespaceFloodTests: XCTestCase {
         let agent = try ExporterProcess([
             "nsenter", "--net=/run/netns/\(home.name)", "prlimit", "--nofile=\(Self.openFilesLimit):\(Self.openFilesLimit)", "--",
             Binaries.portbudget, "serve", "--all-namespaces", "--listen", "127.0.0.1:9958",
-            "--collection-interval", "250ms", "--listed-namespaces", "\(Self.listed)", "--config", config,
+            // Unpaced, so the flood's collections follow each other as the test's waits assume.
+            "--collection-interval", "250ms", "--collection-cpu-budget", "0", "--listed-namespaces", "\(Self.listed)", "--config", config,
         ])
         let pid = agent.process.processIdentifier
         _ = try agent.await("/healthz") { home.httpGet("http://127.0.0.1:9958/healthz") }
