@@ -30,8 +30,9 @@ struct ServeCommand: AsyncParsableCommand {
             group every evaluation_interval and posts to its Alertmanagers (see docs/alerting.md).
 
             With --all-namespaces every network namespace on the host is measured in the \
-            background every --collection-interval and a scrape answers from the latest complete \
-            collection (portbudget_collection_age_seconds says how old): each namespace's series \
+            background every --collection-interval, further apart when collections cost more CPU \
+            than --collection-cpu-budget allows on average, and a scrape answers from the latest \
+            complete collection (portbudget_collection_age_seconds says how old): each namespace's series \
             carry a netns label, portbudget_netns_info says who lives in it, --top bounds the group \
             series across all namespaces, and alerts carry the netns label. At most \(NamespaceBudget.defaultListed) \
             namespaces are exported one by one — the host's own, then those owned by the host's user \

@@ -11,7 +11,8 @@ struct TextfileCommand: AsyncParsableCommand {
         abstract: "Write the port budget for node_exporter's textfile collector.",
         discussion: """
             Writes DIR/portbudget.prom (the metrics of 'serve') every --interval until SIGTERM or \
-            SIGINT, or once with --once. Each write goes to DIR/.portbudget.prom.tmp, is fsynced \
+            SIGINT, or once with --once; with --all-namespaces, further apart when collections cost \
+            more CPU than --collection-cpu-budget allows on average. Each write goes to DIR/.portbudget.prom.tmp, is fsynced \
             and renamed into place, so only whole *.prom files are ever visible. Point \
             node_exporter's --collector.textfile.directory at DIR.
 
@@ -66,7 +67,7 @@ struct TextfileCommand: AsyncParsableCommand {
         }
         let service = TextfileService(
             writer: writer, interval: try PrometheusDuration(parsing: interval).duration,
-            pacing: collection.allNamespaces ? pacingOptions.pacing : .unbounded, top: collection.top,
+            pacing: collection.allNamespaces ? pacingOptions.pacing : nil, top: collection.top,
             version: PortBudgetCommand.version, budget: collection.budget, deadline: source.deadline,
             collectorNames: source.collectors.names, observers: [HeapReleaser(logger: logger)],
             logger: logger, collect: source.collect)
