@@ -45,9 +45,9 @@ public actor ScrapeCoordinator: Service {
     public private(set) var latest: Scrape?
     /// How many collections ran (an answer repeated for a stuck collection is not a new one).
     public private(set) var collections = 0
-    /// When the latest collection finished, how long it took, the agent's
-    /// CPU time meanwhile, and the seconds from its start to the next's.
-    private var latestTiming: (finished: ContinuousClock.Instant, seconds: Double, cpuSeconds: Double, gap: Double)?
+    /// When the latest collection finished, how long it took, and the
+    /// agent's CPU time meanwhile (which sets the gap to the next).
+    private var latestTiming: (finished: ContinuousClock.Instant, seconds: Double, cpuSeconds: Double)?
 
     /// `deadline`: how long a collection may take before the scrape is
     /// answered without it (`CollectionResult.deadline`; tests shorten it).
@@ -80,14 +80,14 @@ public actor ScrapeCoordinator: Service {
     /// Runs the background collections until graceful shutdown; returns at
     /// once for `.perScrape`, which needs no service.
     public func run() async throws {
-        guard case let .background(interval, _) = freshness else { return }
+        guard case let .background(interval, pacing) = freshness else { return }
         let clock = ContinuousClock()
         try? await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 let start = clock.now
                 _ = try await OneShot.value(of: self.collectionTask())
-                let gap = await self.latestTiming.map { Duration.seconds($0.gap) } ?? interval
-                try await Task.sleep(until: start + max(interval, gap), clock: clock)
+                let cpu = await self.latestTiming?.cpuSeconds ?? 0
+                try await Task.sleep(until: start + .seconds(pacing.gap(interval: interval.inSeconds, cpuSeconds: cpu)), clock: clock)
             }
         }
     }
@@ -105,14 +105,15 @@ public actor ScrapeCoordinator: Service {
 
     /// A background answer with how old its collection is now, and how long it took.
     private func aged(_ scrape: Scrape) -> Scrape {
-        guard let timing = latestTiming else { return scrape }
+        guard let timing = latestTiming, case let .background(interval, pacing) = freshness else { return scrape }
         var writer = ExpositionWriter()
         writer.single("portbudget_collection_age_seconds", .gauge,
                       help: "Seconds since the collection served here finished: across every namespace, collections run in the background every --collection-interval and a scrape answers from the latest complete one, as collecting per scrape would be too slow.",
                       (ContinuousClock.now - timing.finished).inSeconds)
         writer.single("portbudget_collection_duration_seconds", .gauge,
                       help: "How long the collection served here took.", timing.seconds)
-        writer.pacing(cpuSeconds: timing.cpuSeconds, intervalSeconds: max(timing.gap, timing.seconds))
+        let gap = pacing.gap(interval: interval.inSeconds, cpuSeconds: timing.cpuSeconds)
+        writer.pacing(cpuSeconds: timing.cpuSeconds, intervalSeconds: max(gap, timing.seconds))
         return Scrape(collection: scrape.collection, exposition: scrape.exposition + writer.text, sequence: scrape.sequence)
     }
 
@@ -131,12 +132,7 @@ public actor ScrapeCoordinator: Service {
         let scrape = Scrape(collection: collection, exposition: exposition, sequence: collections)
         latest = scrape
         let took = ContinuousClock.now - started
-        let cpu = ProcessCPUClock.seconds() - cpuAtStart
-        var gap = 0.0
-        if case let .background(interval, pacing) = freshness {
-            gap = pacing.gap(interval: interval.inSeconds, cpuSeconds: cpu)
-        }
-        latestTiming = (ContinuousClock.now, took.inSeconds, cpu, gap)
+        latestTiming = (ContinuousClock.now, took.inSeconds, ProcessCPUClock.seconds() - cpuAtStart)
         if case .overdue = outcome { overdueAnswer = scrape } else { overdueAnswer = nil }
         return scrape
     }

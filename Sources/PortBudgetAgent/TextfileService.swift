@@ -16,9 +16,8 @@ public struct TextfileService: Service {
 
     private let writer: TextfileWriter
     private let interval: Duration
-    private let pacing: CollectionPacing
-    /// Whether the file says what each collection cost (`pacing` given).
-    private let paced: Bool
+    /// Nil: every interval, and the file says nothing of what a collection cost.
+    private let pacing: CollectionPacing?
     private let top: Int
     private let version: String
     private let budget: NamespaceBudget
@@ -38,8 +37,7 @@ public struct TextfileService: Service {
         self.writer = writer
         self.observers = observers
         self.interval = interval
-        self.pacing = pacing ?? .unbounded
-        self.paced = pacing != nil
+        self.pacing = pacing
         self.top = top
         self.version = version
         self.budget = budget
@@ -56,7 +54,7 @@ public struct TextfileService: Service {
 
     /// Writes one collection. Given the process's CPU clock at its start
     /// (`run`'s paced writes, with `--all-namespaces`), the file also says
-    /// what the collection cost and when the next starts; that gap is returned.
+    /// what the collection cost and when the next starts; that CPU is returned.
     private func write(cpuAtStart: Double?) async throws -> Double? {
         let started = ContinuousClock.now
         let collection: CollectionResult
@@ -71,7 +69,7 @@ public struct TextfileService: Service {
             }
         }
         var text = await MetricsExposition.render(collection, top: top, version: version, budget: budget, observers: observers)
-        guard let cpuAtStart else {
+        guard let cpuAtStart, let pacing else {
             try writer.write(text)
             return nil
         }
@@ -81,7 +79,7 @@ public struct TextfileService: Service {
         gauges.pacing(cpuSeconds: cpu, intervalSeconds: max(gap, (ContinuousClock.now - started).inSeconds))
         text += gauges.text
         try writer.write(text)
-        return gap
+        return cpu
     }
 
     public func run() async throws {
@@ -93,9 +91,9 @@ public struct TextfileService: Service {
                 while true {
                     let start = clock.now
                     let cpuAtStart = ProcessCPUClock.seconds()
-                    var gap: Double?
+                    var measured: Double?
                     do {
-                        gap = try await write(cpuAtStart: paced ? cpuAtStart : nil)
+                        measured = try await write(cpuAtStart: cpuAtStart)
                     } catch let error as TextfileError {
                         // Keep going: a full disk may clear up. node_exporter's
                         // node_textfile_mtime_seconds shows the file going stale.
@@ -105,8 +103,8 @@ public struct TextfileService: Service {
                         logger.error("textfile not written", metadata: ["error": "\(error)"])
                     }
                     // A write that failed still cost its collection's CPU.
-                    let cpu = ProcessCPUClock.seconds() - cpuAtStart
-                    let next = gap ?? pacing.gap(interval: interval.inSeconds, cpuSeconds: cpu)
+                    let cpu = measured ?? ProcessCPUClock.seconds() - cpuAtStart
+                    let next = (pacing ?? .unbounded).gap(interval: interval.inSeconds, cpuSeconds: cpu)
                     if (next > interval.inSeconds) != spacedOut {
                         spacedOut.toggle()
                         logger.notice(spacedOut ? "writes spaced out: a collection costs more CPU than --collection-cpu-budget allows"
