@@ -44,6 +44,11 @@ public final class CollectionSource: Sendable {
         /// overflow) are read: `serve` and `textfile` export them and
         /// `check --json` reports them; `check`'s table shows no counter.
         public var extendedCounters = true
+        /// `--all-namespaces`: the CPU seconds after which a collection
+        /// starts no further namespace outside the host-owned ones
+        /// (`CollectionPacing.allowance`; `serve` and `textfile` with a CPU
+        /// budget); nil: only the time budget bounds them.
+        public var cpuAllowance: Double? = nil
 
         public init(procfs: String = "/proc", scope: Scope = .own, snatPortRange: SNATPortRange = .kernelDefault,
                     holders: Int? = MetricsExposition.holdersHostWide, processes: Bool = false,
@@ -91,6 +96,7 @@ public final class CollectionSource: Sendable {
         case let .netns(namespaces): watching = .netns(namespaces)
         case .all:
             watching = .all(AllNamespacesCollector(collectors: collectors, procfs: procfs, cgroups: cgroups, logger: logger,
+                                                   cpuAllowance: configuration.cpuAllowance,
                                                    keepsSessions: configuration.keepsSessions))
         }
         if case .all = configuration.scope { deadline = AllNamespacesCollector.deadline } else { deadline = CollectionResult.deadline }

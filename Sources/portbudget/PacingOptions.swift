@@ -5,7 +5,7 @@ import PortBudgetCore
 /// where one collection can cost seconds of CPU (docs/namespaces.md).
 struct PacingOptions: ParsableArguments {
     @Option(name: .customLong("collection-cpu-budget"), parsing: .unconditional,
-            help: ArgumentHelp("With --all-namespaces: the CPU collections may use on average, in CPUs (0.1 is a tenth of one core). A collection that costs more delays the next one; 0 turns the bound off.",
+            help: ArgumentHelp("With --all-namespaces: the CPU collections may use on average, in CPUs (0.1 is a tenth of one core). A collection that costs more delays the next one, and namespaces outside the host-owned ones are then measured in turn; 0 turns the bound off.",
                                valueName: "cpus"))
     var collectionCPUBudget = CollectionPacing.defaultCPUBudget
 

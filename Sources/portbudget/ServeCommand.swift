@@ -115,6 +115,7 @@ struct ServeCommand: AsyncParsableCommand {
             throw ExitCode(2)
         }
         let address = try ListenAddress(parsing: listen)
+        let interval = try PrometheusDuration(parsing: collectionInterval).duration
         let source: CollectionSource
         do {
             source = try collection.source(logger: logger) { configuration in
@@ -122,6 +123,7 @@ struct ServeCommand: AsyncParsableCommand {
                     configuration.snatPortRange = configured
                 }
                 configuration.failures = failureOptions.programs
+                configuration.cpuAllowance = pacingOptions.pacing.allowance(interval: interval.inSeconds)
             }
         } catch {
             printError("portbudget: \(error)")
@@ -132,8 +134,7 @@ struct ServeCommand: AsyncParsableCommand {
         // Across every namespace a collection can take seconds: collect in the
         // background and answer scrapes from the latest one.
         let freshness: ScrapeCoordinator.Freshness = collection.allNamespaces
-            ? .background(interval: try PrometheusDuration(parsing: collectionInterval).duration,
-                          pacing: pacingOptions.pacing) : .perScrape
+            ? .background(interval: interval, pacing: pacingOptions.pacing) : .perScrape
         // The heap last: what the evaluator forgot is free by then.
         let observers: [any CollectionObserver] = [evaluator] + (web.map { [$0] } ?? []) + [HeapReleaser(logger: logger)]
         let coordinator = ScrapeCoordinator(top: collection.top, version: PortBudgetCommand.version, observers: observers,

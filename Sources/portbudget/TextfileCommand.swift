@@ -58,15 +58,19 @@ struct TextfileCommand: AsyncParsableCommand {
             printError("portbudget: \(error)")
             throw ExitCode(2)
         }
+        let every = try PrometheusDuration(parsing: interval).duration
         let source: CollectionSource
         do {
-            source = try collection.source(logger: logger) { $0.failures = failureOptions.programs }
+            source = try collection.source(logger: logger) { configuration in
+                configuration.failures = failureOptions.programs
+                configuration.cpuAllowance = pacingOptions.pacing.allowance(interval: every.inSeconds)
+            }
         } catch {
             printError("portbudget: \(error)")
             throw ExitCode(2)
         }
         let service = TextfileService(
-            writer: writer, interval: try PrometheusDuration(parsing: interval).duration,
+            writer: writer, interval: every,
             pacing: collection.allNamespaces ? pacingOptions.pacing : nil, top: collection.top,
             version: PortBudgetCommand.version, budget: collection.budget, deadline: source.deadline,
             collectorNames: source.collectors.names, observers: [HeapReleaser(logger: logger)],

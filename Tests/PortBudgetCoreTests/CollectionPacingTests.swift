@@ -38,4 +38,17 @@ final class CollectionPacingTests: XCTestCase {
         XCTAssertEqual(pacing.gap(interval: 15, cpuSeconds: .nan), 15)
         XCTAssertEqual(pacing.gap(interval: 15, cpuSeconds: -3), 15)
     }
+
+    /// What a collection may spend and still be followed an interval later:
+    /// spent exactly, the gap stays the interval.
+    func testTheAllowanceIsWhatKeepsTheInterval() throws {
+        let pacing = CollectionPacing(cpuBudget: 0.1)
+        let allowance = try XCTUnwrap(pacing.allowance(interval: 15))
+        XCTAssertEqual(allowance, 1.5, accuracy: 1e-9)
+        XCTAssertEqual(pacing.gap(interval: 15, cpuSeconds: allowance), 15)
+        XCTAssertGreaterThan(pacing.gap(interval: 15, cpuSeconds: allowance * 1.1), 15)
+        XCTAssertNil(CollectionPacing.unbounded.allowance(interval: 15), "no budget, no allowance")
+        XCTAssertNil(pacing.allowance(interval: 0))
+        XCTAssertNil(pacing.allowance(interval: .infinity))
+    }
 }

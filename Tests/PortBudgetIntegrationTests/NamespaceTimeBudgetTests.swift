@@ -8,6 +8,8 @@ import XCTest
 /// once its time budget is spent, never a host-owned one: with no budget
 /// at all, the `ip netns add` namespace is still measured, the tenant's are
 /// listed unmeasured with the reason, and with time enough all are measured.
+/// Its CPU allowance does the same past the first
+/// `startedPastAllowance`, and the ones left out go first next time.
 final class NamespaceTimeBudgetTests: XCTestCase {
     static let tenantUID: UInt32 = 4244
 
@@ -51,6 +53,52 @@ final class NamespaceTimeBudgetTests: XCTestCase {
         XCTAssertEqual(ample.count, 2)
         for entry in ample {
             XCTAssertEqual(entry.report?.tcp.groups.first?.used, 2, "\(entry.netns.name): its 2-port range drained")
+        }
+    }
+
+    func testTheCPUAllowanceMeasuresATenantsNamespacesInTurn() throws {
+        guard geteuid() == 0 else {
+            try NetworkNamespace.skip("needs root to enter namespaces and run a tenant as another uid", file: #filePath, line: #line)
+            return
+        }
+        let host = try NetworkNamespace(range: (46110, 46119))
+        try host.hold(["listen", "--at", "127.0.0.1:7000"])
+        try host.hold(["connect", "--to", "127.0.0.1:7000", "--count", "3", "--hold"])
+        // More than one collection's share past the allowance, fewer than two.
+        let count = AllNamespacesCollector.startedPastAllowance + 4
+        let tenant = try HeldProcess(["setpriv", "--reuid=\(Self.tenantUID)", "--regid=\(Self.tenantUID)", "--clear-groups", "--",
+                                      Binaries.loadgen, "tenants", "--namespaces", "\(count)", "--range", "40000-40001"])
+        defer { tenant.release() }
+        let made = tenant.firstLine(timeout: 60) ?? ""
+        XCTAssertTrue(made.contains(#""made":\#(count),"error":null"#), made + tenant.stderrText())
+
+        let collectors = CollectorSet.standard(census: SockDiagCollector(attribution: nil, thresholds: Thresholds()),
+                                               snatPortRange: .kernelDefault)
+        // No CPU at all allowed: only the first few past the host-owned ones start.
+        let spent = AllNamespacesCollector(collectors: collectors, procfs: ProcFS(root: "/proc"), cgroups: nil,
+                                           logger: Logger(label: "test"), timeBudget: .infinity, cpuAllowance: 0)
+        var measured: Set<String> = []
+        for round in 0..<3 {
+            let result = spent.collect()
+            let ours = result.namespaces.first { $0.netns.name == host.name }
+            XCTAssertEqual(ours?.report?.tcp.groups.first?.used, 3, "round \(round): the host-owned namespace is measured")
+            let tenants = result.namespaces.filter { $0.netns.unprivilegedOwnerUID == Self.tenantUID }
+            XCTAssertEqual(tenants.count, count, "round \(round): every one of the tenant's namespaces is listed")
+            let collected = tenants.filter { $0.report != nil }
+            XCTAssertLessThanOrEqual(collected.count, AllNamespacesCollector.startedPastAllowance,
+                                     "round \(round): no more started than the allowance lets past")
+            XCTAssertGreaterThan(collected.count, 0, "round \(round): some are measured whatever the allowance")
+            for entry in collected {
+                XCTAssertEqual(entry.report?.tcp.groups.first?.used, 2, "round \(round): \(entry.netns.name) drained")
+            }
+            for entry in tenants where entry.report == nil {
+                XCTAssertEqual(entry.outcomes.first?.error, AllNamespacesCollector.outOfCPU, "round \(round): \(entry.netns.name)")
+            }
+            measured.formUnion(collected.map(\.netns.name))
+            if round == 1 {
+                // The first round's leftovers went first in the second.
+                XCTAssertEqual(measured.count, count, "after two collections every tenant namespace was measured once")
+            }
         }
     }
 }

@@ -31,4 +31,15 @@ public struct CollectionPacing: Sendable, Equatable {
         guard let cpuBudget, cpuSeconds.isFinite, cpuSeconds > 0 else { return interval }
         return max(interval, min(cpuSeconds / cpuBudget, Self.longestGap))
     }
+
+    /// The CPU seconds a collection may cost and still be followed an
+    /// `interval` later; nil without a budget. A collection across every
+    /// namespace stops starting namespaces outside the host-owned ones once
+    /// it has spent this (`AllNamespacesCollector`), so a tenant's
+    /// namespaces cannot space out the host's collections: they are
+    /// measured in turn instead.
+    public func allowance(interval: Double) -> Double? {
+        guard let cpuBudget, interval.isFinite, interval > 0 else { return nil }
+        return cpuBudget * interval
+    }
 }

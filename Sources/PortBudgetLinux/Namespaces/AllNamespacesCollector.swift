@@ -36,6 +36,12 @@ public final class AllNamespacesCollector: @unchecked Sendable {
     public static let timeBudget: Double = 20
     /// The unmeasured reason of a namespace left out for `timeBudget`.
     public static let outOfTime = "not collected: the collection's time budget ran out (collected first next time)"
+    /// The unmeasured reason of a namespace left out for the CPU allowance.
+    public static let outOfCPU = "not collected: the collection's CPU allowance ran out (collected first next time)"
+    /// Namespaces outside the host-owned ones that a collection starts
+    /// whatever its CPU allowance, so they are still measured in turn,
+    /// longest uncollected first, when the host-owned ones alone spend it.
+    public static let startedPastAllowance = 16
 
     /// Namespaces collected at once, whatever the cores, when walks are long.
     /// Each is one thread whose dump walks the kernel's host-wide socket
@@ -130,6 +136,7 @@ public final class AllNamespacesCollector: @unchecked Sendable {
     private let logger: Logger
     private let capacity: Int
     private let budget: Double
+    private let cpuAllowance: Double?
     private let agentUserNamespace: UInt64?
     private let lock = NSLock()
     private var sessions: [UInt64: NamespaceSession] = [:]
@@ -151,12 +158,18 @@ public final class AllNamespacesCollector: @unchecked Sendable {
     /// `openFilesLimit` (the soft RLIMIT_NOFILE) bounds the sessions kept,
     /// and without `keepsSessions` none is kept (one collection only);
     /// `timeBudget` is `AllNamespacesCollector.timeBudget` but in tests.
+    /// With `cpuAllowance` (CPU seconds of the whole process, the pacing's
+    /// `CollectionPacing.allowance`), a collection that has spent it starts
+    /// no further namespace outside the host-owned ones past the first
+    /// `startedPastAllowance`: the rest are listed unmeasured and go first
+    /// next time.
     public init(collectors: CollectorSet, procfs: ProcFS, cgroups: CgroupResolver?, logger: Logger,
                 openFilesLimit: UInt64 = OpenFilesLimit.current, timeBudget: Double = AllNamespacesCollector.timeBudget,
-                keepsSessions: Bool = true) {
+                cpuAllowance: Double? = nil, keepsSessions: Bool = true) {
         self.collectors = collectors
         files = collectors.namespaceFiles
         budget = timeBudget
+        self.cpuAllowance = cpuAllowance
         self.procfs = procfs
         self.cgroups = cgroups
         self.logger = logger
@@ -171,6 +184,7 @@ public final class AllNamespacesCollector: @unchecked Sendable {
     private func collectLocked() -> CollectionResult {
         let progress = CollectionProgressReporting.current
         progress?.collectorStarted("netns discovery")
+        let cpuAtStart = ProcessCPUClock.seconds()
         let scan = NamespaceDiscovery.scan(procfs: procfs)
         let now = Self.monotonicSeconds()
         let seen = Set(scan.sightings.map(\.inode))
@@ -204,14 +218,14 @@ public final class AllNamespacesCollector: @unchecked Sendable {
             defer { opener?.close() }
             while case let position = results.next(), position < order.count {
                 let index = order[position]
-                let late = position >= hostOwned && Self.monotonicSeconds() - now > budget
-                switch work[index] {
-                case let .unmeasured(entry): results[index] = entry
-                case let .kept(session) where late: results[index] = Self.unmeasured(session.info, Self.outOfTime)
-                case let .kept(session): results[index] = collect(session, progress: progress)
-                case let .open(sighting) where late:
-                    results[index] = identify(sighting, names: names).map { Self.unmeasured($0, Self.outOfTime) }
-                case let .open(sighting):
+                let late = lateReason(position: position, hostOwned: hostOwned, started: now, cpuAtStart: cpuAtStart)
+                switch (work[index], late) {
+                case let (.unmeasured(entry), _): results[index] = entry
+                case let (.kept(session), late?): results[index] = Self.unmeasured(session.info, late)
+                case let (.kept(session), nil): results[index] = collect(session, progress: progress)
+                case let (.open(sighting), late?):
+                    results[index] = identify(sighting, names: names).map { Self.unmeasured($0, late) }
+                case let (.open(sighting), nil):
                     let usable = opener.flatMap { $0.isUsable ? $0 : nil } ?? NamespaceOpener()
                     opener = usable
                     results[index] = open(sighting, names: names, conntrack: conntrackLoaded, results: results,
@@ -249,6 +263,20 @@ public final class AllNamespacesCollector: @unchecked Sendable {
         result.keptSessions = sessions.count
         result.openDescriptors = OpenFilesLimit.openDescriptors(procfs: procfs)
         return result
+    }
+
+    /// Why the namespace at `position` of the collection's order is not
+    /// started, or nil: host-owned ones always are; the others not past the
+    /// time budget, nor past the CPU allowance once `startedPastAllowance`
+    /// of them have been (an unreadable clock spends none).
+    private func lateReason(position: Int, hostOwned: Int, started: Double, cpuAtStart: Double) -> String? {
+        guard position >= hostOwned else { return nil }
+        if Self.monotonicSeconds() - started > budget { return Self.outOfTime }
+        if let cpuAllowance, position >= hostOwned + Self.startedPastAllowance,
+           ProcessCPUClock.seconds() - cpuAtStart > cpuAllowance {
+            return Self.outOfCPU
+        }
+        return nil
     }
 
     /// The order namespaces are collected in, so the time budget leaves out
