@@ -46,6 +46,25 @@ final class NamespaceBudgetTests: XCTestCase {
         XCTAssertEqual(tight.failed.map { flooded.namespaces[$0].netns.name }, ["tenant-gone"])
     }
 
+    /// A tenant's namespaces left out for the collection's budget rank after
+    /// its measured ones: a flood measured in turn does not fill the list
+    /// with namespaces nothing is known of this time, nor push its drained
+    /// ones out of it.
+    func testNamespacesLeftOutRankAfterMeasuredOnes() {
+        var namespaces = flooded.namespaces
+        for i in 0..<5 {
+            var left = entry("tenant-later-\(i)", used: nil, tenant: 1000)
+            left.leftOut = true
+            namespaces.insert(left, at: 2)
+        }
+        let split = NamespaceBudget(listed: 6).split(namespaces)
+        XCTAssertEqual(Set(split.listed.map { namespaces[$0].netns.name }),
+                       ["host", "quiet", "busy", "tenant-gone", "tenant-0", "tenant-1"],
+                       "a failed one first, then the measured, the left-out ones last")
+        XCTAssertEqual(split.failed.count, 5, "the left-out ones are counted, not listed")
+        XCTAssertTrue(split.failed.allSatisfy { namespaces[$0].leftOut })
+    }
+
     func testTheExpositionListsTheBudgetAndSumsTheRest() {
         let text = MetricsExposition.render(flooded, top: 20, version: "1", budget: NamespaceBudget(listed: 3))
         let info = text.split(separator: "\n").filter { $0.hasPrefix("portbudget_netns_info{") }

@@ -22,11 +22,16 @@ public struct NamespaceCollection: Sendable {
     public var report: PortBudgetReport?
     /// In the order the collectors ran; the exposition keeps it.
     public var outcomes: [CollectorOutcome]
+    /// Not collected this time, by choice rather than failure: the
+    /// collection's time or CPU budget ran out before its turn (it goes
+    /// first next time). Ranked after every measured namespace of its class.
+    public var leftOut: Bool
 
-    public init(netns: NetnsInfo, report: PortBudgetReport?, outcomes: [CollectorOutcome]) {
+    public init(netns: NetnsInfo, report: PortBudgetReport?, outcomes: [CollectorOutcome], leftOut: Bool = false) {
         self.netns = netns
         self.report = report
         self.outcomes = outcomes
+        self.leftOut = leftOut
     }
 
     /// Why there is no report: the first collector that failed.

@@ -31,10 +31,13 @@ public struct NamespaceBudget: Sendable, Equatable {
     /// The namespaces in the order they claim the budget: the agent's own
     /// first; then those owned by the host's user namespace before those any
     /// user can make, so no tenant crowds a host namespace out; within each,
-    /// unmeasured ones first (nothing is known of them), then worst first.
+    /// failed ones first (nothing is known of them), then worst first, then
+    /// those left out this time (a tenant's flood, measured in turn), which
+    /// would otherwise fill the list and push its measured ones out.
     public static func ranked(_ namespaces: [NamespaceCollection]) -> [Int] {
         func key(_ n: NamespaceCollection) -> (Int, Int, Int, Double) {
-            (n.netns.name == NetnsInfo.ownName ? 0 : 1, n.netns.ownedByHost ? 0 : 1, n.report == nil ? 0 : 1,
+            (n.netns.name == NetnsInfo.ownName ? 0 : 1, n.netns.ownedByHost ? 0 : 1,
+             n.report != nil ? 1 : n.leftOut ? 2 : 0,
              -(n.report?.limits.first?.utilization ?? 0))
         }
         return namespaces.indices.sorted { a, b in
