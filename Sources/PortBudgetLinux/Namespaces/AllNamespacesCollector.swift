@@ -124,6 +124,17 @@ public final class AllNamespacesCollector: @unchecked Sendable {
         }
         func fail(_ inode: UInt64, _ info: NetnsInfo, _ error: String) { lock.withLock { failed[inode] = (info, error) } }
         private var taken = 0
+        private var othersStarted = 0
+        /// Whether one more namespace outside the host-owned ones may start,
+        /// counting it if so: always the first `startedPastAllowance`,
+        /// then only while the CPU allowance is not spent.
+        func startOther(allowanceSpent: Bool) -> Bool {
+            lock.withLock {
+                guard !allowanceSpent || othersStarted < AllNamespacesCollector.startedPastAllowance else { return false }
+                othersStarted += 1
+                return true
+            }
+        }
         /// The next position in the collection's order for a worker to take.
         func next() -> Int { lock.withLock { taken += 1; return taken - 1 } }
     }
@@ -146,9 +157,11 @@ public final class AllNamespacesCollector: @unchecked Sendable {
     /// The namespaces whose sessions should be kept, best ranked first, from the last collection.
     private var preferred: Set<UInt64> = []
     private var failures: [UInt64: (info: NetnsInfo, error: String, at: Double)] = [:]
-    /// When each namespace was last collected, so those left out for the
-    /// time budget (or never collected) go first among their peers.
+    /// When each namespace was last collected, and first seen, so those
+    /// outside the host-owned ones take turns: the longest unmeasured first,
+    /// a new one after those waiting before it.
     private var lastCollected: [UInt64: Double] = [:]
+    private var firstSeen: [UInt64: Double] = [:]
     /// Failure reasons already logged, so a host full of pods logs a missing
     /// privilege once, not once per pod and scrape.
     private var loggedReasons: Set<String> = []
@@ -193,6 +206,8 @@ public final class AllNamespacesCollector: @unchecked Sendable {
         failures = failures.filter { seen.contains($0.key) }
         known = known.filter { seen.contains($0.key) }
         lastCollected = lastCollected.filter { seen.contains($0.key) }
+        firstSeen = firstSeen.filter { seen.contains($0.key) }
+        for inode in seen where firstSeen[inode] == nil { firstSeen[inode] = now }
         let conntrackLoaded = ConntrackCollector.loaded(procfs: procfs)
         var slots: [Slot] = []
         for sighting in scan.sightings {
@@ -218,13 +233,18 @@ public final class AllNamespacesCollector: @unchecked Sendable {
             defer { opener?.close() }
             while case let position = results.next(), position < order.count {
                 let index = order[position]
-                let late = lateReason(position: position, hostOwned: hostOwned, started: now, cpuAtStart: cpuAtStart)
+                if case let .unmeasured(entry) = work[index] {
+                    results[index] = entry
+                    continue
+                }
+                let late = position < hostOwned ? nil
+                    : lateReason(started: now, cpuAtStart: cpuAtStart, results: results)
                 switch (work[index], late) {
-                case let (.unmeasured(entry), _): results[index] = entry
-                case let (.kept(session), late?): results[index] = Self.unmeasured(session.info, late)
+                case (.unmeasured, _): continue
+                case let (.kept(session), late?): results[index] = Self.leftOut(session.info, late)
                 case let (.kept(session), nil): results[index] = collect(session, progress: progress)
                 case let (.open(sighting), late?):
-                    results[index] = identify(sighting, names: names).map { Self.unmeasured($0, late) }
+                    results[index] = identify(sighting, names: names).map { Self.leftOut($0, late) }
                 case let (.open(sighting), nil):
                     let usable = opener.flatMap { $0.isUsable ? $0 : nil } ?? NamespaceOpener()
                     opener = usable
@@ -265,33 +285,34 @@ public final class AllNamespacesCollector: @unchecked Sendable {
         return result
     }
 
-    /// Why the namespace at `position` of the collection's order is not
-    /// started, or nil: host-owned ones always are; the others not past the
-    /// time budget, nor past the CPU allowance once `startedPastAllowance`
-    /// of them have been (an unreadable clock spends none).
-    private func lateReason(position: Int, hostOwned: Int, started: Double, cpuAtStart: Double) -> String? {
-        guard position >= hostOwned else { return nil }
+    /// Why a namespace outside the host-owned ones is not started, or nil
+    /// (then it counts as started): not past the time budget, nor past the
+    /// CPU allowance once `startedPastAllowance` of them have started (an
+    /// unreadable clock spends none).
+    private func lateReason(started: Double, cpuAtStart: Double, results: Results) -> String? {
         if Self.monotonicSeconds() - started > budget { return Self.outOfTime }
-        if let cpuAllowance, position >= hostOwned + Self.startedPastAllowance,
-           ProcessCPUClock.seconds() - cpuAtStart > cpuAllowance {
-            return Self.outOfCPU
-        }
-        return nil
+        let spent = cpuAllowance.map { ProcessCPUClock.seconds() - cpuAtStart > $0 } ?? false
+        return results.startOther(allowanceSpent: spent) ? nil : Self.outOfCPU
     }
 
-    /// The order namespaces are collected in, so the time budget leaves out
-    /// a tenant's rather than the host's: the agent's own and host-owned
-    /// ones first (kept sessions are the best ranked; bound ones are made by
-    /// root tools), then those not yet named, then those in unprivileged
-    /// users' user namespaces; within each, the longest uncollected first.
-    /// Returns the order and how many at its head are host-owned.
+    /// The order namespaces are collected in, so the time budget and the
+    /// CPU allowance leave out a tenant's rather than the host's: the
+    /// agent's own and host-owned ones first (bound ones are made by root
+    /// tools), the longest uncollected first; then every other, those not
+    /// yet named and those in unprivileged users' user namespaces, in turn:
+    /// by when each was last collected or, never collected, first seen (and
+    /// then before one collected at that time), so a tenant's new namespaces
+    /// wait behind its older ones rather than keep them out. Returns the
+    /// order and how many at its head are host-owned.
     private func collectionOrder(_ sightings: [NamespaceDiscovery.Sighting]) -> (order: [Int], hostOwned: Int) {
-        func tier(_ sighting: NamespaceDiscovery.Sighting) -> Int {
-            if sighting.name != nil { return 0 }
-            guard let info = known[sighting.inode] else { return 1 }
-            return info.ownedByHost ? 0 : 2
+        func hostOwned(_ sighting: NamespaceDiscovery.Sighting) -> Bool {
+            sighting.name != nil || known[sighting.inode]?.ownedByHost == true
         }
-        let keys = sightings.map { (tier($0), lastCollected[$0.inode] ?? 0) }
+        let keys = sightings.map { sighting -> (Int, Double, Int) in
+            let last = lastCollected[sighting.inode]
+            return hostOwned(sighting) ? (0, last ?? 0, 0)
+                : (1, last ?? firstSeen[sighting.inode] ?? 0, last == nil ? 0 : 1)
+        }
         let order = sightings.indices.sorted { a, b in
             if keys[a] != keys[b] { return keys[a] < keys[b] }
             return a < b
@@ -346,6 +367,13 @@ public final class AllNamespacesCollector: @unchecked Sendable {
     static func unmeasured(_ info: NetnsInfo, _ error: String) -> NamespaceCollection {
         NamespaceCollection(netns: info, report: nil,
                             outcomes: [CollectorOutcome(name: NetnsInfo.enteringCollector, seconds: 0, error: error)])
+    }
+
+    /// Not collected this time for the time budget or the CPU allowance.
+    static func leftOut(_ info: NetnsInfo, _ reason: String) -> NamespaceCollection {
+        var entry = unmeasured(info, reason)
+        entry.leftOut = true
+        return entry
     }
 
     /// One warning per distinct reason (the path stripped), naming the first namespace it hit.
