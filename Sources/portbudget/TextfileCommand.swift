@@ -63,7 +63,8 @@ struct TextfileCommand: AsyncParsableCommand {
         do {
             source = try collection.source(logger: logger) { configuration in
                 configuration.failures = failureOptions.programs
-                configuration.cpuAllowance = pacingOptions.pacing.allowance(interval: every.inSeconds)
+                // One write has no next one to take turns in: it measures every namespace.
+                if !once { configuration.cpuAllowance = pacingOptions.pacing.allowance(interval: every.inSeconds) }
             }
         } catch {
             printError("portbudget: \(error)")
