@@ -12,8 +12,10 @@ import PortBudgetCore
 /// after the other observers (the evaluator forgets first).
 public struct HeapReleaser: CollectionObserver {
     /// Free heap bytes from which the pages are given back: below it the
-    /// walk over malloc's free lists is not worth its time.
-    public static let freeBytesThreshold = 16 << 20
+    /// walk over malloc's free lists is not worth its time. Half the 8 MB a
+    /// tenant's flood may leave behind (docs/namespaces.md): at 16 MiB, a
+    /// flood measured in turn left 15.6 MB free and resident for good.
+    public static let freeBytesThreshold = 4 << 20
 
     /// At most this many malloc arenas. glibc gives each new thread an arena
     /// of its own up to 8 per core; the collection workers, NIO's and Swift's
@@ -55,7 +57,7 @@ public struct HeapReleaser: CollectionObserver {
             after = Self.usage()
         }
         writer.family("portbudget_heap_bytes", .gauge,
-                      help: "Bytes of the agent's C heap (glibc malloc) after the collection: in use, and free (kept for reuse; its whole pages are given back to the kernel once 16 MiB or more are free).",
+                      help: "Bytes of the agent's C heap (glibc malloc) after the collection: in use, and free (kept for reuse; its whole pages are given back to the kernel once \(Self.freeBytesThreshold >> 20) MiB or more are free).",
                       [.init([("state", "in_use")], Double(after.inUse)), .init([("state", "free")], Double(after.free))])
     }
 }
