@@ -13,22 +13,30 @@ import XCTest
 final class NamespaceTimeBudgetTests: XCTestCase {
     static let tenantUID: UInt32 = 4244
 
-    func testTheBudgetLeavesOutATenantsNamespacesNeverAHostOwnedOne() throws {
+    /// A host-owned namespace with 3 connections in a 10-port range from
+    /// `firstPort`, and the tenant's `count` namespaces, each with its 2-port
+    /// range drained; nil (skipped) when not root.
+    func hostAndTenant(firstPort: Int, count: Int) throws -> (host: NetworkNamespace, tenant: HeldProcess)? {
         guard geteuid() == 0 else {
             try NetworkNamespace.skip("needs root to enter namespaces and run a tenant as another uid", file: #filePath, line: #line)
-            return
+            return nil
         }
-        let host = try NetworkNamespace(range: (46100, 46109))
+        let host = try NetworkNamespace(range: (firstPort, firstPort + 9))
         try host.hold(["listen", "--at", "127.0.0.1:7000"])
         try host.hold(["connect", "--to", "127.0.0.1:7000", "--count", "3", "--hold"])
         let tenant = try HeldProcess(["setpriv", "--reuid=\(Self.tenantUID)", "--regid=\(Self.tenantUID)", "--clear-groups", "--",
-                                      Binaries.loadgen, "tenants", "--namespaces", "2", "--range", "40000-40001"])
-        defer { tenant.release() }
-        let made = tenant.firstLine(timeout: 30) ?? ""
-        XCTAssertTrue(made.contains(#""made":2,"error":null"#), made + tenant.stderrText())
+                                      Binaries.loadgen, "tenants", "--namespaces", "\(count)", "--range", "40000-40001"])
+        let made = tenant.firstLine(timeout: 60) ?? ""
+        XCTAssertTrue(made.contains(#""made":\#(count),"error":null"#), made + tenant.stderrText())
+        return (host, tenant)
+    }
 
-        let collectors = CollectorSet.standard(census: SockDiagCollector(attribution: nil, thresholds: Thresholds()),
-                                               snatPortRange: .kernelDefault)
+    let collectors = CollectorSet.standard(census: SockDiagCollector(attribution: nil, thresholds: Thresholds()),
+                                           snatPortRange: .kernelDefault)
+
+    func testTheBudgetLeavesOutATenantsNamespacesNeverAHostOwnedOne() throws {
+        guard let (host, tenant) = try hostAndTenant(firstPort: 46100, count: 2) else { return }
+        defer { tenant.release() }
         func collector(budget: Double) -> AllNamespacesCollector {
             AllNamespacesCollector(collectors: collectors, procfs: ProcFS(root: "/proc"), cgroups: nil,
                                    logger: Logger(label: "test"), timeBudget: budget)
@@ -57,24 +65,11 @@ final class NamespaceTimeBudgetTests: XCTestCase {
     }
 
     func testTheCPUAllowanceMeasuresATenantsNamespacesInTurn() throws {
-        guard geteuid() == 0 else {
-            try NetworkNamespace.skip("needs root to enter namespaces and run a tenant as another uid", file: #filePath, line: #line)
-            return
-        }
-        let host = try NetworkNamespace(range: (46110, 46119))
-        try host.hold(["listen", "--at", "127.0.0.1:7000"])
-        try host.hold(["connect", "--to", "127.0.0.1:7000", "--count", "3", "--hold"])
         // More than one collection's share past the allowance, fewer than two.
         let share = AllNamespacesCollector.startedPastAllowance
         let count = share + 4
-        let tenant = try HeldProcess(["setpriv", "--reuid=\(Self.tenantUID)", "--regid=\(Self.tenantUID)", "--clear-groups", "--",
-                                      Binaries.loadgen, "tenants", "--namespaces", "\(count)", "--range", "40000-40001"])
+        guard let (host, tenant) = try hostAndTenant(firstPort: 46110, count: count) else { return }
         defer { tenant.release() }
-        let made = tenant.firstLine(timeout: 60) ?? ""
-        XCTAssertTrue(made.contains(#""made":\#(count),"error":null"#), made + tenant.stderrText())
-
-        let collectors = CollectorSet.standard(census: SockDiagCollector(attribution: nil, thresholds: Thresholds()),
-                                               snatPortRange: .kernelDefault)
         // No CPU at all allowed: only the first few past the host-owned ones start.
         let spent = AllNamespacesCollector(collectors: collectors, procfs: ProcFS(root: "/proc"), cgroups: nil,
                                            logger: Logger(label: "test"), timeBudget: .infinity, cpuAllowance: 0)
