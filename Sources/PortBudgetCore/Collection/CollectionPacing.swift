@@ -36,8 +36,8 @@ public struct CollectionPacing: Sendable, Equatable {
     /// `interval` later; nil without a budget. A collection across every
     /// namespace stops starting namespaces outside the host-owned ones once
     /// it has spent this (`AllNamespacesCollector`), so a tenant's
-    /// namespaces cannot space out the host's collections: they are
-    /// measured in turn instead.
+    /// namespaces are measured in turn instead of spacing out the host's
+    /// collections (what is in flight then still costs beyond it).
     public func allowance(interval: Double) -> Double? {
         guard let cpuBudget, interval.isFinite, interval > 0 else { return nil }
         return cpuBudget * interval

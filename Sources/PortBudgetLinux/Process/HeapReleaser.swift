@@ -12,9 +12,9 @@ import PortBudgetCore
 /// after the other observers (the evaluator forgets first).
 public struct HeapReleaser: CollectionObserver {
     /// Free heap bytes from which the pages are given back: below it the
-    /// walk over malloc's free lists is not worth its time. Half the 8 MB a
-    /// tenant's flood may leave behind (docs/namespaces.md): at 16 MiB, a
-    /// flood measured in turn left 15.6 MB free and resident for good.
+    /// walk over malloc's free lists is not worth its time. Half the 8 MB
+    /// the flood benchmark lets a tenant leave behind (docs/benchmarks.md):
+    /// at 16 MiB, a flood measured in turn left 15.6 MB free and resident.
     public static let freeBytesThreshold = 4 << 20
 
     /// At most this many malloc arenas. glibc gives each new thread an arena
