@@ -233,19 +233,21 @@ public final class AllNamespacesCollector: @unchecked Sendable {
             defer { opener?.close() }
             while case let position = results.next(), position < order.count {
                 let index = order[position]
-                if case let .unmeasured(entry) = work[index] {
-                    results[index] = entry
-                    continue
+                // Once per namespace about to start (nil counts it as started);
+                // a host-owned one always starts.
+                func late() -> String? {
+                    position < hostOwned ? nil : lateReason(started: now, cpuAtStart: cpuAtStart, results: results)
                 }
-                let late = position < hostOwned ? nil
-                    : lateReason(started: now, cpuAtStart: cpuAtStart, results: results)
-                switch (work[index], late) {
-                case (.unmeasured, _): continue
-                case let (.kept(session), late?): results[index] = Self.leftOut(session.info, late)
-                case let (.kept(session), nil): results[index] = collect(session, progress: progress)
-                case let (.open(sighting), late?):
-                    results[index] = identify(sighting, names: names).map { Self.leftOut($0, late) }
-                case let (.open(sighting), nil):
+                switch work[index] {
+                case let .unmeasured(entry): results[index] = entry
+                case let .kept(session):
+                    results[index] = late().map { Self.unmeasured(session.info, $0, leftOut: true) }
+                        ?? collect(session, progress: progress)
+                case let .open(sighting):
+                    if let late = late() {
+                        results[index] = identify(sighting, names: names).map { Self.unmeasured($0, late, leftOut: true) }
+                        continue
+                    }
                     let usable = opener.flatMap { $0.isUsable ? $0 : nil } ?? NamespaceOpener()
                     opener = usable
                     results[index] = open(sighting, names: names, conntrack: conntrackLoaded, results: results,
@@ -364,16 +366,11 @@ public final class AllNamespacesCollector: @unchecked Sendable {
         }
     }
 
-    static func unmeasured(_ info: NetnsInfo, _ error: String) -> NamespaceCollection {
+    /// `leftOut`: not collected this time for the time budget or the CPU allowance.
+    static func unmeasured(_ info: NetnsInfo, _ error: String, leftOut: Bool = false) -> NamespaceCollection {
         NamespaceCollection(netns: info, report: nil,
-                            outcomes: [CollectorOutcome(name: NetnsInfo.enteringCollector, seconds: 0, error: error)])
-    }
-
-    /// Not collected this time for the time budget or the CPU allowance.
-    static func leftOut(_ info: NetnsInfo, _ reason: String) -> NamespaceCollection {
-        var entry = unmeasured(info, reason)
-        entry.leftOut = true
-        return entry
+                            outcomes: [CollectorOutcome(name: NetnsInfo.enteringCollector, seconds: 0, error: error)],
+                            leftOut: leftOut)
     }
 
     /// One warning per distinct reason (the path stripped), naming the first namespace it hit.
